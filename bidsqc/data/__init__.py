@@ -1,0 +1,81 @@
+"""Package data: the bundled template, report templates and network weights.
+
+Everything bidsqc needs at run time ships inside the package; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+
+__all__ = [
+    "DATA_DIR",
+    "HEAD_BOX_SHAPE",
+    "TEMPLATE_DIR",
+    "TEMPLATE_NAME",
+    "Template",
+    "load_template",
+    "template_path",
+]
+
+DATA_DIR = Path(__file__).parent
+TEMPLATE_NAME = "MNI152NLin2009cSym"
+TEMPLATE_DIR = DATA_DIR / f"tpl-{TEMPLATE_NAME}"
+#: Voxels of the 2 mm template-space box (192 x 224 x 192 mm) that holds an adult head.
+HEAD_BOX_SHAPE = (96, 112, 96)
+
+
+def template_path(resolution: int, key: str) -> Path:
+    """Path of one bundled template file, e.g. ``template_path(2, "desc-brain_mask")``."""
+    path = TEMPLATE_DIR / f"tpl-{TEMPLATE_NAME}_res-{resolution}_{key}.nii.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"bundled template file is missing: {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class Template:
+    """The template at one resolution, as arrays on one grid."""
+
+    resolution: int
+    affine: np.ndarray
+    t1w: np.ndarray
+    brain_mask: np.ndarray
+    gm: np.ndarray
+    wm: np.ndarray
+    csf: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.t1w.shape
+
+    @property
+    def zooms(self) -> tuple[float, float, float]:
+        return tuple(float(z) for z in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+
+@cache
+def load_template(resolution: int = 2) -> Template:
+    """Load the bundled template (cached: every caller shares one read-only copy)."""
+    t1w_img = nb.load(template_path(resolution, "T1w"))
+
+    def read(key: str) -> np.ndarray:
+        data = nb.load(template_path(resolution, key)).get_fdata(dtype=np.float32)
+        data.setflags(write=False)
+        return data
+
+    mask = read("desc-brain_mask") > 0
+    mask.setflags(write=False)
+    return Template(
+        resolution=resolution,
+        affine=t1w_img.affine,
+        t1w=read("T1w"),
+        brain_mask=mask,
+        gm=read("label-GM_probseg"),
+        wm=read("label-WM_probseg"),
+        csf=read("label-CSF_probseg"),
+    )
