@@ -1,0 +1,110 @@
+"""Load an anatomical image and refuse the ones that cannot be quality-controlled.
+
+Each fault has its own exception type, and every message quotes the path and names the fault,
+so that a failed row in the QC table tells the user what to do.
+
+What a 4D image gets: a 4th dimension of length 1 is squeezed away and the image is processed;
+a series of several volumes (multi-echo or repeated T1w stored as 4D) fails, because which volume,
+or which combination of them, a user wants to QC is not ours to guess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+
+__all__ = [
+    "MAX_VOXEL_SIZE_MM",
+    "MIN_VOXEL_SIZE_MM",
+    "ImageCheckError",
+    "check_sidecar",
+    "load_anatomical",
+]
+
+#: Slices thicker than this leave the 2 mm grid more than half interpolated.
+MAX_VOXEL_SIZE_MM = 4.5
+#: Finer than any in-vivo brain acquisition: such a header is almost certainly wrong.
+MIN_VOXEL_SIZE_MM = 0.1
+#: Fewer voxels than this along an axis cannot hold a brain at any plausible resolution.
+MIN_AXIS_VOXELS = 8
+
+
+class ImageCheckError(ValueError):
+    """An image that bidsqc cannot quality-control; the message says why."""
+
+
+def check_sidecar(path: str | os.PathLike) -> dict:
+    """Parse a JSON sidecar, failing with the path and the parser's position if it is broken."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ImageCheckError(f"JSON sidecar '{path}' is not valid JSON: {err}") from err
+
+
+def load_anatomical(path: str | os.PathLike) -> nb.Nifti1Image:
+    """Load a 3D anatomical image as float32, after checking that it can be QC'd.
+
+    Raises :class:`ImageCheckError` for a missing target (a dangling symlink, as in a DataLad
+    dataset whose content was not fetched), an empty or truncated file, a 4D series, voxel
+    sizes outside [:data:`MIN_VOXEL_SIZE_MM`, :data:`MAX_VOXEL_SIZE_MM`] mm, non-finite values,
+    and an image without contrast (constant, e.g. all zero).
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ImageCheckError(
+            f"'{path}' is a broken symlink (to '{os.readlink(path)}'); "
+            "if this is a DataLad dataset, run `datalad get` on it"
+        )
+    if not path.is_file():
+        raise ImageCheckError(f"'{path}' does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise ImageCheckError(f"'{path}' is an empty file (0 bytes)")
+    try:
+        img = nb.load(path)
+        data = np.asanyarray(img.dataobj)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as err:
+        raise ImageCheckError(f"'{path}' is truncated or corrupt: {err}") from err
+    except nb.filebasedimages.ImageFileError as err:
+        raise ImageCheckError(f"'{path}' is not a readable NIfTI image: {err}") from err
+    except ValueError as err:
+        raise ImageCheckError(f"'{path}' has an inconsistent header: {err}") from err
+
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        raise ImageCheckError(
+            f"'{path}' is 4D with {data.shape[3]} volumes; bidsqc checks 3D anatomicals: "
+            "split the series or combine its echoes first"
+        )
+    if data.ndim != 3:
+        raise ImageCheckError(f"'{path}' has {data.ndim} dimensions {data.shape}, expected 3")
+    if min(data.shape) < MIN_AXIS_VOXELS:
+        raise ImageCheckError(f"'{path}' has shape {data.shape}: too few voxels for a brain")
+
+    zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    if not np.all(np.isfinite(zooms)) or np.linalg.matrix_rank(img.affine[:3, :3]) < 3:
+        raise ImageCheckError(f"'{path}' has a singular or non-finite affine")
+    if zooms.max() > MAX_VOXEL_SIZE_MM or zooms.min() < MIN_VOXEL_SIZE_MM:
+        sizes = " x ".join(f"{z:.2f}" for z in zooms)
+        raise ImageCheckError(
+            f"'{path}' has voxels of {sizes} mm; bidsqc needs every voxel dimension within "
+            f"[{MIN_VOXEL_SIZE_MM}, {MAX_VOXEL_SIZE_MM}] mm"
+        )
+
+    data = data.astype(np.float32)
+    n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if n_bad:
+        raise ImageCheckError(f"'{path}' has {n_bad} NaN or infinite voxels")
+    if data.max() == data.min():
+        raise ImageCheckError(f"'{path}' is constant (every voxel is {data.flat[0]:g})")
+
+    out = nb.Nifti1Image(data, img.affine)
+    out.header.set_xyzt_units("mm")
+    return out

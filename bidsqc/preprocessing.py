@@ -1,0 +1,182 @@
+"""Bring an anatomical image into template space: reorient, resample, register, crop.
+
+Every function takes and returns nibabel images (or arrays), so each one can be tested alone
+and wrapped by a thin nipype interface (:mod:`bidsqc.interfaces.preprocessing`).
+
+The bundled template is brain-extracted, while most raw BIDS data are full-head. Registering a
+head to a brain makes the optimiser shrink the scalp onto the brain outline. So each image is
+registered twice: to the template as it is, and to a *head-like* version of it in which shells
+of CSF, skull and scalp surround the brain (:func:`head_like_template`). The alignment whose
+brain agrees best with the template brain (normalised mutual information inside the dilated
+brain mask) wins; skull-stripped inputs pick the first, full-head inputs the second.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import ants
+import nibabel as nb
+import numpy as np
+from scipy import ndimage as ndi
+
+from bidsqc.data import Template, load_template
+
+__all__ = [
+    "RegistrationResult",
+    "estimate_bias_field",
+    "head_like_template",
+    "normalised_mutual_information",
+    "register_to_template",
+    "reorient_to_ras",
+    "resample_to_zoom",
+]
+
+#: Scale factors of an affine to the template outside this range mean a failed registration.
+PLAUSIBLE_SCALE = (0.6, 1.6)
+#: Seed for the random metric sampling of antsRegistration; pinned for reproducibility.
+ANTS_SEED = 20261123
+
+
+def reorient_to_ras(img: nb.Nifti1Image) -> nb.Nifti1Image:
+    """Permute and flip the voxel axes to the closest RAS+ orientation (no interpolation)."""
+    return nb.as_closest_canonical(img)
+
+
+def _to_ants(img: nb.Nifti1Image) -> ants.ANTsImage:
+    return ants.from_nibabel_nifti(nb.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine))
+
+
+def _to_nibabel(image: ants.ANTsImage) -> nb.Nifti1Image:
+    out = ants.to_nibabel_nifti(image)
+    out.header.set_xyzt_units("mm")
+    return out
+
+
+def resample_to_zoom(img: nb.Nifti1Image, zoom: float = 2.0) -> nb.Nifti1Image:
+    """Resample to isotropic ``zoom`` mm voxels with linear interpolation.
+
+    Axes finer than ``zoom`` are first low-pass filtered with a Gaussian whose FWHM makes up the
+    difference, :math:`\\sigma = \\sqrt{z^2 - z_0^2} / 2.355`, so that downsampling a 0.7 mm
+    image does not alias its noise into the 2 mm grid.
+    """
+    image = _to_ants(img)
+    native = np.array(image.spacing)
+    sigma = np.sqrt(np.clip(zoom**2 - native**2, 0, None)) / 2.355
+    if np.any(sigma > 0):
+        image = ants.smooth_image(image, tuple(sigma), sigma_in_physical_coordinates=True)
+    return _to_nibabel(ants.resample_image(image, (zoom,) * 3, use_voxels=False, interp_type=0))
+
+
+@cache
+def head_like_template(resolution: int = 2) -> np.ndarray:
+    """The template brain wrapped in shells of CSF, skull and scalp.
+
+    Distances outside the brain mask: 0–5 mm dark CSF, 5–9 mm dark bone, 9–15 mm bright scalp
+    (80 % of white matter), smoothed by one voxel. Mutual information only needs the layout of
+    bright and dark shells, so the same image serves T1w and FLAIR.
+    """
+    tpl = load_template(resolution)
+    distance = ndi.distance_transform_edt(~tpl.brain_mask, sampling=tpl.zooms)
+    wm = float(np.median(tpl.t1w[tpl.wm > 0.9]))
+    head = tpl.t1w.copy()
+    head[(distance > 0) & (distance <= 5)] = 0.15 * wm
+    head[(distance > 5) & (distance <= 9)] = 0.10 * wm
+    head[(distance > 9) & (distance <= 15)] = 0.80 * wm
+    head = ndi.gaussian_filter(head, 0.8).astype(np.float32)
+    head.setflags(write=False)
+    return head
+
+
+def normalised_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
+    """Studholme's normalised mutual information, :math:`(H(A) + H(B)) / H(A, B)`, in [1, 2]."""
+    joint, _, _ = np.histogram2d(a.ravel(), b.ravel(), bins=bins)
+    p = joint / joint.sum()
+
+    def entropy(q: np.ndarray) -> float:
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+
+    return (entropy(p.sum(axis=0)) + entropy(p.sum(axis=1))) / entropy(p)
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """An image resampled onto the template grid, with the transform that took it there."""
+
+    registered: nb.Nifti1Image
+    #: ITK affine (``.mat``) mapping template points to image points, as ANTs writes it.
+    transform: Path
+    #: ``"brain"`` or ``"head"``: which template variant the image matched best.
+    template_variant: str
+    #: Normalised mutual information with the template inside its dilated brain mask.
+    nmi: float
+
+
+def _affine_scales(transform: Path) -> np.ndarray:
+    matrix = np.asarray(ants.read_transform(str(transform)).parameters[:9]).reshape(3, 3)
+    return np.linalg.svd(matrix, compute_uv=False)
+
+
+def register_to_template(
+    img: nb.Nifti1Image, out_dir: str | os.PathLike, *, template: Template | None = None
+) -> RegistrationResult:
+    """Affinely register ``img`` to the template and resample it onto the template grid.
+
+    The 2 mm template grid is the 96 x 112 x 96 head box, so resampling onto it is also the crop.
+    Alignments that scale an axis by a factor outside :data:`PLAUSIBLE_SCALE` are discarded;
+    ``ValueError`` is raised when none is left: the image is then unlikely to be a brain, or its
+    header orientation is wrong.
+    """
+    tpl = template or load_template(2)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    moving = _to_ants(img)
+    scoring_mask = ndi.binary_dilation(tpl.brain_mask, iterations=2)
+
+    ants.config._random_seed = ANTS_SEED  # antspyx reads its seed from this module attribute
+    candidates, rejected = [], []
+    for variant, fixed_data in (("brain", tpl.t1w), ("head", head_like_template(tpl.resolution))):
+        fixed = _to_ants(nb.Nifti1Image(fixed_data, tpl.affine))
+        prefix = str(out_dir / f"{variant}_")
+        result = ants.registration(fixed, moving, type_of_transform="AffineFast", outprefix=prefix)
+        transform = Path(result["fwdtransforms"][0])
+        scales = _affine_scales(transform)
+        if scales.min() < PLAUSIBLE_SCALE[0] or scales.max() > PLAUSIBLE_SCALE[1]:
+            rejected.append(", ".join(f"{s:.2f}" for s in scales))
+            continue
+        warped = result["warpedmovout"]
+        nmi = normalised_mutual_information(warped.numpy()[scoring_mask], tpl.t1w[scoring_mask])
+        candidates.append((nmi, variant, warped, transform))
+    if not candidates:
+        raise ValueError(
+            "registration to the template is implausible (axis scale factors "
+            f"{'; '.join(rejected)}): not a brain, or a wrong header orientation"
+        )
+    nmi, variant, warped, transform = max(candidates, key=lambda c: c[0])
+    registered = _to_nibabel(warped)
+    registered = nb.Nifti1Image(np.asanyarray(registered.dataobj), tpl.affine)
+    registered.header.set_xyzt_units("mm")
+    return RegistrationResult(registered, transform, variant, nmi)
+
+
+def estimate_bias_field(
+    image: np.ndarray, mask: np.ndarray, zooms: tuple[float, float, float]
+) -> np.ndarray:
+    """Estimate the multiplicative intensity non-uniformity field with N4 (Tustison 2010).
+
+    Run on the 2 mm template-space image with a shrink factor of 4, i.e. at 8 mm, where the
+    smooth field is still resolved and N4 takes a couple of seconds. N4's field has an arbitrary
+    global scale, so it is divided by its mean inside ``mask``; voxels outside ``mask`` get 1.
+    """
+    ants_image = ants.from_numpy(np.ascontiguousarray(image, dtype=np.float32), spacing=zooms)
+    ants_mask = ants_image.new_image_like(mask.astype(np.float32))
+    positive = ants_image.new_image_like(np.clip(image, 0, None).astype(np.float32) + 1e-3)
+    field = ants.n4_bias_field_correction(
+        positive, mask=ants_mask, shrink_factor=4, return_bias_field=True
+    ).numpy()
+    field = np.where(mask, field / field[mask].mean(), 1.0)
+    return field.astype(np.float32)
