@@ -47,7 +47,9 @@ def reorient_to_ras(img: nb.Nifti1Image) -> nb.Nifti1Image:
 
 
 def _to_ants(img: nb.Nifti1Image) -> ants.ANTsImage:
-    return ants.from_nibabel_nifti(nb.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine))
+    float_img = nb.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine)
+    float_img.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(float_img)
 
 
 def _to_nibabel(image: ants.ANTsImage) -> nb.Nifti1Image:

@@ -1,0 +1,202 @@
+"""The ``bidsqc`` entry point: run the participant or the group level."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sys
+from argparse import Namespace
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bidsqc import __version__, outputs
+from bidsqc.bids import BIDSError, collect_data, collect_participants, init_layout
+from bidsqc.metrics import MEASURES
+from bidsqc.workflows.base import branch_name, init_bidsqc_wf
+
+__all__ = ["main"]
+
+LOGGER = logging.getLogger("bidsqc")
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+GENERATED_BY = f"bidsqc {__version__}"
+#: The exception line of a traceback: ``package.module.SomeError: message``.
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
+_WRAPPERS = {"NodeExecutionError", "RuntimeError"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bidsqc`` and return its exit code (see ``bidsqc --help``)."""
+    from bidsqc.cli.parser import parse_args
+
+    opts = parse_args(list(argv) if argv is not None else None)
+    _configure_logging(opts.verbose)
+    if opts.analysis_level == "group":
+        return run_group(opts)
+    return run_participant(opts)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity + 1, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    nipype_level = logging.DEBUG if verbosity >= 2 else logging.WARNING
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).setLevel(nipype_level)
+
+
+def run_participant(opts: Namespace) -> int:
+    """Discover the images, run the graph (unless ``--reports-only``), write tables and reports."""
+    try:
+        layout = init_layout(
+            opts.bids_dir,
+            database_dir=opts.work_dir / "bids_db",
+            validate=not opts.skip_bids_validation,
+        )
+        subjects = collect_participants(layout, opts.participant_label)
+        images = collect_data(
+            layout,
+            subjects,
+            session_label=opts.session_label,
+            modalities=opts.modalities,
+            bids_filters=opts.bids_filters,
+        )
+    except BIDSError as err:
+        LOGGER.error("%s", err)
+        return EXIT_USAGE
+    if not images:
+        LOGGER.error("No %s image found in '%s'.", " or ".join(opts.modalities), opts.bids_dir)
+        return EXIT_USAGE
+    LOGGER.info("Found %d images of %d participants.", len(images), len(subjects))
+
+    output_dir = opts.output_dir
+    outputs.write_dataset_description(output_dir, opts.bids_dir)
+    log_dir = output_dir / "logs"
+    if not opts.reports_only:
+        _run_workflow(opts, images, log_dir)
+
+    failures = read_crash_reports(log_dir)
+    rows_by_subject: dict[str, list[dict]] = {}
+    for image in images:
+        row = _image_row(output_dir, image, failures.get(branch_name(image)))
+        rows_by_subject.setdefault(image.subject, []).append(row)
+        if row["status"] == "failed":
+            LOGGER.warning("%s failed: %s", image.relpath, row["error"])
+    for subject, rows in rows_by_subject.items():
+        write_participant_outputs(output_dir, subject, rows, images)
+
+    n_failed = sum(row["status"] == "failed" for rows in rows_by_subject.values() for row in rows)
+    LOGGER.warning(
+        "%d of %d images processed; results in '%s'.",
+        len(images) - n_failed,
+        len(images),
+        output_dir,
+    )
+    return EXIT_SOME_FAILED if n_failed else EXIT_OK
+
+
+def _run_workflow(opts: Namespace, images, log_dir: Path) -> None:
+    workflow = init_bidsqc_wf(
+        images=images,
+        output_dir=opts.output_dir,
+        work_dir=opts.work_dir,
+        omp_nthreads=opts.omp_nthreads,
+    )
+    workflow.config["execution"] = {
+        "crashdump_dir": str(log_dir),
+        "crashfile_format": "txt",
+        "stop_on_first_crash": False,
+        "hash_method": "timestamp",
+        "remove_unnecessary_outputs": False,
+    }
+    settings = opts.plugin_settings or {
+        "plugin": "MultiProc",
+        "plugin_args": {"n_procs": opts.nprocs, "raise_insufficient": False},
+    }
+    try:
+        workflow.run(**settings)
+    except RuntimeError as err:  # nipype's summary once some nodes crashed; rows report them
+        LOGGER.info("%s", err)
+
+
+def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
+    """Newest crash of each image branch: branch name to (time, ``node: Error: message``)."""
+    failures: dict[str, tuple[float, str]] = {}
+    for crash_file in sorted(log_dir.glob("crash-*.txt")):
+        lines = crash_file.read_text(errors="replace").splitlines()
+        node = lines[0].removeprefix("Node: ").split(".") if lines else []
+        branch = next((part for part in node if part.startswith("anat_qc_")), None)
+        if branch is None:
+            continue
+        exceptions = [m for m in map(_EXCEPTION_LINE.match, lines) if m]
+        specific = [m for m in exceptions if m.group(1) not in _WRAPPERS] or exceptions
+        message = f"{specific[-1].group(1)}: {specific[-1].group(2)}" if specific else lines[-1]
+        when = crash_file.stat().st_mtime
+        if branch not in failures or failures[branch][0] < when:
+            failures[branch] = (when, f"{node[-1]}: {message}")
+    return failures
+
+
+def _image_row(output_dir: Path, image, failure: tuple[float, str] | None) -> dict:
+    """The image's QC row: ``ok`` if its measures were written after its last crash."""
+    measures_file = outputs.measures_path(output_dir, image)
+    written = measures_file.stat().st_mtime if measures_file.exists() else -math.inf
+    if failure is not None and failure[0] >= written:
+        return outputs.qc_row(image, None, failure[1])
+    if written == -math.inf:
+        return outputs.qc_row(image, None, "not processed: see the log and the work directory")
+    return outputs.qc_row(image, json.loads(measures_file.read_text()), None)
+
+
+def write_participant_outputs(output_dir: Path, subject: str, rows: list[dict], images) -> None:
+    """Write ``sub-<label>_qc.tsv``, its dictionary, and the participant's HTML report."""
+    from bidsqc.reports.individual import render_subject_report
+
+    outputs.write_qc_table(rows, outputs.participant_table_path(output_dir, subject))
+    figures = {}
+    for image in images:
+        if image.subject != subject:
+            continue
+        found = {
+            desc: path
+            for desc in ("raw", "registered")
+            if (path := outputs.figure_path(output_dir, image, desc)).exists()
+        }
+        figures[image.relpath] = found
+    render_subject_report(
+        f"sub-{subject}",
+        rows,
+        figures,
+        MEASURES,
+        outputs.participant_report_path(output_dir, subject),
+        generated_by=GENERATED_BY,
+    )
+
+
+def run_group(opts: Namespace) -> int:
+    """Gather every participant table into ``group_<modality>.tsv`` and its HTML report."""
+    from bidsqc.reports.group import render_group_report
+
+    tables = sorted(opts.output_dir.glob("sub-*/sub-*_qc.tsv"))
+    if not tables:
+        LOGGER.error(
+            "No participant results in '%s': run the participant level first.", opts.output_dir
+        )
+        return EXIT_USAGE
+    table = pd.concat([outputs.read_qc_table(path) for path in tables], ignore_index=True)
+    for modality, rows in table.groupby("modality", sort=True):
+        rows = rows.reset_index(drop=True)
+        tsv = outputs.write_qc_table(
+            rows.to_dict("records"), outputs.group_table_path(opts.output_dir, modality)
+        )
+        render_group_report(
+            rows, modality, MEASURES, tsv.with_suffix(".html"), generated_by=GENERATED_BY
+        )
+        LOGGER.warning("Group %s: %d images, written to '%s'.", modality, len(rows), tsv)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin nipype interfaces over the pure functions of bidsqc (one module per concern)."""

@@ -1,0 +1,53 @@
+"""nipype interface that writes derivatives to the paths :mod:`bidsqc.outputs` computed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+__all__ = ["WriteDerivatives"]
+
+
+class _WriteDerivativesInputSpec(BaseInterfaceInputSpec):
+    in_files = traits.List(File(exists=True), mandatory=True)
+    out_paths = traits.List(traits.Str, mandatory=True, desc="one destination per in_file")
+    sidecars = traits.Dict(traits.Str, traits.Dict, desc="JSON sidecars to write, by path")
+
+
+class _WriteDerivativesOutputSpec(TraitedSpec):
+    out_paths = traits.List(traits.Str)
+
+
+class WriteDerivatives(SimpleInterface):
+    """Copy each file to its derivative path, atomically, and write the JSON sidecars."""
+
+    input_spec = _WriteDerivativesInputSpec
+    output_spec = _WriteDerivativesOutputSpec
+
+    def _run_interface(self, runtime):
+        if len(self.inputs.in_files) != len(self.inputs.out_paths):
+            raise ValueError("in_files and out_paths must have the same length")
+        for source, destination in zip(self.inputs.in_files, self.inputs.out_paths, strict=True):
+            _write_atomically(Path(destination), lambda tmp, src=source: shutil.copyfile(src, tmp))
+        for destination, content in self.inputs.sidecars.items():
+            text = json.dumps(content, indent=2) + "\n"
+            _write_atomically(Path(destination), lambda tmp, text=text: tmp.write_text(text))
+        self._results["out_paths"] = list(self.inputs.out_paths)
+        return runtime
+
+
+def _write_atomically(destination: Path, write) -> None:
+    """Write through a temporary file and rename, so an interrupted run leaves no half file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    write(tmp)
+    tmp.replace(destination)

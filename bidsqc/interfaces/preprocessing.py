@@ -1,0 +1,103 @@
+"""nipype interfaces over loading (:mod:`bidsqc.loading`) and :mod:`bidsqc.preprocessing`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nb
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from bidsqc.loading import check_sidecar, load_anatomical
+from bidsqc.preprocessing import register_to_template, reorient_to_ras, resample_to_zoom
+
+__all__ = ["CheckImage", "RegisterToTemplate", "ResampleToZoom"]
+
+
+def _set_itk_threads(n_threads: int) -> None:
+    """ANTs reads its thread count from the environment of the (worker) process."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n_threads)
+
+
+class _CheckImageInputSpec(BaseInterfaceInputSpec):
+    in_file = traits.Str(mandatory=True, desc="image path (a symlink may dangle)")
+    sidecar = traits.Str("", usedefault=True, desc="JSON sidecar path, empty if none")
+    stamp = traits.Str(mandatory=True, desc="size and mtime of in_file, so reruns see edits")
+
+
+class _CheckImageOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="in_file, once it passed every check")
+
+
+class CheckImage(SimpleInterface):
+    """Load an image and its sidecar, and fail with a clear message if they cannot be QC'd."""
+
+    input_spec = _CheckImageInputSpec
+    output_spec = _CheckImageOutputSpec
+
+    def _run_interface(self, runtime):
+        if self.inputs.sidecar:
+            check_sidecar(self.inputs.sidecar)
+        load_anatomical(self.inputs.in_file)
+        self._results["out_file"] = self.inputs.in_file
+        return runtime
+
+
+class _ResampleInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    zoom = traits.Float(2.0, usedefault=True, desc="isotropic voxel size, mm")
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
+
+
+class _ResampleOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class ResampleToZoom(SimpleInterface):
+    """Reorient to RAS+ and resample to isotropic voxels, anti-aliased."""
+
+    input_spec = _ResampleInputSpec
+    output_spec = _ResampleOutputSpec
+
+    def _run_interface(self, runtime):
+        _set_itk_threads(self.inputs.num_threads)
+        img = reorient_to_ras(load_anatomical(self.inputs.in_file))
+        img = resample_to_zoom(img, self.inputs.zoom)
+        out_file = Path(runtime.cwd) / "resampled.nii.gz"
+        nb.save(img, out_file)
+        self._results["out_file"] = str(out_file)
+        return runtime
+
+
+class _RegisterInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
+
+
+class _RegisterOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the image on the 2 mm template head box")
+    out_transform = File(exists=True, desc="ITK affine, image to template")
+
+
+class RegisterToTemplate(SimpleInterface):
+    """Affine registration to the bundled template, resampled onto its 2 mm head box."""
+
+    input_spec = _RegisterInputSpec
+    output_spec = _RegisterOutputSpec
+
+    def _run_interface(self, runtime):
+        _set_itk_threads(self.inputs.num_threads)
+        result = register_to_template(nb.load(self.inputs.in_file), runtime.cwd)
+        out_file = Path(runtime.cwd) / "registered.nii.gz"
+        nb.save(result.registered, out_file)
+        self._results.update(
+            out_file=str(out_file),
+            out_transform=str(result.transform),
+        )
+        return runtime

@@ -1,0 +1,48 @@
+"""nipype interface for the report figures (:mod:`bidsqc.reports.figures`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nb
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from bidsqc.data import load_template
+from bidsqc.preprocessing import reorient_to_ras
+
+__all__ = ["PlotMosaic"]
+
+
+class _PlotMosaicInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    template_outline = traits.Bool(False, usedefault=True, desc="outline the template brain")
+
+
+class _PlotMosaicOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="PNG mosaic")
+
+
+class PlotMosaic(SimpleInterface):
+    """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline."""
+
+    input_spec = _PlotMosaicInputSpec
+    output_spec = _PlotMosaicOutputSpec
+
+    def _run_interface(self, runtime):
+        from bidsqc.reports.figures import plot_mosaic
+
+        img = reorient_to_ras(nb.load(self.inputs.in_file))
+        outline = None
+        if self.inputs.template_outline:
+            template = load_template(2)
+            outline = nb.Nifti1Image(template.brain_mask.astype("uint8"), template.affine)
+        out_file = Path(runtime.cwd) / "mosaic.png"
+        plot_mosaic(img, out_file, outline=outline)
+        self._results["out_file"] = str(out_file)
+        return runtime

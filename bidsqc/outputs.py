@@ -1,0 +1,223 @@
+"""BIDS-derivative outputs: every file name, the QC tables and their column dictionaries.
+
+All names are computed here and nowhere else. For a source image
+``sub-01/ses-1/anat/sub-01_ses-1_run-1_T1w.nii.gz`` the participant level writes::
+
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_space-MNI152NLin2009cSym_res-2_desc-preproc_T1w.nii.gz
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_from-T1w_to-MNI152NLin2009cSym_mode-image_xfm.mat
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-measures_T1w.json
+    sub-01/figures/sub-01_ses-1_run-1_desc-raw_T1w.png
+    sub-01/figures/sub-01_ses-1_run-1_desc-registered_T1w.png
+    sub-01/sub-01_qc.tsv  and  sub-01/sub-01_qc.json
+    sub-01.html
+
+and the group level ``group_T1w.tsv`` and ``group_T1w.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from bidsqc import __version__
+from bidsqc.__about__ import __packagename__, __url__
+from bidsqc.bids import AnatImage
+from bidsqc.data import TEMPLATE_NAME
+from bidsqc.metrics import MEASURES
+
+__all__ = [
+    "ID_COLUMNS",
+    "NA",
+    "derivative_path",
+    "measures_path",
+    "participant_table_path",
+    "qc_row",
+    "read_qc_table",
+    "write_dataset_description",
+    "write_qc_table",
+]
+
+#: How BIDS tables spell a missing value.
+NA = "n/a"
+#: Entities bidsqc adds to a source name, in the order the BIDS specification sets.
+_DERIVATIVE_ENTITIES = ("from", "to", "mode", "space", "res", "desc")
+#: The columns that identify a row and say whether it was processed, before the measures.
+ID_COLUMNS: dict[str, dict] = {
+    "filename": {"Description": "Image path relative to the BIDS root, as in BIDS _scans.tsv."},
+    "participant_id": {"Description": "Participant label, with the sub- prefix."},
+    "session_id": {"Description": "Session label, with the ses- prefix; n/a without sessions."},
+    "modality": {
+        "Description": "BIDS suffix of the image.",
+        "Levels": {"T1w": "T1-weighted", "FLAIR": "Fluid-attenuated inversion recovery"},
+    },
+    "status": {
+        "Description": "Whether bidsqc could process the image.",
+        "Levels": {"ok": "processed; measures are valid", "failed": "not processed; see error"},
+    },
+    "error": {"Description": "Why the image failed; n/a for processed images."},
+}
+
+
+def _prefix(image: AnatImage) -> str:
+    """The source stem without its suffix: ``sub-01_ses-1_run-1`` for ``..._run-1_T1w``."""
+    return image.stem[: -len(image.modality) - 1]
+
+
+def derivative_path(
+    out_dir: str | os.PathLike,
+    image: AnatImage,
+    *,
+    suffix: str | None = None,
+    extension: str,
+    datatype: str = "anat",
+    **entities: str,
+) -> Path:
+    """Path of one derivative of ``image``: source entities, then ``entities``, then the suffix.
+
+    >>> from pathlib import Path
+    >>> img = AnatImage(Path("/bids/sub-01/anat/sub-01_run-1_T1w.nii.gz"),
+    ...                 "sub-01/anat/sub-01_run-1_T1w.nii.gz", "01", None, "T1w", {}, None)
+    >>> derivative_path("/out", img, space="MNI152NLin2009cSym", res="2", desc="preproc",
+    ...                 extension=".nii.gz").as_posix()
+    '/out/sub-01/anat/sub-01_run-1_space-MNI152NLin2009cSym_res-2_desc-preproc_T1w.nii.gz'
+    >>> derivative_path("/out", img, datatype="figures", desc="raw", extension=".png").name
+    'sub-01_run-1_desc-raw_T1w.png'
+    """
+    unknown = set(entities) - set(_DERIVATIVE_ENTITIES)
+    if unknown:
+        raise ValueError(f"unknown derivative entities: {sorted(unknown)}")
+    parts = [_prefix(image)]
+    parts += [f"{key}-{entities[key]}" for key in _DERIVATIVE_ENTITIES if key in entities]
+    parts.append(suffix or image.modality)
+    folder = Path(out_dir) / f"sub-{image.subject}"
+    if image.session and datatype != "figures":
+        folder /= f"ses-{image.session}"
+    return folder / datatype / ("_".join(parts) + extension)
+
+
+def preproc_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The image registered to the template, on the 2 mm head box."""
+    return derivative_path(
+        out_dir, image, space=TEMPLATE_NAME, res="2", desc="preproc", extension=".nii.gz"
+    )
+
+
+def transform_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The ITK affine from the image to the template (``antsApplyTransforms`` ready)."""
+    return derivative_path(
+        out_dir, image, suffix="xfm", extension=".mat",
+        **{"from": image.modality, "to": TEMPLATE_NAME, "mode": "image"},
+    )
+
+
+def measures_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The measures of one image, as JSON."""
+    return derivative_path(out_dir, image, desc="measures", extension=".json")
+
+
+def figure_path(out_dir: str | os.PathLike, image: AnatImage, desc: str) -> Path:
+    """A report figure (``desc`` is ``raw`` or ``registered``)."""
+    return derivative_path(out_dir, image, datatype="figures", desc=desc, extension=".png")
+
+
+def participant_table_path(out_dir: str | os.PathLike, subject: str) -> Path:
+    """``sub-<label>/sub-<label>_qc.tsv``; its dictionary has the same name with ``.json``."""
+    return Path(out_dir) / f"sub-{subject}" / f"sub-{subject}_qc.tsv"
+
+
+def participant_report_path(out_dir: str | os.PathLike, subject: str) -> Path:
+    return Path(out_dir) / f"sub-{subject}.html"
+
+
+def group_table_path(out_dir: str | os.PathLike, modality: str) -> Path:
+    """``group_<modality>.tsv``; the HTML report has the same name with ``.html``."""
+    return Path(out_dir) / f"group_{modality}.tsv"
+
+
+def qc_row(image: AnatImage, measures: Mapping[str, float] | None, error: str | None) -> dict:
+    """One row of a QC table: identifiers, status, then every measure (NaN when failed)."""
+    row = {
+        "filename": image.relpath,
+        "participant_id": f"sub-{image.subject}",
+        "session_id": f"ses-{image.session}" if image.session else NA,
+        "modality": image.modality,
+        "status": "failed" if error else "ok",
+        "error": error or NA,
+    }
+    row.update({name: (measures or {}).get(name, math.nan) for name in MEASURES})
+    return row
+
+
+def column_dictionary(columns: Iterable[str]) -> dict[str, dict]:
+    """BIDS data dictionary (Description, Units, Levels) for the given table columns."""
+    dictionary = {}
+    for column in columns:
+        if column in ID_COLUMNS:
+            dictionary[column] = ID_COLUMNS[column]
+        elif column in MEASURES:
+            info = MEASURES[column]
+            entry = {"Description": info.description, "Units": info.units}
+            if info.better:
+                entry["Description"] += f" Better: {info.better}."
+            if info.reference:
+                entry["TermURL"] = info.reference
+            dictionary[column] = entry
+        else:
+            raise KeyError(f"column {column!r} has no description")
+    return dictionary
+
+
+def write_qc_table(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write a QC table as TSV (``n/a`` for missing values) with its JSON dictionary beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(ID_COLUMNS))
+    table.to_csv(path, sep="\t", index=False, na_rep=NA, float_format="%.6g")
+    dictionary = column_dictionary(table.columns)
+    path.with_suffix(".json").write_text(json.dumps(dictionary, indent=2) + "\n")
+    return path
+
+
+def read_qc_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a QC table written by :func:`write_qc_table`."""
+    return pd.read_csv(path, sep="\t", na_values=[NA], keep_default_na=False)
+
+
+def write_dataset_description(out_dir: str | os.PathLike, bids_dir: str | os.PathLike) -> None:
+    """Write ``dataset_description.json`` and ``.bidsignore`` at the derivatives root.
+
+    ``GeneratedBy`` names bidsqc, its version and code URL, and the container when the image
+    sets ``BIDSQC_CONTAINER_TYPE`` and ``BIDSQC_CONTAINER_TAG``. ``SourceDatasets`` carries the
+    raw dataset's DOI when its description has one, and its location otherwise.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generated_by = {"Name": __packagename__, "Version": __version__, "CodeURL": __url__}
+    if os.getenv("BIDSQC_CONTAINER_TYPE"):
+        generated_by["Container"] = {
+            "Type": os.environ["BIDSQC_CONTAINER_TYPE"],
+            "Tag": os.getenv("BIDSQC_CONTAINER_TAG", NA),
+        }
+    source = {"URL": Path(bids_dir).absolute().as_uri()}
+    source_description = Path(bids_dir) / "dataset_description.json"
+    try:
+        doi = json.loads(source_description.read_text()).get("DatasetDOI")
+    except (OSError, json.JSONDecodeError):
+        doi = None
+    if doi:
+        source = {"DOI": doi if doi.startswith("doi:") else f"doi:{doi}"}
+    description = {
+        "Name": "bidsqc: quality control of anatomical MRI",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [source],
+    }
+    (out_dir / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
+    (out_dir / ".bidsignore").write_text("work/\nlogs/\n*.html\n*/figures/\ngroup_*\n")
+    (out_dir / "logs").mkdir(exist_ok=True)

@@ -1,0 +1,1 @@
+"""nipype workflow factories: the whole run, one participant, one anatomical image."""
