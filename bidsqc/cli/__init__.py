@@ -1,0 +1,1 @@
+"""Command-line interface of bidsqc, following the BIDS Apps specification."""

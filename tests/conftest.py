@@ -1,0 +1,35 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def make_bids(tmp_path: Path) -> Callable[..., Path]:
+    """Return a function writing a BIDS dataset of empty files under ``tmp_path``.
+
+    ``make(files, name="bids", description=None)`` writes ``dataset_description.json``
+    (updated with ``description``), then each of ``files`` (relative paths; JSON files hold
+    ``{}``), and returns the root of the dataset.
+    """
+
+    def make(
+        files: Iterable[str], *, name: str = "bids", description: dict[str, Any] | None = None
+    ) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        fields = {"Name": "bidsqc tests", "BIDSVersion": "1.9.0", **(description or {})}
+        (root / "dataset_description.json").write_text(json.dumps(fields))
+        for relpath in files:
+            path = root / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}" if path.suffix == ".json" else "")
+        return root
+
+    return make
