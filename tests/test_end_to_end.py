@@ -1,0 +1,214 @@
+"""End to end: participant and group levels on the demo dataset and on bad inputs."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+
+from bidsqc.cli.run import main
+from bidsqc.metrics import MEASURES
+from bidsqc.outputs import ID_COLUMNS, read_qc_table
+
+pytestmark = pytest.mark.slow
+
+DEMO = Path(__file__).parents[1] / "data" / "demo"
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every path under ``root`` with its content hash (or link target) and mtime."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            state[str(path)] = (os.readlink(path), path.lstat().st_mtime_ns)
+        elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            state[str(path)] = (digest, path.stat().st_mtime_ns)
+        else:
+            state[str(path)] = ("dir", path.stat().st_mtime_ns)
+    return state
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Participant then group level on the demo; returns the output folder and the runs' facts."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    before = snapshot(DEMO)
+    first = main([str(DEMO), str(out), "participant", "--nprocs", "2"])
+    group = main([str(DEMO), str(out), "group"])
+    return out, before, first, group
+
+
+def test_demo_exit_codes_and_input_untouched(demo_run):
+    out, before, first, group = demo_run
+    assert first == 0
+    assert group == 0
+    assert snapshot(DEMO) == before
+
+
+def test_demo_dataset_description(demo_run):
+    out = demo_run[0]
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "bidsqc"
+    assert description["SourceDatasets"]
+    assert (out / ".bidsignore").is_file()
+    assert (out / "logs").is_dir()
+
+
+def test_demo_participant_tables(demo_run):
+    out = demo_run[0]
+    expected = {"sub-01": 2, "sub-02": 2}
+    for participant, n_rows in expected.items():
+        table = read_qc_table(out / participant / f"{participant}_qc.tsv")
+        assert list(table.columns) == [*ID_COLUMNS, *MEASURES]
+        assert len(table) == n_rows
+        assert (table["status"] == "ok").all(), table["error"].tolist()
+        assert not table[list(MEASURES)].isna().any().any()
+        assert table["filename"].str.startswith(f"{participant}/anat/").all()
+        dictionary = json.loads((out / participant / f"{participant}_qc.json").read_text())
+        assert set(dictionary) == set(table.columns)
+        assert all(entry["Description"] for entry in dictionary.values())
+        assert (out / f"{participant}.html").stat().st_size > 10_000
+
+
+def test_demo_derivatives(demo_run):
+    out = demo_run[0]
+    anat = out / "sub-02" / "anat"
+    preproc = nb.load(anat / "sub-02_space-MNI152NLin2009cSym_res-2_desc-preproc_FLAIR.nii.gz")
+    assert preproc.shape == (96, 112, 96)
+    assert np.allclose(preproc.header.get_zooms(), 2.0)
+    assert (anat / "sub-02_from-FLAIR_to-MNI152NLin2009cSym_mode-image_xfm.mat").is_file()
+    assert (out / "sub-02" / "figures" / "sub-02_desc-registered_FLAIR.png").is_file()
+
+
+def test_demo_group_tables(demo_run):
+    out = demo_run[0]
+    t1w = read_qc_table(out / "group_T1w.tsv")
+    flair = read_qc_table(out / "group_FLAIR.tsv")
+    assert len(t1w) == 3
+    assert len(flair) == 1
+    assert set(t1w["participant_id"]) == {"sub-01", "sub-02"}
+    html = (out / "group_T1w.html").read_text()
+    assert "sub-01.html" in html
+    assert "sub-02.html" in html
+
+
+def test_demo_rerun_resumes_from_the_cache(demo_run):
+    out = demo_run[0]
+    results = sorted((out / "work").rglob("register/result_register.pklz"))
+    assert len(results) == 4
+    stamps = [path.stat().st_mtime_ns for path in results]
+    table = (out / "sub-01" / "sub-01_qc.tsv").read_text()
+    assert main([str(DEMO), str(out), "participant", "--participant-label", "01"]) == 0
+    assert [path.stat().st_mtime_ns for path in results] == stamps
+    assert (out / "sub-01" / "sub-01_qc.tsv").read_text() == table
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb.save(nb.Nifti1Image(data, affine), path)
+
+
+@pytest.fixture(scope="module")
+def bad_dataset(tmp_path_factory):
+    """A dataset where every participant but the first has one kind of bad or unusual image."""
+    root = tmp_path_factory.mktemp("bad") / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "bad", "BIDSVersion": "1.9.0"}')
+    good = DEMO / "sub-01" / "anat" / "sub-01_run-1_T1w.nii.gz"
+    img = nb.load(good)
+
+    def anat(label: str) -> Path:
+        return root / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
+
+    anat("good").parent.mkdir(parents=True)
+    shutil.copyfile(good, anat("good"))
+    anat("empty").parent.mkdir(parents=True)
+    anat("empty").touch()
+    anat("truncated").parent.mkdir(parents=True)
+    anat("truncated").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    small = np.random.default_rng(0).random((40, 40, 40)).astype(np.float32)
+    two_mm = np.diag([2.0, 2.0, 2.0, 1.0])
+    _save(np.stack([small, small], axis=-1), two_mm, anat("fourd"))
+    _save(np.zeros((40, 40, 40), np.float32), two_mm, anat("zeros"))
+    with_nan = small.copy()
+    with_nan[10, 10, 10] = np.nan
+    _save(with_nan, two_mm, anat("nan"))
+    _save(small, np.diag([1.0, 1.0, 5.0, 1.0]), anat("thick"))
+    # The good image, its axes permuted and flipped, and the head turned by 15 degrees.
+    ornt = np.array([[1, -1], [0, 1], [2, 1]])
+    data = nb.orientations.apply_orientation(np.asanyarray(img.dataobj), ornt)
+    affine = img.affine @ nb.orientations.inv_ornt_aff(ornt, img.shape)
+    angle = np.deg2rad(15)
+    turn = np.eye(4)
+    turn[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    _save(data, turn @ affine, anat("oblique"))
+    anat("sidecar").parent.mkdir(parents=True)
+    shutil.copyfile(good, anat("sidecar"))
+    anat("sidecar").with_name("sub-sidecar_T1w.json").write_text('{"RepetitionTime": 2.3,,}')
+    anat("symlink").parent.mkdir(parents=True)
+    anat("symlink").symlink_to(good.resolve())
+    anat("dangling").parent.mkdir(parents=True)
+    anat("dangling").symlink_to(root.parent / "annex" / "missing.nii.gz")
+    return root
+
+
+EXPECTED_FAILURES = {
+    "empty": "empty file",
+    "truncated": "truncated or corrupt",
+    "fourd": "4D with 2 volumes",
+    "zeros": "constant",
+    "nan": "NaN",
+    "thick": "5.00 mm",
+    "sidecar": "not valid JSON",
+    "dangling": "broken symlink",
+}
+
+
+def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_path):
+    before = snapshot(bad_dataset)
+    out = tmp_path / "out"
+    assert main([str(bad_dataset), str(out), "participant"]) == 1
+    rows = pd.concat(
+        [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
+    ).set_index("participant_id")
+    assert len(rows) == 11
+    for label, message in EXPECTED_FAILURES.items():
+        row = rows.loc[f"sub-{label}"]
+        assert row["status"] == "failed", label
+        assert message in row["error"], (label, row["error"])
+    for label in ("good", "oblique", "symlink"):
+        row = rows.loc[f"sub-{label}"]
+        assert row["status"] == "ok", (label, row["error"])
+        assert not row[list(MEASURES)].isna().any()
+    # The turned copy registers onto the template like the original.
+    assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
+    assert "empty file" in (out / "sub-empty.html").read_text()
+    assert snapshot(bad_dataset) == before
+
+
+def test_output_inside_the_dataset_is_refused(bad_dataset, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(bad_dataset), str(bad_dataset / "derivatives" / "qc"), "participant"])
+    assert exit_info.value.code == 2
+    assert "inside the BIDS dataset" in capsys.readouterr().err
+
+
+def test_not_bids_is_a_dataset_error(tmp_path):
+    (tmp_path / "plain").mkdir()
+    assert main([str(tmp_path / "plain"), str(tmp_path / "out"), "participant"]) == 2
+
+
+def test_truncated_gzip_fixture_is_really_truncated(bad_dataset):
+    path = bad_dataset / "sub-truncated" / "anat" / "sub-truncated_T1w.nii.gz"
+    with pytest.raises(EOFError), gzip.open(path) as stream:
+        stream.read()
