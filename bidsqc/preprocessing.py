@@ -24,12 +24,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bidsqc.data import Template, load_template
+from bidsqc.metrics import nmi
 
 __all__ = [
     "RegistrationResult",
     "estimate_bias_field",
     "head_like_template",
-    "normalised_mutual_information",
     "register_to_template",
     "reorient_to_ras",
     "resample_to_zoom",
@@ -93,18 +93,6 @@ def head_like_template(resolution: int = 2) -> np.ndarray:
     return head
 
 
-def normalised_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
-    """Studholme's normalised mutual information, :math:`(H(A) + H(B)) / H(A, B)`, in [1, 2]."""
-    joint, _, _ = np.histogram2d(a.ravel(), b.ravel(), bins=bins)
-    p = joint / joint.sum()
-
-    def entropy(q: np.ndarray) -> float:
-        q = q[q > 0]
-        return float(-(q * np.log(q)).sum())
-
-    return (entropy(p.sum(axis=0)) + entropy(p.sum(axis=1))) / entropy(p)
-
-
 @dataclass(frozen=True)
 class RegistrationResult:
     """An image resampled onto the template grid, with the transform that took it there."""
@@ -151,18 +139,18 @@ def register_to_template(
             rejected.append(", ".join(f"{s:.2f}" for s in scales))
             continue
         warped = result["warpedmovout"]
-        nmi = normalised_mutual_information(warped.numpy()[scoring_mask], tpl.t1w[scoring_mask])
-        candidates.append((nmi, variant, warped, transform))
+        score = nmi(warped.numpy(), tpl.t1w, scoring_mask)
+        candidates.append((score, variant, warped, transform))
     if not candidates:
         raise ValueError(
             "registration to the template is implausible (axis scale factors "
             f"{'; '.join(rejected)}): not a brain, or a wrong header orientation"
         )
-    nmi, variant, warped, transform = max(candidates, key=lambda c: c[0])
+    score, variant, warped, transform = max(candidates, key=lambda c: c[0])
     registered = _to_nibabel(warped)
     registered = nb.Nifti1Image(np.asanyarray(registered.dataobj), tpl.affine)
     registered.header.set_xyzt_units("mm")
-    return RegistrationResult(registered, transform, variant, nmi)
+    return RegistrationResult(registered, transform, variant, score)
 
 
 def estimate_bias_field(

@@ -1,0 +1,81 @@
+"""Time the participant level end to end and report seconds per image and peak memory.
+
+    python benchmarks/participant.py                      # the demo dataset
+    python benchmarks/participant.py --bids /data/bids    # any BIDS dataset
+    python benchmarks/participant.py --shared ../shared/data --split val
+
+``--shared`` builds a throw-away BIDS dataset of symlinks to the images listed in
+``manifest.tsv`` (one participant per image), so the real validation images can be timed.
+Every run starts from an empty work directory: nothing is cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEMO = Path(__file__).parents[1] / "data" / "demo"
+
+
+def bids_from_manifest(shared: Path, split: str, root: Path) -> Path:
+    """A BIDS dataset of symlinks to the manifest's T1w and FLAIR images of ``split``."""
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "shared", "BIDSVersion": "1.9.0"}')
+    with open(shared / "manifest.tsv", newline="") as stream:
+        rows = [row for row in csv.DictReader(stream, delimiter="\t") if row["split"] == split]
+    for index, row in enumerate(rows):
+        if row["modality"] not in ("T1w", "FLAIR"):
+            continue
+        label = f"{index:03d}{re.sub('[^A-Za-z0-9]', '', Path(row['file']).parent.name)}"
+        target = root / f"sub-{label}" / "anat" / f"sub-{label}_{row['modality']}.nii.gz"
+        target.parent.mkdir(parents=True)
+        target.symlink_to((shared / row["file"]).resolve())
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bids", type=Path, default=DEMO)
+    parser.add_argument("--shared", type=Path, help="shared data folder with manifest.tsv")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--nprocs", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        bids = args.bids
+        if args.shared:
+            bids = bids_from_manifest(args.shared, args.split, Path(scratch) / "bids")
+        out = Path(scratch) / "out"
+        n_images = sum(1 for _ in bids.glob("sub-*/**/anat/*_T1w.nii*")) + sum(
+            1 for _ in bids.glob("sub-*/**/anat/*_FLAIR.nii*")
+        )
+        command = ["bidsqc", str(bids), str(out), "participant", "--nprocs", str(args.nprocs)]
+        start = time.perf_counter()
+        returncode = subprocess.run(command, check=False).returncode
+        elapsed = time.perf_counter() - start
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        tables = list(out.glob("sub-*/sub-*_qc.tsv"))
+        statuses = [
+            row["status"]
+            for table in tables
+            for row in csv.DictReader(open(table, newline=""), delimiter="\t")
+        ]
+
+    print(f"dataset: {bids if not args.shared else f'{args.shared} ({args.split})'}")
+    print(f"images: {n_images}, ok: {statuses.count('ok')}, failed: {statuses.count('failed')}")
+    print(f"exit code: {returncode}, nprocs: {args.nprocs}")
+    print(f"wall time: {elapsed:.1f} s, {elapsed / max(n_images, 1):.1f} s per image")
+    print(f"peak RSS of the largest process: {peak_mb:.0f} MB")
+    sys.exit(0 if returncode in (0, 1) else returncode)
+
+
+if __name__ == "__main__":
+    main()

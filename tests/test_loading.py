@@ -1,0 +1,81 @@
+"""Each fault of an input image has its own clear message."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nb
+import numpy as np
+import pytest
+
+from bidsqc.loading import ImageCheckError, check_sidecar, load_anatomical
+
+RNG = np.random.default_rng(42)
+
+
+def save(tmp_path, data, zooms=(1.0, 1.0, 1.0), name="img.nii.gz"):
+    path = tmp_path / name
+    nb.save(nb.Nifti1Image(data, np.diag([*zooms, 1.0])), path)
+    return path
+
+
+def test_a_good_image_loads_as_float32(tmp_path):
+    data = RNG.integers(0, 255, (20, 22, 24)).astype(np.uint8)
+    img = load_anatomical(save(tmp_path, data))
+    assert img.get_data_dtype() == np.float32
+    assert np.array_equal(img.get_fdata(), data)
+
+
+def test_a_single_volume_4d_image_is_squeezed(tmp_path):
+    img = load_anatomical(save(tmp_path, RNG.random((20, 20, 20, 1)).astype(np.float32)))
+    assert img.shape == (20, 20, 20)
+
+
+@pytest.mark.parametrize(
+    ("data", "zooms", "message"),
+    [
+        (RNG.random((20, 20, 20, 3)), (1, 1, 1), "4D with 3 volumes"),
+        (np.zeros((20, 20, 20)), (1, 1, 1), "constant"),
+        (np.full((20, 20, 20), np.nan), (1, 1, 1), "8000 NaN or infinite"),
+        (RNG.random((20, 20, 20)), (1, 1, 5), "1.00 x 1.00 x 5.00 mm"),
+        (RNG.random((20, 20, 20)), (0.05, 1, 1), "0.05 x 1.00 x 1.00 mm"),
+        (RNG.random((20, 20, 4)), (1, 1, 1), "too few voxels"),
+    ],
+)
+def test_bad_images_raise_with_the_path_and_the_fault(tmp_path, data, zooms, message):
+    path = save(tmp_path, data.astype(np.float32), zooms)
+    with pytest.raises(ImageCheckError, match=message) as error:
+        load_anatomical(path)
+    assert str(path) in str(error.value)
+
+
+def test_empty_truncated_missing_and_dangling(tmp_path):
+    empty = tmp_path / "empty.nii.gz"
+    empty.touch()
+    with pytest.raises(ImageCheckError, match="empty file"):
+        load_anatomical(empty)
+    good = save(tmp_path, RNG.random((30, 30, 30)).astype(np.float32))
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(ImageCheckError, match="truncated or corrupt"):
+        load_anatomical(truncated)
+    not_nifti = tmp_path / "text.nii.gz"
+    not_nifti.write_bytes(gzip.compress(b"hello" * 100))
+    with pytest.raises(ImageCheckError, match="not a readable NIfTI|truncated or corrupt"):
+        load_anatomical(not_nifti)
+    with pytest.raises(ImageCheckError, match="does not exist"):
+        load_anatomical(tmp_path / "missing.nii.gz")
+    dangling = tmp_path / "link.nii.gz"
+    dangling.symlink_to(tmp_path / "annex" / "object")
+    with pytest.raises(ImageCheckError, match="broken symlink"):
+        load_anatomical(dangling)
+
+
+def test_sidecars(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"RepetitionTime": 2.3}')
+    assert check_sidecar(good) == {"RepetitionTime": 2.3}
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"RepetitionTime": 2.3,,}')
+    with pytest.raises(ImageCheckError, match="not valid JSON"):
+        check_sidecar(broken)

@@ -1,0 +1,81 @@
+"""Reorientation, resampling, registration and the bias field on images with known answers."""
+
+from __future__ import annotations
+
+import nibabel as nb
+import numpy as np
+import pytest
+
+from bidsqc.data import load_template
+from bidsqc.preprocessing import (
+    estimate_bias_field,
+    head_like_template,
+    register_to_template,
+    reorient_to_ras,
+    resample_to_zoom,
+)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template(2)
+
+
+def test_reorient_keeps_every_voxel_at_its_world_position():
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    lps = np.array([[-1.0, 0, 0, 10], [0, 0, -2, 20], [0, 3, 0, 30], [0, 0, 0, 1]])
+    img = nb.Nifti1Image(data, lps)
+    ras = reorient_to_ras(img)
+    assert nb.aff2axcodes(ras.affine) == ("R", "A", "S")
+    voxel = np.array([1, 2, 3])
+    world = nb.affines.apply_affine(lps, voxel)
+    ras_voxel = np.round(nb.affines.apply_affine(np.linalg.inv(ras.affine), world)).astype(int)
+    assert ras.get_fdata()[tuple(ras_voxel)] == data[tuple(voxel)]
+
+
+def test_resample_to_2mm_keeps_the_field_of_view_and_a_constant():
+    img = nb.Nifti1Image(np.full((60, 60, 20), 7.0, np.float32), np.diag([1, 1, 3, 1.0]))
+    out = resample_to_zoom(img, 2.0)
+    assert np.allclose(out.header.get_zooms(), 2.0)
+    assert out.shape == (30, 30, 30)
+    inner = out.get_fdata()[2:-2, 2:-2, 2:-2]
+    assert np.allclose(inner, 7.0, atol=1e-3)
+
+
+def test_registration_recovers_a_shifted_template(template, tmp_path):
+    shifted_affine = template.affine.copy()
+    shifted_affine[:3, 3] += [8.0, -6.0, 10.0]
+    moving = nb.Nifti1Image(template.t1w.copy(), shifted_affine)
+    result = register_to_template(moving, tmp_path)
+    registered = result.registered.get_fdata()
+    assert result.registered.shape == template.shape
+    assert np.allclose(result.registered.affine, template.affine)
+    assert result.template_variant == "brain"
+    inside = template.brain_mask
+    correlation = np.corrcoef(registered[inside], template.t1w[inside])[0, 1]
+    assert correlation > 0.97
+    assert result.transform.is_file()
+
+
+def test_head_like_template_wraps_the_brain_in_a_bright_scalp(template):
+    head = head_like_template(2)
+    brain = template.t1w
+    assert np.array_equal(head[template.wm > 0.99] > 0, brain[template.wm > 0.99] > 0)
+    outside = ~template.brain_mask
+    assert head[outside].max() > 0.5 * brain[template.brain_mask].max()
+
+
+def test_bias_field_follows_a_known_smooth_field(template):
+    x = np.linspace(-1, 1, template.shape[0])[:, None, None]
+    true_field = np.broadcast_to(1 + 0.3 * x, template.shape)
+    image = template.t1w * true_field
+    field = estimate_bias_field(image, template.brain_mask, template.zooms)
+    inside = template.brain_mask
+    assert field[inside].mean() == pytest.approx(1.0, abs=1e-3)
+    assert np.corrcoef(field[inside], true_field[inside])[0, 1] > 0.8
+    left, right = (
+        field[: template.shape[0] // 3][inside[: template.shape[0] // 3]],
+        field[-template.shape[0] // 3 :][inside[-template.shape[0] // 3 :]],
+    )
+    assert right.mean() / left.mean() > 1.2  # the true ratio is about 1.3 / 0.7
+    assert np.all(field[~inside] == 1.0)
