@@ -1,0 +1,187 @@
+"""The group report of one modality: distributions of the measures, outliers, every image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+from bidsqc.metrics import MeasureInfo
+from bidsqc.reports import (
+    describe,
+    format_value,
+    measure_columns,
+    render_html,
+    subject_report_href,
+)
+from bidsqc.reports.figures import strip_layout
+
+__all__ = ["OUTLIER_Z", "render_group_report", "robust_zscores"]
+
+#: An image is flagged on a measure when its robust z-score exceeds this in magnitude.
+OUTLIER_Z = 3.0
+#: Scale the MAD, and the mean absolute deviation, to the standard deviation of a normal
+#: distribution: 1 / Phi^-1(3/4) and sqrt(pi / 2).
+MAD_TO_SD = 1.4826
+MEAN_AD_TO_SD = 1.2533
+
+
+def robust_zscores(values: ArrayLike) -> np.ndarray:
+    """Robust z-scores, ``z = (x - median) / (1.4826 * MAD)``.
+
+    The median and the median absolute deviation (MAD) from it stand in for the mean and
+    the standard deviation, so that the outliers being looked for do not mask themselves.
+
+    Parameters
+    ----------
+    values
+        Values of one measure; non-finite values are ignored and get a NaN score.
+
+    Returns
+    -------
+    numpy.ndarray
+        One score per value.
+
+    Notes
+    -----
+    When more than half the values are equal, the MAD is 0; the mean absolute deviation
+    from the median, scaled by 1.2533, takes its place. When that is 0 too, all the values
+    are equal and all scores are 0.
+    """
+    values = np.asarray(values, dtype=float)
+    scores = np.full(values.shape, np.nan)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return scores
+    median = np.median(values[finite])
+    deviations = np.abs(values[finite] - median)
+    scale = MAD_TO_SD * np.median(deviations)
+    if scale == 0:
+        scale = MEAN_AD_TO_SD * deviations.mean()
+    scores[finite] = (values[finite] - median) / scale if scale > 0 else 0.0
+    return scores
+
+
+def render_group_report(
+    table: pd.DataFrame,
+    modality: str,
+    measures: Mapping[str, MeasureInfo],
+    out_file: Path,
+    *,
+    generated_by: str,
+) -> Path:
+    """Write the HTML group report of one modality.
+
+    Parameters
+    ----------
+    table
+        The group TSV of the modality: one row per image, all participants.
+    modality
+        The modality, e.g. ``"T1w"``.
+    measures
+        What each measure column means; other columns are shown under their own name.
+    out_file
+        Where to write the report; subject reports are linked as siblings of it.
+    generated_by
+        Name and version of the generating software, shown in the footer.
+
+    Returns
+    -------
+    Path
+        ``out_file``: a single HTML file with the plots inline.
+
+    Notes
+    -----
+    Each numeric column is plotted, and each of its values flagged when its robust z-score
+    (:func:`robust_zscores`, over the images of the table) exceeds :data:`OUTLIER_Z`.
+    """
+    columns = measure_columns(table.columns, measures)
+    infos = {column: describe(column, measures) for column in columns}
+    values = {
+        column: table[column].to_numpy(dtype=float, na_value=np.nan)
+        for column in columns
+        if is_numeric_dtype(table[column]) and not is_bool_dtype(table[column])
+    }
+    scores = {column: robust_zscores(column_values) for column, column_values in values.items()}
+    images = [
+        _image(record, columns, {column: score[i] for column, score in scores.items()})
+        for i, record in enumerate(table.to_dict("records"))
+    ]
+    return render_html(
+        "group.html",
+        out_file,
+        modality=modality,
+        columns=columns,
+        infos=infos,
+        images=images,
+        # Failed images first, then the most extreme outliers.
+        attention=sorted(
+            (image for image in images if image["failed"] or image["flags"]),
+            key=lambda image: (not image["failed"], -image["worst"]),
+        ),
+        plots=[_plot(column, infos[column], values[column], images) for column in values],
+        n_failed=sum(image["failed"] for image in images),
+        n_flagged=sum(bool(image["flags"]) for image in images),
+        outlier_z=OUTLIER_Z,
+        generated_by=generated_by,
+    )
+
+
+def _image(record: dict, columns: list[str], scores: dict[str, float]) -> dict:
+    """Template context of one image (a table row); ``scores`` has the numeric columns."""
+    cells = {column: _cell(record[column], scores.get(column)) for column in columns}
+    flags = {column: cell for column, cell in cells.items() if cell["flagged"]}
+    return {
+        "name": PurePosixPath(record["filename"]).name,
+        "filename": record["filename"],
+        "href": subject_report_href(record["participant_id"], record["filename"]),
+        "status": record["status"],
+        "failed": record["status"] != "ok",
+        "error": format_value(record["error"]),
+        "cells": cells,
+        "flags": flags,
+        "worst": max((abs(cell["z"]) for cell in flags.values()), default=0.0),
+    }
+
+
+def _cell(value: object, score: float | None) -> dict:
+    """Template context of one cell; ``score`` is None in a non-numeric column."""
+    text = format_value(value)
+    numeric = score is not None
+    return {
+        "text": text,
+        # What the table sorts on: numbers as numbers, missing values as blanks.
+        "sort": "" if text == "n/a" else repr(float(value)) if numeric else text,
+        "numeric": numeric,
+        "z": score,
+        "flagged": numeric and abs(score) > OUTLIER_Z,
+    }
+
+
+def _plot(column: str, info: MeasureInfo, values: np.ndarray, images: list[dict]) -> dict:
+    """Template context of the strip plot of one numeric column."""
+    layout = strip_layout(values)
+    points = []
+    for xy, image in zip(layout.points if layout else [], images, strict=False):
+        cell = image["cells"][column]
+        if xy is not None:
+            points.append(
+                {
+                    "x": xy[0],
+                    "y": xy[1],
+                    "flagged": cell["flagged"],
+                    "href": image["href"],
+                    "title": f"{image['name']}\n{cell['text']} {info.units}\nz = {cell['z']:+.1f}",
+                }
+            )
+    return {
+        "key": column,
+        "info": info,
+        "layout": layout,
+        "points": sorted(points, key=lambda point: point["flagged"]),  # outliers on top
+        "n_flagged": sum(point["flagged"] for point in points),
+    }

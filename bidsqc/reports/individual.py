@@ -1,0 +1,103 @@
+"""The participant report: every image of one participant, its mosaics and its measures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from bidsqc.metrics import MeasureInfo
+from bidsqc.reports import (
+    data_uri,
+    describe,
+    format_value,
+    image_anchor,
+    measure_columns,
+    render_html,
+)
+
+__all__ = ["FIGURE_CAPTIONS", "render_subject_report"]
+
+#: Captions of the known figures, in display order; other figures follow, under their name.
+FIGURE_CAPTIONS = {
+    "raw": "Raw image, reoriented to RAS at its native resolution. Look for motion ringing, "
+    "ghosts, wrap-around, signal drop-out and missing coverage.",
+    "registered": "Image registered to the MNI152NLin2009cSym template (2 mm). The red line is "
+    "the template brain outline: it should hug the brain edge.",
+}
+
+
+def render_subject_report(
+    participant_id: str,
+    rows: list[dict],
+    figures: Mapping[str, Mapping[str, Path]],
+    measures: Mapping[str, MeasureInfo],
+    out_file: Path,
+    *,
+    generated_by: str,
+) -> Path:
+    """Write the HTML report of one participant.
+
+    Parameters
+    ----------
+    participant_id
+        The participant, e.g. ``"sub-01"``.
+    rows
+        One result row per image (the columns of the group TSV).
+    figures
+        PNG figures of each image: ``figures[row["filename"]][name]``; figures that are not
+        listed or whose file does not exist are left out.
+    measures
+        What each measure column means; other columns are shown under their own name.
+    out_file
+        Where to write the report.
+    generated_by
+        Name and version of the generating software, shown in the footer.
+
+    Returns
+    -------
+    Path
+        ``out_file``: a single HTML file with the figures embedded.
+    """
+    images = [_image(row, figures.get(row["filename"], {}), measures) for row in rows]
+    n_failed = sum(image["failed"] for image in images)
+    return render_html(
+        "subject.html",
+        out_file,
+        participant_id=participant_id,
+        images=images,
+        n_ok=len(images) - n_failed,
+        n_failed=n_failed,
+        generated_by=generated_by,
+    )
+
+
+def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, MeasureInfo]) -> dict:
+    """Template context of one image."""
+    names = [name for name in FIGURE_CAPTIONS if name in figures]
+    names += [name for name in figures if name not in FIGURE_CAPTIONS]
+    values = {key: format_value(row[key]) for key in measure_columns(row, measures)}
+    if all(value == "n/a" for value in values.values()):
+        values = {}  # e.g. a failed image: no table rather than a column of n/a
+    return {
+        "filename": row["filename"],
+        "name": PurePosixPath(row["filename"]).name,
+        "anchor": image_anchor(row["filename"]),
+        "modality": format_value(row["modality"]),
+        "session": format_value(row["session_id"]),
+        "status": row["status"],
+        "failed": row["status"] != "ok",
+        "error": format_value(row["error"]),
+        "figures": [
+            {
+                "name": name,
+                "caption": FIGURE_CAPTIONS.get(name, name),
+                "src": data_uri(figures[name]),
+            }
+            for name in names
+            if Path(figures[name]).is_file()
+        ],
+        "measures": [
+            {"key": key, "info": describe(key, measures), "value": value}
+            for key, value in values.items()
+        ],
+    }

@@ -1,0 +1,243 @@
+"""Tests of the figures, the participant report and the group report."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgb
+from PIL import Image
+
+from bidsqc.metrics import MeasureInfo
+from bidsqc.reports import format_value, subject_report_href
+from bidsqc.reports.figures import OUTLINE_COLOR, plot_mosaic, strip_layout
+from bidsqc.reports.group import render_group_report, robust_zscores
+from bidsqc.reports.individual import render_subject_report
+
+INJECTION = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+MEASURES = {
+    "cjv": MeasureInfo(
+        name="Coefficient of joint variation",
+        description="Overlap of grey- and white-matter intensities.",
+        units="",
+        better="lower",
+        reference="Ganzetti et al. 2016",
+    ),
+    "snr": MeasureInfo(
+        name="Signal-to-noise ratio",
+        description="Mean tissue intensity over the noise.",
+        units="",
+        better="higher",
+    ),
+}
+
+
+def ball(zooms: tuple[float, float, float], fov: float = 160.0) -> nb.Nifti1Image:
+    """A noisy ball of 60 mm radius centred in a ``fov`` mm cube, on a grid of ``zooms``."""
+    shape = [round(fov / zoom) for zoom in zooms]
+    mm = np.ix_(
+        *[(np.arange(n) + 0.5) * zoom - fov / 2 for n, zoom in zip(shape, zooms, strict=True)]
+    )
+    inside = sum(axis**2 for axis in mm) < 60.0**2
+    noise = np.random.default_rng(0).normal(0, 5, shape)
+    return nb.Nifti1Image((inside * 100 + np.abs(noise)).astype(np.float32), np.diag([*zooms, 1]))
+
+
+def outline_pixels(path: Path) -> int:
+    """How many pixels of a PNG have the outline colour."""
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=int)
+    return int((np.abs(rgb - np.array(to_rgb(OUTLINE_COLOR)) * 255).max(axis=-1) < 8).sum())
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        ball((2.0, 2.0, 2.0)),
+        ball((0.7, 0.7, 4.0)),
+        nb.Nifti1Image(np.full((20, 24, 16), 7.0, dtype=np.float32), np.eye(4)),
+    ],
+    ids=["isotropic", "thick-slice", "constant"],
+)
+def test_mosaic_writes_small_png(img: nb.Nifti1Image, tmp_path: Path) -> None:
+    out = plot_mosaic(img, tmp_path / "mosaic.png", title="sub-01_T1w")
+    assert out == tmp_path / "mosaic.png"
+    with Image.open(out) as png:
+        assert png.format == "PNG"
+        assert png.width >= 600
+    assert out.stat().st_size < 100_000
+
+
+def test_mosaic_keeps_physical_proportions(tmp_path: Path) -> None:
+    """The same ball on 2 mm and on 0.7 x 0.7 x 4 mm voxels gives the same picture size."""
+    iso = Image.open(plot_mosaic(ball((2.0, 2.0, 2.0)), tmp_path / "iso.png"))
+    thick = Image.open(plot_mosaic(ball((0.7, 0.7, 4.0)), tmp_path / "thick.png"))
+    assert iso.size[0] == thick.size[0]
+    assert abs(iso.size[1] - thick.size[1]) <= 0.05 * iso.size[1]
+
+
+def test_mosaic_draws_outline_on_image_grid(tmp_path: Path) -> None:
+    img = ball((2.0, 2.0, 2.0))
+    mask = nb.Nifti1Image((img.get_fdata() > 50).astype(np.uint8), img.affine)
+    assert outline_pixels(plot_mosaic(img, tmp_path / "plain.png")) == 0
+    assert outline_pixels(plot_mosaic(img, tmp_path / "outline.png", outline=mask)) > 500
+    shifted = nb.Nifti1Image(mask.dataobj, img.affine @ np.diag([2.0, 1, 1, 1]))
+    with pytest.raises(ValueError, match="grid"):
+        plot_mosaic(img, tmp_path / "bad.png", outline=shifted)
+
+
+def test_robust_zscores_known_values() -> None:
+    # median 3, MAD 1
+    z = robust_zscores([1.0, 2.0, 3.0, 4.0, 100.0, np.nan])
+    np.testing.assert_allclose(z[:5], np.array([-2, -1, 0, 1, 97]) / 1.4826)
+    assert np.isnan(z[5])
+
+
+def test_robust_zscores_zero_mad() -> None:
+    # MAD = 0: mean absolute deviation from the median, 4 / 7, takes over
+    z = robust_zscores([5, 5, 5, 5, 5, 5, 9])
+    np.testing.assert_allclose(z, [0, 0, 0, 0, 0, 0, 4 / (1.2533 * 4 / 7)])
+    np.testing.assert_array_equal(robust_zscores([2.0, 2.0, np.nan]), [0.0, 0.0, np.nan])
+    assert np.isnan(robust_zscores([np.nan, np.nan])).all()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.41234, "0.4123"),
+        (1234.56, "1235"),
+        (123456.0, "1.235e+05"),
+        (3, "3"),
+        (None, "n/a"),
+        (float("nan"), "n/a"),
+        ("mild", "mild"),
+    ],
+)
+def test_format_value(value: object, text: str) -> None:
+    assert format_value(value) == text
+
+
+def test_strip_layout() -> None:
+    layout = strip_layout([1.0, 2.0, np.nan, 3.0])
+    assert layout.points[2] is None
+    xs = [point[0] for point in layout.points if point]
+    assert layout.xlim[0] < xs[0] < xs[1] < xs[2] < layout.xlim[1]
+    assert layout.box[2] == xs[1]  # the median
+    assert strip_layout([np.nan]) is None
+
+
+def test_group_links_are_relative_and_inert() -> None:
+    assert subject_report_href("sub-01", "sub-01/anat/sub-01_T1w.nii.gz") == (
+        "sub-01.html#sub-01_T1w"
+    )
+    assert ":" not in subject_report_href("javascript:alert(1)", "x.nii.gz")
+
+
+def row(filename: str, **values: object) -> dict:
+    participant, *entities = Path(filename).name.split("_")
+    session = next((e for e in entities if e.startswith("ses-")), "n/a")
+    return {
+        "filename": filename,
+        "participant_id": participant,
+        "session_id": session,
+        "modality": "T1w",
+        "status": "ok",
+        "error": "n/a",
+        **values,
+    }
+
+
+def failed_row(filename: str, error: str) -> dict:
+    return row(filename, status="failed", error=error, cjv=None, snr=None, p_motion=None)
+
+
+@pytest.fixture
+def png(tmp_path: Path) -> Path:
+    path = tmp_path / "figure.png"
+    Image.new("L", (8, 4), 128).save(path)
+    return path
+
+
+def test_subject_report(tmp_path: Path, png: Path) -> None:
+    rows = [
+        row("sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz", cjv=0.4567, snr=12.34, p_motion=0.25),
+        row("sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz", cjv=0.5, snr=10.0, p_motion=0.5),
+        failed_row("sub-01/ses-3/anat/sub-01_ses-3_T1w.nii.gz", "registration diverged"),
+    ]
+    figures = {
+        rows[0]["filename"]: {"raw": png, "registered": png},
+        rows[1]["filename"]: {"raw": png, "registered": tmp_path / "missing.png"},
+    }
+    out = render_subject_report(
+        "sub-01", rows, figures, MEASURES, tmp_path / "sub-01.html", generated_by="bidsqc test"
+    )
+    html = out.read_text()
+    for image in rows:
+        assert image["filename"] in html
+        assert f'href="#{Path(image["filename"]).name.split(".")[0]}"' in html
+    assert "registration diverged" in html
+    assert html.count('class="alert"') == 1
+    for info in MEASURES.values():
+        assert info.description in html
+    assert "Ganzetti et al. 2016" in html
+    assert "p_motion" in html  # a column without a description is still shown
+    assert "0.4567" in html and "12.34" in html
+    embedded = f"data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}"
+    assert html.count(embedded) == 3  # the missing file is left out
+    assert "bidsqc test" in html
+    assert not re.search(r"(src|href)=\"https?:", html)
+
+
+def test_reports_escape_dataset_text(tmp_path: Path, png: Path) -> None:
+    filename = f"sub-01/anat/sub-01_{INJECTION}_T1w.nii.gz"
+    rows = [{**failed_row(filename, INJECTION), "participant_id": INJECTION}]
+    subject = render_subject_report(
+        INJECTION, rows, {filename: {"raw": png}}, MEASURES, tmp_path / "s.html", generated_by="x"
+    ).read_text()
+    group = render_group_report(
+        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x"
+    ).read_text()
+    for html in (subject, group):
+        assert INJECTION not in html
+        assert ESCAPED in html
+
+
+def test_group_report(tmp_path: Path) -> None:
+    rng = np.random.default_rng(42)
+    cjv, snr, p_motion = rng.normal(0.5, 0.02, 20), rng.normal(12, 1, 20), rng.uniform(0, 1, 20)
+    cjv[4] = np.median(cjv) + 10 * 1.4826 * np.median(np.abs(cjv - np.median(cjv)))  # sub-05
+    rows = [
+        row(
+            f"sub-{i + 1:02d}/anat/sub-{i + 1:02d}_T1w.nii.gz",
+            cjv=cjv[i],
+            snr=snr[i],
+            p_motion=p_motion[i],
+        )
+        for i in range(20)
+    ]
+    rows.append(failed_row("sub-21/anat/sub-21_T1w.nii.gz", "no brain found"))
+    tsv = tmp_path / "group_T1w.tsv"
+    pd.DataFrame(rows).to_csv(tsv, sep="\t", index=False, na_rep="n/a")
+    table = pd.read_csv(tsv, sep="\t")
+
+    html = render_group_report(
+        table, "T1w", MEASURES, tmp_path / "group_T1w.html", generated_by="bidsqc test"
+    ).read_text()
+    for i in range(1, 22):
+        assert f'href="sub-{i:02d}.html#sub-{i:02d}_T1w"' in html
+    assert "no brain found" in html
+    assert "p_motion" in html
+    flagged = re.findall(r'<td class="num flag"[^>]*>([^<]*)</td>', html)
+    assert flagged == [format_value(cjv[4])]
+    body = html.split("<tbody>")[-1]
+    outlier_row = next(tr for tr in body.split("<tr") if "sub-05_T1w" in tr)
+    assert 'class="num flag"' in outlier_row
+    assert html.count('class="pt flag"') == 1
+    assert re.search(r"<b>1</b><span>failed</span>", html)
+    assert re.search(r"<b>1</b><span>flagged as outliers</span>", html)
+    assert not re.search(r"(src|href)=\"https?:", html)
