@@ -130,7 +130,7 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
         branch = next((part for part in node if part.startswith("anat_qc_")), None)
         if branch is None:
             continue
-        exceptions = [m for m in map(_EXCEPTION_LINE.match, lines) if m]
+        exceptions = [m for line in lines if (m := _EXCEPTION_LINE.match(line.strip()))]
         specific = [m for m in exceptions if m.group(1) not in _WRAPPERS] or exceptions
         message = f"{specific[-1].group(1)}: {specific[-1].group(2)}" if specific else lines[-1]
         when = crash_file.stat().st_mtime
