@@ -35,6 +35,7 @@ __all__ = [
     "NA",
     "derivative_path",
     "measures_path",
+    "participant_report_name",
     "participant_table_path",
     "qc_row",
     "read_qc_table",
@@ -130,8 +131,13 @@ def participant_table_path(out_dir: str | os.PathLike, subject: str) -> Path:
     return Path(out_dir) / f"sub-{subject}" / f"sub-{subject}_qc.tsv"
 
 
+def participant_report_name(participant_id: str) -> str:
+    """File name of a participant's report, e.g. ``sub-01.html`` (beside the group reports)."""
+    return f"{participant_id}.html"
+
+
 def participant_report_path(out_dir: str | os.PathLike, subject: str) -> Path:
-    return Path(out_dir) / f"sub-{subject}.html"
+    return Path(out_dir) / participant_report_name(f"sub-{subject}")
 
 
 def group_table_path(out_dir: str | os.PathLike, modality: str) -> Path:

@@ -1,8 +1,9 @@
 """Self-contained HTML reports: one per participant, one per modality for the group.
 
-This module holds what both reports share: the jinja2 environment, the columns of a
-result row, how values are displayed, and how reports link to each other. The renderers
-live in :mod:`bidsqc.reports.individual` and :mod:`bidsqc.reports.group`, the figures in
+This module holds what both reports share: the jinja2 environment, which columns of a
+result row are measures, how values are displayed, and how reports link to each other
+(file names come from :mod:`bidsqc.outputs`). The renderers live in
+:mod:`bidsqc.reports.individual` and :mod:`bidsqc.reports.group`, the figures in
 :mod:`bidsqc.reports.figures`.
 """
 
@@ -22,9 +23,9 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bidsqc.metrics import MeasureInfo
+from bidsqc.outputs import ID_COLUMNS, participant_report_name
 
 __all__ = [
-    "ID_COLUMNS",
     "data_uri",
     "describe",
     "format_value",
@@ -32,12 +33,7 @@ __all__ = [
     "measure_columns",
     "render_html",
     "subject_report_href",
-    "subject_report_name",
 ]
-
-#: Columns of a result row that identify the image; every other column is a measure.
-ID_COLUMNS = ("filename", "participant_id", "session_id", "modality", "status", "error")
-
 
 @cache
 def _environment() -> Environment:
@@ -100,11 +96,6 @@ def image_anchor(filename: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", stem) or "image"
 
 
-def subject_report_name(participant_id: str) -> str:
-    """File name of a participant's report, e.g. ``sub-01.html``."""
-    return f"{participant_id}.html"
-
-
 def subject_report_href(participant_id: str, filename: str) -> str:
     """Relative link from a group report to an image's section in its subject report."""
-    return f"{quote(subject_report_name(participant_id), safe='')}#{image_anchor(filename)}"
+    return f"{quote(participant_report_name(participant_id), safe='')}#{image_anchor(filename)}"
