@@ -48,7 +48,7 @@ def test_defaults(args, bids_dir, output_dir):
     assert opts.bids_filters is None
     assert opts.plugin_settings is None
     assert opts.nprocs >= 1
-    assert opts.omp_nthreads == min(opts.nprocs, 8)
+    assert opts.omp_nthreads == min(max(opts.nprocs - 1, 1), 8)
     assert not opts.skip_bids_validation
     assert not opts.reports_only
     assert opts.verbose == 0
@@ -111,7 +111,9 @@ def test_work_dir(args, flag, tmp_path):
 @pytest.mark.parametrize("flag", ["--nprocs", "--nthreads", "--n_cpus"])
 def test_nprocs(args, flag):
     opts = parse_args([*args, flag, "3"])
-    assert (opts.nprocs, opts.omp_nthreads) == (3, 3)
+    assert (opts.nprocs, opts.omp_nthreads) == (3, 2)
+    opts = parse_args([*args, flag, "1"])
+    assert (opts.nprocs, opts.omp_nthreads) == (1, 1)
     opts = parse_args([*args, flag, "32"])
     assert (opts.nprocs, opts.omp_nthreads) == (32, 8)
 

@@ -109,9 +109,9 @@ def build_parser() -> ArgumentParser:
         "--omp-nthreads",
         type=_positive_int,
         metavar="N",
-        help="maximum number of threads per process, at most --nprocs "
-        f"(default: --nprocs, but no more than {_OMP_NTHREADS_MAX}: beyond that, "
-        "processing several images in parallel pays more)",
+        help="maximum number of threads per process, at most --nprocs (default: --nprocs "
+        f"minus one, at least 1 and at most {_OMP_NTHREADS_MAX}, so that several images "
+        "are processed in parallel: that pays more than threads)",
     )
     execution.add_argument(
         "--use-plugin",
@@ -163,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
             )
 
     if opts.omp_nthreads is None:
-        opts.omp_nthreads = min(opts.nprocs, _OMP_NTHREADS_MAX)
+        opts.omp_nthreads = min(max(opts.nprocs - 1, 1), _OMP_NTHREADS_MAX)
     elif opts.omp_nthreads > opts.nprocs:
         parser.error(
             f"--omp-nthreads ({opts.omp_nthreads}) cannot exceed --nprocs ({opts.nprocs})."
