@@ -110,6 +110,9 @@ def _run_workflow(opts: Namespace, images, log_dir: Path) -> None:
         "stop_on_first_crash": False,
         "hash_method": "timestamp",
         "remove_unnecessary_outputs": False,
+        # nipype's scheduler sleeps this long between polls; its default of 2 s left the
+        # CPUs idle for about a second after every node.
+        "poll_sleep_duration": 0.1,
     }
     settings = opts.plugin_settings or {
         "plugin": "MultiProc",
