@@ -47,6 +47,7 @@ def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_
         volume = np.load(tables[0].parent / row["file"])
         assert volume.shape == HEAD_BOX_SHAPE
         assert volume.dtype == np.float16
-        # Multi-threaded ANTs sums in varying order: equal to float precision, not bit for bit.
-        twin_volume = np.load(tables[1].parent / twin["file"]).astype(np.float32)
-        np.testing.assert_allclose(volume.astype(np.float32), twin_volume, atol=1e-3 * volume.max())
+        # Multi-threaded ANTs sums in varying order, so registrations agree closely, not exactly.
+        difference = np.abs(volume - np.load(tables[1].parent / twin["file"]))
+        assert difference.max() < 0.01 * volume.max()
+        assert difference.mean() < 1e-4 * volume.max()
