@@ -33,3 +33,12 @@ def make_bids(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def bids_examples() -> Path:
+    """The bids-examples layouts in ``../shared`` beside the checkout; skip when absent."""
+    path = Path(__file__).parents[2] / "shared" / "data" / "bids-examples"
+    if not path.is_dir():
+        pytest.skip(f"no BIDS examples in {path}")
+    return path

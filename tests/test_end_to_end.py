@@ -212,3 +212,21 @@ def test_truncated_gzip_fixture_is_really_truncated(bad_dataset):
     path = bad_dataset / "sub-truncated" / "anat" / "sub-truncated_T1w.nii.gz"
     with pytest.raises(EOFError), gzip.open(path) as stream:
         stream.read()
+
+
+def test_bids_examples_give_a_failed_row_per_placeholder(bids_examples, tmp_path):
+    """Every NIfTI in bids-examples is an empty placeholder: each is a failed row, no crash."""
+    for layout in sorted(path for path in bids_examples.iterdir() if path.is_dir()):
+        out = tmp_path / layout.name
+        before = snapshot(layout)
+        code = main([str(layout), str(out), "participant"])
+        assert snapshot(layout) == before, layout.name
+        kind = json.loads((layout / "dataset_description.json").read_text()).get("DatasetType")
+        if kind == "derivative":
+            assert code == 2, layout.name
+            continue
+        rows = pd.concat([read_qc_table(path) for path in out.glob("sub-*/sub-*_qc.tsv")])
+        assert code == 1, layout.name
+        assert len(rows) > 0, layout.name
+        assert (rows["status"] == "failed").all(), layout.name
+        assert rows["error"].str.contains("empty file|truncated or corrupt").all(), layout.name
