@@ -33,12 +33,18 @@ __all__ = [
     "register_to_template",
     "reorient_to_ras",
     "resample_to_zoom",
+    "set_ants_threads",
 ]
 
 #: Scale factors of an affine to the template outside this range mean a failed registration.
 PLAUSIBLE_SCALE = (0.6, 1.6)
 #: Seed for the random metric sampling of antsRegistration; pinned for reproducibility.
 ANTS_SEED = 20261123
+
+
+def set_ants_threads(n_threads: int) -> None:
+    """ANTs reads its thread count from the environment of the (worker) process."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n_threads)
 
 
 def reorient_to_ras(img: nb.Nifti1Image) -> nb.Nifti1Image:

@@ -27,7 +27,12 @@ import nibabel as nb
 import numpy as np
 
 from bidsqc.loading import ImageCheckError, load_anatomical
-from bidsqc.preprocessing import register_to_template, reorient_to_ras, resample_to_zoom
+from bidsqc.preprocessing import (
+    register_to_template,
+    reorient_to_ras,
+    resample_to_zoom,
+    set_ants_threads,
+)
 from bidsqc.simulation import Motion, RandomArtefact, RandomCorruption, RandomMotion, motion_grade
 
 __all__ = [
@@ -157,4 +162,4 @@ def _single_threaded() -> None:
     import torch
 
     torch.set_num_threads(1)
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+    set_ants_threads(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bidsqc import __version__, outputs
-from bidsqc.bids import BIDSError, collect_data, collect_participants, init_layout
+from bidsqc.bids import AnatImage, BIDSError, collect_data, collect_participants, init_layout
 from bidsqc.metrics import MEASURES
 from bidsqc.workflows.base import branch_name, init_bidsqc_wf
 
@@ -78,16 +78,21 @@ def run_participant(opts: Namespace) -> int:
         _run_workflow(opts, images, log_dir)
 
     failures = read_crash_reports(log_dir)
-    rows_by_subject: dict[str, list[dict]] = {}
+    images_by_subject: dict[str, list[AnatImage]] = {}
     for image in images:
-        row = _image_row(output_dir, image, failures.get(branch_name(image)))
-        rows_by_subject.setdefault(image.subject, []).append(row)
-        if row["status"] == "failed":
-            LOGGER.warning("%s failed: %s", image.relpath, row["error"])
-    for subject, rows in rows_by_subject.items():
-        write_participant_outputs(output_dir, subject, rows, images)
+        images_by_subject.setdefault(image.subject, []).append(image)
+    n_failed = 0
+    for subject, subject_images in images_by_subject.items():
+        rows = [
+            _image_row(output_dir, image, failures.get(branch_name(image)))
+            for image in subject_images
+        ]
+        for image, row in zip(subject_images, rows, strict=True):
+            if row["status"] == "failed":
+                n_failed += 1
+                LOGGER.warning("%s failed: %s", image.relpath, row["error"])
+        write_participant_outputs(output_dir, subject, rows, subject_images)
 
-    n_failed = sum(row["status"] == "failed" for rows in rows_by_subject.values() for row in rows)
     LOGGER.warning(
         "%d of %d images processed; results in '%s'.",
         len(images) - n_failed,
@@ -97,7 +102,7 @@ def run_participant(opts: Namespace) -> int:
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
 
-def _run_workflow(opts: Namespace, images, log_dir: Path) -> None:
+def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> None:
     workflow = init_bidsqc_wf(
         images=images,
         output_dir=opts.output_dir,
@@ -142,7 +147,7 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
     return failures
 
 
-def _image_row(output_dir: Path, image, failure: tuple[float, str] | None) -> dict:
+def _image_row(output_dir: Path, image: AnatImage, failure: tuple[float, str] | None) -> dict:
     """The image's QC row: ``ok`` if its measures were written after its last crash."""
     measures_file = outputs.measures_path(output_dir, image)
     written = measures_file.stat().st_mtime if measures_file.exists() else -math.inf
@@ -153,21 +158,21 @@ def _image_row(output_dir: Path, image, failure: tuple[float, str] | None) -> di
     return outputs.qc_row(image, json.loads(measures_file.read_text()), None)
 
 
-def write_participant_outputs(output_dir: Path, subject: str, rows: list[dict], images) -> None:
+def write_participant_outputs(
+    output_dir: Path, subject: str, rows: list[dict], images: list[AnatImage]
+) -> None:
     """Write ``sub-<label>_qc.tsv``, its dictionary, and the participant's HTML report."""
     from bidsqc.reports.individual import render_subject_report
 
     outputs.write_qc_table(rows, outputs.participant_table_path(output_dir, subject))
-    figures = {}
-    for image in images:
-        if image.subject != subject:
-            continue
-        found = {
+    figures = {
+        image.relpath: {
             desc: path
             for desc in ("raw", "registered")
             if (path := outputs.figure_path(output_dir, image, desc)).exists()
         }
-        figures[image.relpath] = found
+        for image in images
+    }
     render_subject_report(
         f"sub-{subject}",
         rows,

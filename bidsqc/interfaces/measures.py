@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nb
@@ -18,7 +17,7 @@ from nipype.interfaces.base import (
 
 from bidsqc.data import load_template
 from bidsqc.metrics import compute_iqms
-from bidsqc.preprocessing import estimate_bias_field
+from bidsqc.preprocessing import estimate_bias_field, set_ants_threads
 
 __all__ = ["ComputeMeasures"]
 
@@ -39,7 +38,7 @@ class ComputeMeasures(SimpleInterface):
     output_spec = _ComputeMeasuresOutputSpec
 
     def _run_interface(self, runtime):
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.num_threads)
+        set_ants_threads(self.inputs.num_threads)
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
         field = estimate_bias_field(image, template.brain_mask, template.zooms)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nb
@@ -15,14 +14,14 @@ from nipype.interfaces.base import (
 )
 
 from bidsqc.loading import check_sidecar, load_anatomical
-from bidsqc.preprocessing import register_to_template, reorient_to_ras, resample_to_zoom
+from bidsqc.preprocessing import (
+    register_to_template,
+    reorient_to_ras,
+    resample_to_zoom,
+    set_ants_threads,
+)
 
 __all__ = ["CheckImage", "RegisterToTemplate", "ResampleToZoom"]
-
-
-def _set_itk_threads(n_threads: int) -> None:
-    """ANTs reads its thread count from the environment of the (worker) process."""
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n_threads)
 
 
 class _CheckImageInputSpec(BaseInterfaceInputSpec):
@@ -66,7 +65,7 @@ class ResampleToZoom(SimpleInterface):
     output_spec = _ResampleOutputSpec
 
     def _run_interface(self, runtime):
-        _set_itk_threads(self.inputs.num_threads)
+        set_ants_threads(self.inputs.num_threads)
         img = reorient_to_ras(load_anatomical(self.inputs.in_file))
         img = resample_to_zoom(img, self.inputs.zoom)
         out_file = Path(runtime.cwd) / "resampled.nii.gz"
@@ -92,7 +91,7 @@ class RegisterToTemplate(SimpleInterface):
     output_spec = _RegisterOutputSpec
 
     def _run_interface(self, runtime):
-        _set_itk_threads(self.inputs.num_threads)
+        set_ants_threads(self.inputs.num_threads)
         result = register_to_template(nb.load(self.inputs.in_file), runtime.cwd)
         out_file = Path(runtime.cwd) / "registered.nii.gz"
         nb.save(result.registered, out_file)
