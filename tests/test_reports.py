@@ -241,3 +241,12 @@ def test_group_report(tmp_path: Path) -> None:
     assert re.search(r"<b>1</b><span>failed</span>", html)
     assert re.search(r"<b>1</b><span>flagged as outliers</span>", html)
     assert not re.search(r"(src|href)=\"https?:", html)
+
+
+def test_group_report_flags_nothing_in_a_tiny_group(tmp_path: Path) -> None:
+    rows = [row(f"sub-{i}/anat/sub-{i}_T1w.nii.gz", cjv=v) for i, v in enumerate([0.5, 0.51, 9.0])]
+    html = render_group_report(
+        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="bidsqc test"
+    ).read_text()
+    assert 'class="num flag"' not in html
+    assert re.search(r"<b>0</b><span>flagged as outliers</span>", html)

@@ -20,10 +20,12 @@ from bidsqc.reports import (
 )
 from bidsqc.reports.figures import strip_layout
 
-__all__ = ["OUTLIER_Z", "render_group_report", "robust_zscores"]
+__all__ = ["MIN_IMAGES_TO_FLAG", "OUTLIER_Z", "render_group_report", "robust_zscores"]
 
 #: An image is flagged on a measure when its robust z-score exceeds this in magnitude.
 OUTLIER_Z = 3.0
+#: Fewer images than this give no reliable spread: nothing is flagged.
+MIN_IMAGES_TO_FLAG = 5
 #: Scale the MAD, and the mean absolute deviation, to the standard deviation of a normal
 #: distribution: 1 / Phi^-1(3/4) and sqrt(pi / 2).
 MAD_TO_SD = 1.4826
@@ -97,7 +99,8 @@ def render_group_report(
     Notes
     -----
     Each numeric column is plotted, and each of its values flagged when its robust z-score
-    (:func:`robust_zscores`, over the images of the table) exceeds :data:`OUTLIER_Z`.
+    (:func:`robust_zscores`, over the images of the table) exceeds :data:`OUTLIER_Z`; a column
+    with fewer than :data:`MIN_IMAGES_TO_FLAG` values flags nothing.
     """
     columns = measure_columns(table.columns, measures)
     infos = {column: describe(column, measures) for column in columns}
@@ -106,7 +109,12 @@ def render_group_report(
         for column in columns
         if is_numeric_dtype(table[column]) and not is_bool_dtype(table[column])
     }
-    scores = {column: robust_zscores(column_values) for column, column_values in values.items()}
+    scores = {
+        column: robust_zscores(column_values)
+        if np.isfinite(column_values).sum() >= MIN_IMAGES_TO_FLAG
+        else np.zeros_like(column_values)
+        for column, column_values in values.items()
+    }
     images = [
         _image(record, columns, {column: score[i] for column, score in scores.items()})
         for i, record in enumerate(table.to_dict("records"))
@@ -127,6 +135,7 @@ def render_group_report(
         n_failed=sum(image["failed"] for image in images),
         n_flagged=sum(bool(image["flags"]) for image in images),
         outlier_z=OUTLIER_Z,
+        min_images=MIN_IMAGES_TO_FLAG,
         generated_by=generated_by,
     )
 
