@@ -1,0 +1,85 @@
+"""Tests for the motion network: output shapes, input checks, frozen encoder and soft bins."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bidsqc.data import HEAD_BOX_SHAPE
+from bidsqc.networks import MOTION_BINS, Conv5Encoder, MotionNet, SoftBins
+
+
+@pytest.mark.parametrize("in_channels", [1, 2])
+@pytest.mark.parametrize(
+    ("channels", "spatial"),
+    [((8, 16, 32, 64, 128), (64, 64, 64)), ((4, 8, 16), (8, 12, 10))],
+)
+def test_shapes(in_channels: int, channels: tuple[int, ...], spatial: tuple[int, ...]) -> None:
+    net = MotionNet(in_channels=in_channels, channels=channels).eval()
+    x = torch.randn(2, in_channels, *spatial)
+    with torch.inference_mode():
+        output = net(x)
+        embedding = net.embed(x)
+    assert output.grade_logits.shape == (2, 3)
+    assert output.mm_log_probs.shape == (2, MOTION_BINS.n_bins)
+    assert embedding.shape == (2, channels[-1])
+    torch.testing.assert_close(output.mm_log_probs.exp().sum(dim=1), torch.ones(2))
+
+
+def test_head_box_forward() -> None:
+    encoder = Conv5Encoder().eval()
+    with torch.inference_mode():
+        assert encoder(torch.randn(1, 1, *HEAD_BOX_SHAPE)).shape == (1, 128)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 32, 32, 32), (1, 2, 32, 32, 32), (1, 1, 32, 16, 32)],
+    ids=["4d", "channels", "small"],
+)
+def test_bad_input_names_the_expected_shape(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"\(batch, 1, X, Y, Z\) with X, Y, Z >= 32"):
+        Conv5Encoder(in_channels=1)(torch.zeros(shape))
+
+
+def test_frozen_encoder_stays_frozen_in_train_mode() -> None:
+    net = MotionNet()
+    net.freeze_encoder()
+    net.train()
+    assert not any(parameter.requires_grad for parameter in net.encoder.parameters())
+    assert all(parameter.requires_grad for parameter in net.trunk.parameters())
+    assert not net.encoder.training and net.trunk.training
+    running_mean = net.encoder.blocks[1].running_mean.clone()
+    net(torch.randn(2, 1, 32, 32, 32))
+    torch.testing.assert_close(net.encoder.blocks[1].running_mean, running_mean)
+
+
+@pytest.mark.parametrize("rms_mm", [4.0, 4.5, 7.3, 11.7, 16.35, 20.5])
+@pytest.mark.parametrize("sigma_mm", [0.5, 1.0, 2.0])
+def test_soft_label_recovers_rms(rms_mm: float, sigma_mm: float) -> None:
+    """Within 2 sigma of the ends of [0, 24.5] mm the cut-off label is biased, as documented."""
+    label = MOTION_BINS.soft_label(torch.tensor([rms_mm]), sigma_mm)
+    torch.testing.assert_close(label.sum(dim=1), torch.ones(1))
+    half_bin = MOTION_BINS.max_mm / (MOTION_BINS.n_bins - 1) / 2
+    assert abs(float(MOTION_BINS.expectation(label.log())[0]) - rms_mm) < half_bin
+
+
+def test_soft_label_bias_at_zero() -> None:
+    label = MOTION_BINS.soft_label(torch.tensor([0.0]), sigma_mm=1.0)
+    assert float(MOTION_BINS.expectation(label.log())[0]) == pytest.approx(0.65, abs=0.01)
+
+
+@pytest.mark.parametrize("index", [0, 17, 49])
+def test_expectation_of_one_hot_is_the_bin_centre(index: int) -> None:
+    probs = torch.zeros(1, 50)
+    probs[0, index] = 1
+    assert float(MOTION_BINS.expectation(probs.log())[0]) == pytest.approx(index * 0.5)
+
+
+def test_soft_bins_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="rms_mm must lie in"):
+        MOTION_BINS.soft_label(torch.tensor([3.0, 30.0]))
+    with pytest.raises(ValueError, match=r"shape \(batch, 50\)"):
+        MOTION_BINS.expectation(torch.zeros(2, 40))
+    with pytest.raises(ValueError, match="n_bins"):
+        SoftBins(n_bins=1, max_mm=10.0)
