@@ -8,11 +8,10 @@ Writes ``bidsqc/data/tpl-MNI152NLin2009cSym/`` at 1 mm (nilearn's grid) and at 2
 from pathlib import Path
 
 import nibabel as nb
+import nilearn
 import numpy as np
 from nibabel.processing import resample_from_to
 from scipy import ndimage as ndi
-
-import nilearn
 
 from bidsqc.data import HEAD_BOX_SHAPE, TEMPLATE_DIR, TEMPLATE_NAME
 
@@ -66,11 +65,12 @@ def main() -> None:
         for res, img in ((1, one_mm), (2, two_mm)):
             values = np.asarray(img.dataobj)
             if key.endswith("mask"):
-                out = nb.Nifti1Image((values > 0.5).astype(np.uint8), img.affine)
-            elif key == "T1w":
-                out = nb.Nifti1Image(np.clip(np.round(values), 0, 255).astype(np.uint8), img.affine)
-            else:
-                out = nb.Nifti1Image(np.clip(np.round(values * 255), 0, 255).astype(np.uint8), img.affine)
+                values = values > 0.5
+            elif key != "T1w":
+                values = values * 255  # probabilities, stored as uint8 with slope 1/255
+            stored = np.clip(np.round(values), 0, 255).astype(np.uint8)
+            out = nb.Nifti1Image(stored, img.affine)
+            if key.endswith("probseg"):
                 out.header.set_slope_inter(1 / 255, 0)
             out.header.set_xyzt_units("mm")
             out.set_qform(img.affine, code=4)
