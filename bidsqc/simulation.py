@@ -52,6 +52,8 @@ from bidsqc.loading import load_anatomical
 __all__ = [
     "ARTEFACTS",
     "JENKINSON_RADIUS_MM",
+    "LABELS_TABLE",
+    "LABEL_COLUMNS",
     "MOTION_GRADE_THRESHOLDS_MM",
     "Artefact",
     "BiasField",
@@ -76,6 +78,7 @@ __all__ = [
     "motion_grade",
     "motion_rms_mm",
     "rigid_affine",
+    "save_nifti_sample",
 ]
 
 #: Radius of the head-sized sphere over which displacements are averaged (Jenkinson 1999).
@@ -991,7 +994,9 @@ class RandomCorruption:
 
 # --- pre-generation ---------------------------------------------------------------------------
 
-_LABEL_COLUMNS = (
+#: The table of a pre-generated dataset, one row per sample, and its columns.
+LABELS_TABLE = "labels.tsv"
+LABEL_COLUMNS = (
     "filename",
     "base_image",
     "index",
@@ -1001,6 +1006,13 @@ _LABEL_COLUMNS = (
 )
 
 
+def save_nifti_sample(image: nb.Nifti1Image, stem: Path) -> str:
+    """Save a corrupted volume as it is, at native resolution: ``<stem>.nii.gz``."""
+    path = stem.with_name(f"{stem.name}.nii.gz")
+    nb.save(image, path)
+    return path.name
+
+
 def _corrupt_one_image(
     image_index: int,
     path: Path,
@@ -1008,6 +1020,7 @@ def _corrupt_one_image(
     n_per_image: int,
     seeds: np.random.SeedSequence,
     corruption: RandomCorruption,
+    save_sample: Callable[[nb.Nifti1Image, Path], str | None],
 ) -> list[dict]:
     """Write the ``n_per_image`` corrupted copies of one base image; return their label rows."""
     image = load_anatomical(path)
@@ -1016,12 +1029,14 @@ def _corrupt_one_image(
     for index, seed in enumerate(seeds.spawn(n_per_image)):
         corrupted, record = corruption(image, np.random.default_rng(seed))
         name = f"{image_index:04d}_{stem}_corrupt-{index:03d}"
-        nb.save(corrupted, out_dir / f"{name}.nii.gz")
+        filename = save_sample(corrupted, out_dir / name)
+        if filename is None:
+            continue
         sidecar = {"base_image": str(path), "spawn_key": list(seed.spawn_key), **record.to_dict()}
         (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2))
         rows.append(
             {
-                "filename": f"{name}.nii.gz",
+                "filename": filename,
                 "base_image": str(path),
                 "index": index,
                 "motion_rms_mm": record.motion_rms_mm,
@@ -1032,6 +1047,12 @@ def _corrupt_one_image(
     return rows
 
 
+def _single_threaded_worker() -> None:
+    """One thread per worker process, for torch and for ANTs (which a ``save_sample`` may use)."""
+    torch.set_num_threads(1)
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+
+
 def generate_corrupted_dataset(
     base_images: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -1040,6 +1061,7 @@ def generate_corrupted_dataset(
     seed: int,
     corruption: RandomCorruption | None = None,
     n_jobs: int = 1,
+    save_sample: Callable[[nb.Nifti1Image, Path], str | None] = save_nifti_sample,
 ) -> Path:
     """Write corrupted copies of real images, with their labels, for training.
 
@@ -1064,6 +1086,10 @@ def generate_corrupted_dataset(
         What to draw; default ``RandomCorruption()``.
     n_jobs : int
         Worker processes, one base image at a time each (one torch thread per worker).
+    save_sample : callable
+        ``save_sample(image, stem)`` writes one corrupted volume under the path ``stem`` (no
+        extension) and returns the file name it wrote, or None to drop the sample. The default
+        keeps the native volume; :mod:`bidsqc.training_data` preprocesses it first.
 
     Returns
     -------
@@ -1079,7 +1105,7 @@ def generate_corrupted_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     corruption = RandomCorruption() if corruption is None else corruption
     jobs = [
-        (index, path, out_dir, n_per_image, seeds, corruption)
+        (index, path, out_dir, n_per_image, seeds, corruption, save_sample)
         for index, (path, seeds) in enumerate(
             zip(paths, np.random.SeedSequence(seed).spawn(len(paths)), strict=True)
         )
@@ -1087,11 +1113,11 @@ def generate_corrupted_dataset(
     if n_jobs == 1:
         results = [_corrupt_one_image(*job) for job in jobs]
     else:
-        with ProcessPoolExecutor(n_jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        with ProcessPoolExecutor(n_jobs, initializer=_single_threaded_worker) as pool:
             results = list(pool.map(_corrupt_one_image, *zip(*jobs, strict=True)))
-    labels = out_dir / "labels.tsv"
+    labels = out_dir / LABELS_TABLE
     with labels.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, _LABEL_COLUMNS, delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(stream, LABEL_COLUMNS, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         writer.writerows(row for rows in results for row in rows)
     return labels

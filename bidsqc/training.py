@@ -6,17 +6,18 @@ are :class:`MotionSampleDataset`, :class:`MotionLoss` and :func:`motion_metrics`
 
 Training samples on disk
 ------------------------
-A sample folder holds ``samples.tsv`` (tab-separated, one header row) and the volumes it lists.
-Required columns, in any order (other columns are ignored):
+A sample folder holds the table :data:`bidsqc.simulation.LABELS_TABLE` (``labels.tsv``,
+tab-separated, one header row) that :func:`bidsqc.training_data.generate_motion_samples` writes,
+and the volumes it lists. Required columns, in any order (other columns are ignored):
 
 =================  ==============================================================================
 column             content
 =================  ==============================================================================
-``file``           path of a ``.npy`` volume, relative to the folder (or absolute): float16,
+``filename``       path of a ``.npy`` volume, relative to the folder (or absolute): float16,
                    shape 96 x 112 x 96, the registered image on the 2 mm template head box
                    (RAS, :data:`bidsqc.data.HEAD_BOX_SHAPE`), already scaled by
                    :func:`normalise_intensity` (float16 cannot hold every scanner's raw range)
-``source``         the base image the sample was made from: samples sharing it are never split
+``base_image``     the base image the sample was made from: samples sharing it are never split
                    between training and validation (:func:`subject_level_split`)
 ``motion_rms_mm``  :func:`bidsqc.simulation.motion_rms_mm` of the applied motion, in
                    [0, 24.5] mm (:data:`bidsqc.networks.MOTION_BINS`)
@@ -25,9 +26,9 @@ column             content
 
 Example::
 
-    file	source	motion_rms_mm	motion_grade
-    0000_sub-01_T1w_corrupt-000.npy	sub-01_T1w.nii.gz	0.0	0
-    0000_sub-01_T1w_corrupt-001.npy	sub-01_T1w.nii.gz	12.41	2
+    filename	base_image	motion_rms_mm	motion_grade
+    0000_sub-01_T1w_corrupt-000.npy	/data/sub-01_T1w.nii.gz	0.0	0
+    0000_sub-01_T1w_corrupt-001.npy	/data/sub-01_T1w.nii.gz	12.41	2
 
 The loader scales every volume with :func:`normalise_intensity` again (a no-op on scaled data),
 so the same scaling applies at training and at inference.
@@ -67,9 +68,9 @@ from tqdm import tqdm
 
 from bidsqc import __version__
 from bidsqc.networks import MOTION_BINS, MotionOutput, SoftBins
+from bidsqc.simulation import LABELS_TABLE
 
 __all__ = [
-    "SAMPLE_COLUMNS",
     "EpochRecord",
     "History",
     "MotionLoss",
@@ -96,8 +97,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Columns ``samples.tsv`` must have.
-SAMPLE_COLUMNS = ("file", "source", "motion_rms_mm", "motion_grade")
+#: Columns of the labels table that the motion dataset needs.
+SAMPLE_COLUMNS = ("filename", "base_image", "motion_rms_mm", "motion_grade")
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -136,7 +137,7 @@ def augment_volume(volume: Tensor) -> Tensor:
 
 
 class MotionSampleDataset(Dataset):
-    """Pre-generated motion samples listed in ``samples.tsv`` (format in the module docstring).
+    """Pre-generated motion samples listed in ``labels.tsv`` (format in the module docstring).
 
     Each item is ``(volume, target)``: the normalised volume, shape (1, X, Y, Z), float32, and
     ``{"grade": int64, "rms_mm": float32}``. Use :func:`subject_level_split` on :attr:`sources`
@@ -145,7 +146,7 @@ class MotionSampleDataset(Dataset):
     Parameters
     ----------
     root : path-like
-        Folder that holds ``samples.tsv``.
+        Folder that holds ``labels.tsv``.
     augment : bool
         Apply :func:`augment_volume` to each volume (for training only).
     bins : SoftBins
@@ -163,9 +164,9 @@ class MotionSampleDataset(Dataset):
         self, root: str | os.PathLike, augment: bool = False, bins: SoftBins = MOTION_BINS
     ) -> None:
         self.root = Path(root)
-        table = self.root / "samples.tsv"
+        table = self.root / LABELS_TABLE
         if not table.is_file():
-            raise FileNotFoundError(f"no samples.tsv in the sample folder: {table}")
+            raise FileNotFoundError(f"no {LABELS_TABLE} in the sample folder: {table}")
         with table.open(newline="") as stream:
             reader = csv.DictReader(stream, delimiter="\t")
             missing = sorted(set(SAMPLE_COLUMNS) - set(reader.fieldnames or ()))
@@ -174,8 +175,8 @@ class MotionSampleDataset(Dataset):
             rows = list(reader)
         if not rows:
             raise ValueError(f"{table} lists no sample")
-        self.files = [self.root / row["file"] for row in rows]
-        self.sources = [row["source"] for row in rows]
+        self.files = [self.root / row["filename"] for row in rows]
+        self.sources = [row["base_image"] for row in rows]
         self.rms_mm = np.array([float(row["motion_rms_mm"]) for row in rows])
         self.grades = np.array([int(row["motion_grade"]) for row in rows])
         bad = np.flatnonzero(~((self.rms_mm >= 0) & (self.rms_mm <= bins.max_mm)))

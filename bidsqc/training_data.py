@@ -5,45 +5,44 @@ Each sample is a real base image corrupted at its native resolution and in its n
 run would (:mod:`bidsqc.preprocessing`), so the network learns what the pipeline makes of a
 corrupted scan. Simulating and registering cost seconds per volume, so samples are written once:
 
-    out_dir/samples.tsv           one row per sample: file, source, motion_rms_mm, motion_grade
-    out_dir/<i>_<stem>_<k>.npy     float16, the 96 x 112 x 96 template head box at 2 mm
+    out_dir/labels.tsv                      one row per sample, with its motion RMS and grade
+    out_dir/<i>_<stem>_corrupt-<k>.npy      float16, the 96 x 112 x 96 template head box at 2 mm,
+                                            scaled by :func:`bidsqc.training.normalise_intensity`
+    out_dir/<i>_<stem>_corrupt-<k>.json     the applied corruption, replayable
 
-Sample ``k`` of base image ``i`` is seeded by ``SeedSequence(seed).spawn(n)[i].spawn(m)[k]``:
-it depends on ``(seed, i, k)`` only, whatever the number of worker processes.
+Seeding and the table are those of :func:`bidsqc.simulation.generate_corrupted_dataset`.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 
-from bidsqc.loading import ImageCheckError, load_anatomical
-from bidsqc.preprocessing import (
-    register_to_template,
-    reorient_to_ras,
-    resample_to_zoom,
-    set_ants_threads,
+from bidsqc.preprocessing import register_to_template, reorient_to_ras, resample_to_zoom
+from bidsqc.simulation import (
+    Motion,
+    RandomArtefact,
+    RandomCorruption,
+    RandomMotion,
+    generate_corrupted_dataset,
 )
-from bidsqc.simulation import Motion, RandomArtefact, RandomCorruption, RandomMotion, motion_grade
+from bidsqc.training import normalise_intensity
 
 __all__ = [
-    "SAMPLE_COLUMNS",
     "RandomMotionLevel",
     "generate_motion_samples",
+    "save_template_space_sample",
     "to_template_space",
 ]
 
 LOGGER = logging.getLogger("bidsqc.training_data")
-SAMPLE_COLUMNS = ("file", "source", "motion_rms_mm", "motion_grade")
 
 
 @dataclass
@@ -84,41 +83,25 @@ class RandomMotionLevel(RandomArtefact):
 
 
 def to_template_space(img: nb.Nifti1Image) -> np.ndarray:
-    """The image as the pipeline's networks see it: on the 2 mm template head box, float16."""
+    """The image as the pipeline's networks see it: on the 2 mm template head box, float32."""
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
         result = register_to_template(resample_to_zoom(reorient_to_ras(img)), scratch)
-    return np.asarray(result.registered.dataobj, dtype=np.float16)
+    return np.asarray(result.registered.dataobj, dtype=np.float32)
 
 
-def _motion_samples_of_one_image(
-    index: int,
-    path: Path,
-    out_dir: Path,
-    seeds: np.random.SeedSequence,
-    n_per_image: int,
-    corruption: RandomCorruption,
-) -> list[dict]:
+def save_template_space_sample(image: nb.Nifti1Image, stem: Path) -> str | None:
+    """Preprocess a corrupted volume, scale it, and save it as ``<stem>.npy`` (float16).
+
+    Returns None, dropping the sample, when its registration to the template is implausible.
+    """
     try:
-        image = load_anatomical(path)
-    except ImageCheckError as err:
-        LOGGER.warning("Skipping base image: %s", err)
-        return []
-    rows = []
-    for k, sample_seed in enumerate(seeds.spawn(n_per_image)):
-        record = corruption.sample(np.random.default_rng(sample_seed))
-        try:
-            volume = to_template_space(record(image))
-        except ValueError as err:
-            LOGGER.warning("Skipping sample %d of %s: %s", k, path, err)
-            continue
-        name = f"{index:04d}_{path.name.split('.')[0]}_{k:03d}.npy"
-        np.save(out_dir / name, volume)
-        rms = record.motion_rms_mm
-        rows.append(
-            {"file": name, "source": str(path), "motion_rms_mm": f"{rms:.4f}",
-             "motion_grade": motion_grade(rms)}
-        )
-    return rows
+        volume = to_template_space(image)
+    except ValueError as err:
+        LOGGER.warning("Dropping %s: %s", stem.name, err)
+        return None
+    path = stem.with_name(f"{stem.name}.npy")
+    np.save(path, normalise_intensity(volume).astype(np.float16))
+    return path.name
 
 
 def generate_motion_samples(
@@ -130,36 +113,18 @@ def generate_motion_samples(
     clean_fraction: float = 0.25,
     n_jobs: int = 1,
 ) -> Path:
-    """Write ``n_per_image`` motion samples of each base image and return ``samples.tsv``.
+    """Write ``n_per_image`` motion samples of each base image and return their labels table.
 
     A fraction ``clean_fraction`` of the samples (on average) is left unmoved, so the network
-    also learns what real, clean scans look like after preprocessing.
+    also learns what real, clean scans look like after preprocessing. The table and the
+    seeding are those of :func:`bidsqc.simulation.generate_corrupted_dataset`.
     """
-    paths = [Path(path) for path in base_images]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    corruption = RandomCorruption([RandomMotionLevel()], probabilities=1 - clean_fraction)
-    jobs = [
-        (index, path, out_dir, seeds, n_per_image, corruption)
-        for index, (path, seeds) in enumerate(
-            zip(paths, np.random.SeedSequence(seed).spawn(len(paths)), strict=True)
-        )
-    ]
-    if n_jobs == 1:
-        results = [_motion_samples_of_one_image(*job) for job in jobs]
-    else:
-        with ProcessPoolExecutor(n_jobs, initializer=_single_threaded) as pool:
-            results = list(pool.map(_motion_samples_of_one_image, *zip(*jobs, strict=True)))
-    table = out_dir / "samples.tsv"
-    with table.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, SAMPLE_COLUMNS, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row for rows in results for row in rows)
-    return table
-
-
-def _single_threaded() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    set_ants_threads(1)
+    return generate_corrupted_dataset(
+        base_images,
+        out_dir,
+        n_per_image=n_per_image,
+        seed=seed,
+        corruption=RandomCorruption([RandomMotionLevel()], probabilities=1 - clean_fraction),
+        n_jobs=n_jobs,
+        save_sample=save_template_space_sample,
+    )

@@ -59,15 +59,18 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+HEADER = "filename\tbase_image\tmotion_rms_mm\tmotion_grade"
+
+
 @pytest.fixture
 def sample_dir(tmp_path: Path) -> Path:
-    """16 samples from 8 sources, in the ``samples.tsv`` format."""
-    rows = ["file\tsource\tmotion_rms_mm\tmotion_grade\tindex"]
+    """16 samples from 8 sources, in the ``labels.tsv`` format."""
+    rows = ["filename\tbase_image\tmotion_rms_mm\tmotion_grade\tindex"]
     for index, rms in enumerate(np.linspace(0, 20, 16)):
         name = f"sample-{index:02d}.npy"
         np.save(tmp_path / name, normalise_intensity(stripes(rms)).astype(np.float16))
         rows.append(f"{name}\tsub-{index % 8}_T1w.nii.gz\t{rms}\t{motion_grade(rms)}\t{index}")
-    (tmp_path / "samples.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "labels.tsv").write_text("\n".join(rows) + "\n")
     return tmp_path
 
 
@@ -102,16 +105,16 @@ def test_dataset_items(sample_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("header", "row", "message"),
     [
-        ("file\tsource\tmotion_rms_mm", "a.npy\ts\t1.0", "lacks the column"),
-        ("file\tsource\tmotion_rms_mm\tmotion_grade", "a.npy\ts\t30.0\t2", r"row\(s\) \[1\]"),
-        ("file\tsource\tmotion_rms_mm\tmotion_grade", "a.npy\ts\t1.0\t3", "motion_grade"),
+        (HEADER.rsplit("\t", 1)[0], "a.npy\ts\t1.0", "lacks the column"),
+        (HEADER, "a.npy\ts\t30.0\t2", r"row\(s\) \[1\]"),
+        (HEADER, "a.npy\ts\t1.0\t3", "motion_grade"),
     ],
 )
 def test_dataset_rejects_bad_tables(tmp_path: Path, header: str, row: str, message: str) -> None:
-    (tmp_path / "samples.tsv").write_text(f"{header}\n{row}\n")
+    (tmp_path / "labels.tsv").write_text(f"{header}\n{row}\n")
     with pytest.raises(ValueError, match=message):
         MotionSampleDataset(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no samples.tsv"):
+    with pytest.raises(FileNotFoundError, match="no labels.tsv"):
         MotionSampleDataset(tmp_path / "missing")
 
 
@@ -226,7 +229,7 @@ def test_training_reduces_the_loss_and_keeps_the_best_epoch(sample_dir: Path) ->
 def test_save_load_round_trip_and_model_card(sample_dir: Path) -> None:
     seed_everything(1)
     model = MotionNet(**SMALL).eval()
-    table = sample_dir / "samples.tsv"
+    table = sample_dir / "labels.tsv"
     card = {
         "training_files": [table],
         "hyperparameters": {"model": SMALL, "lr": 3e-3},

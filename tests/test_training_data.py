@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from bidsqc.data import HEAD_BOX_SHAPE, load_template
-from bidsqc.simulation import motion_grade
-from bidsqc.training_data import SAMPLE_COLUMNS, RandomMotionLevel, generate_motion_samples
+from bidsqc.simulation import LABEL_COLUMNS, motion_grade
+from bidsqc.training import MotionSampleDataset
+from bidsqc.training_data import RandomMotionLevel, generate_motion_samples
 
 
 def test_motion_levels_cover_the_protocol_in_both_directions():
@@ -40,14 +41,18 @@ def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_
     ]
     rows = [list(csv.DictReader(table.open(), delimiter="\t")) for table in tables]
     assert len(rows[0]) == 2
-    assert list(rows[0][0]) == list(SAMPLE_COLUMNS)
+    assert list(rows[0][0]) == list(LABEL_COLUMNS)
     for row, twin in zip(rows[0], rows[1], strict=True):
         assert row == twin
         assert int(row["motion_grade"]) == motion_grade(float(row["motion_rms_mm"]))
-        volume = np.load(tables[0].parent / row["file"])
+        volume = np.load(tables[0].parent / row["filename"])
         assert volume.shape == HEAD_BOX_SHAPE
         assert volume.dtype == np.float16
         # Multi-threaded ANTs sums in varying order, so registrations agree closely, not exactly.
-        difference = np.abs(volume - np.load(tables[1].parent / twin["file"]))
+        difference = np.abs(volume - np.load(tables[1].parent / twin["filename"]))
         assert difference.max() < 0.01 * volume.max()
         assert difference.mean() < 1e-4 * volume.max()
+    # The training engine reads the table as it is.
+    dataset = MotionSampleDataset(tables[0].parent)
+    assert len(dataset) == 2
+    assert dataset[0][0].shape == (1, *HEAD_BOX_SHAPE)
