@@ -167,12 +167,12 @@ def column_dictionary(columns: Iterable[str]) -> dict[str, dict]:
             dictionary[column] = ID_COLUMNS[column]
         elif column in MEASURES:
             info = MEASURES[column]
-            entry = {"Description": info.description, "Units": info.units}
+            description = info.description
             if info.better:
-                entry["Description"] += f" Better: {info.better}."
+                description += f" Better: {info.better}."
             if info.reference:
-                entry["TermURL"] = info.reference
-            dictionary[column] = entry
+                description += f" Reference: {info.reference}."
+            dictionary[column] = {"Description": description, "Units": info.units}
         else:
             raise KeyError(f"column {column!r} has no description")
     return dictionary
