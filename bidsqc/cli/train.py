@@ -1,0 +1,447 @@
+"""The ``bidsqc-train`` command: train a network of bidsqc from real base images.
+
+``bidsqc-train motion`` pre-generates motion samples from the base images
+(:func:`bidsqc.training_data.generate_motion_samples`), splits them by base image
+(:func:`bidsqc.training.subject_level_split`), trains :class:`bidsqc.networks.MotionNet` with
+:func:`bidsqc.training.fit` and saves the weights of the best epoch with their model card
+(:func:`bidsqc.training.save_model`). Each network is a sub-command, so the others can be added
+the same way. See ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import sys
+from argparse import ArgumentParser, ArgumentTypeError, Namespace, RawDescriptionHelpFormatter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from bidsqc import __version__
+from bidsqc.cli.parser import _path, _positive_int
+
+__all__ = ["build_parser", "main", "train_motion"]
+
+LOGGER = logging.getLogger("bidsqc.train")
+EXIT_OK, EXIT_USAGE = 0, 2
+#: Inside ``--out``: the samples folder, and the settings its samples were generated with.
+SAMPLES_DIR, GENERATION_FILE = "samples", "generation.json"
+
+_DESCRIPTION = """\
+Train a network of bidsqc from real base images (T1w or FLAIR, at native resolution).
+
+Corrupted samples are generated from the base images into OUT/samples, split by base image
+into training and validation, and the network is trained; the weights of the epoch with the
+lowest validation loss are written to OUT/<network>.pt, with a model card OUT/<network>.json.
+A rerun with the same OUT reuses the samples."""
+
+_EPILOG = """\
+exit codes:
+  0  the network was trained and saved
+  2  usage or data error (nothing was trained)"""
+
+
+class SetupError(Exception):
+    """The data or the settings of a run do not allow training (exit code 2)."""
+
+
+def build_parser() -> ArgumentParser:
+    """Return the parser of the ``bidsqc-train`` command line."""
+    parser = ArgumentParser(
+        prog="bidsqc-train",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"bidsqc {__version__}")
+    networks = parser.add_subparsers(dest="network", required=True, metavar="NETWORK")
+    motion = networks.add_parser(
+        "motion",
+        help="motion grade and amount (mm): MotionNet",
+        description="Train the motion network (MotionNet) on simulated motion.",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_training_arguments(motion)
+    motion.set_defaults(train=train_motion)
+    return parser
+
+
+def _add_training_arguments(parser: ArgumentParser) -> None:
+    """The options every sub-command takes."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--images",
+        type=_images,
+        required=True,
+        metavar="FOLDER|LIST",
+        help="base images: a folder (every .nii and .nii.gz under it) or a text file with one "
+        "path per line (relative to the file; blank lines and '#' comments are ignored)",
+    )
+    data.add_argument(
+        "--out",
+        type=_path,
+        required=True,
+        metavar="DIR",
+        help="output folder: samples/, the weights and their model card",
+    )
+    data.add_argument(
+        "--samples-per-image",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="corrupted samples generated from each base image (default: %(default)s)",
+    )
+    data.add_argument(
+        "--val-fraction",
+        type=_number_between(0, 1),
+        default=0.2,
+        metavar="F",
+        help="fraction of the base images whose samples go to validation (default: %(default)s)",
+    )
+
+    training = parser.add_argument_group("training")
+    training.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="training epochs; the weights of the one with the lowest validation loss are kept "
+        "(default: %(default)s)",
+    )
+    training.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="samples per training step; 2 or more, as batch 1 is slow on CPU "
+        "(default: %(default)s)",
+    )
+    training.add_argument(
+        "--lr",
+        type=_number_between(0, math.inf),
+        default=1e-4,
+        metavar="LR",
+        help="learning rate of Adam (default: %(default)s)",
+    )
+    training.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the samples, the split, the initial weights and the training "
+        "(default: %(default)s)",
+    )
+
+    execution = parser.add_argument_group("execution")
+    execution.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where to train; auto: CUDA when available (default: %(default)s)",
+    )
+    execution.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="processes generating the samples, one base image each (default: %(default)s)",
+    )
+    execution.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bidsqc-train`` and return its exit code (see ``bidsqc-train --help``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments, ``sys.argv[1:]`` by default. Usage errors exit with code 2, as argparse
+        does.
+
+    Returns
+    -------
+    int
+        0 when the network was trained and saved, 2 for a data or device error.
+    """
+    parser = build_parser()
+    opts = parser.parse_args(list(argv) if argv is not None else None)
+    if opts.out.exists() and not opts.out.is_dir():
+        parser.error(f"Output folder '{opts.out}' is not a directory.")
+    logging.basicConfig(
+        level=logging.DEBUG if opts.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+            opts.train(opts)
+    except SetupError as err:
+        LOGGER.error("%s", err)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def train_motion(opts: Namespace) -> None:
+    """Generate (or reuse) the motion samples, train MotionNet and save it with its card.
+
+    Writes ``opts.out/motion.pt`` and ``opts.out/motion.json`` and prints the validation metrics
+    of the best epoch.
+
+    Parameters
+    ----------
+    opts : argparse.Namespace
+        The parsed ``bidsqc-train motion`` command line.
+
+    Raises
+    ------
+    SetupError
+        When the device, the samples or the split do not allow training.
+    """
+    # Imported here, so that --help and usage errors do not wait for torch and ANTs.
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from bidsqc.networks import MotionNet
+    from bidsqc.simulation import LABELS_TABLE
+    from bidsqc.training import (
+        MotionLoss,
+        MotionSampleDataset,
+        fit,
+        grade_class_weights,
+        motion_metrics,
+        resolve_device,
+        save_model,
+        seed_everything,
+        subject_level_split,
+    )
+
+    device = resolve_device(opts.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SetupError("No CUDA device is available: use --device cpu (or auto).")
+
+    samples = _motion_samples(opts)
+    try:
+        train_data = MotionSampleDataset(samples, augment=True)
+        val_data = MotionSampleDataset(samples)
+        train_index, val_index = subject_level_split(
+            train_data.sources, opts.val_fraction, opts.seed
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise SetupError(f"Cannot train on the samples in '{samples}': {err}") from err
+    base_images = sorted(set(train_data.sources))
+    val_images = sorted({train_data.sources[index] for index in val_index})
+    without_sample = sorted(set(map(str, opts.images)) - set(base_images))
+    if without_sample:
+        LOGGER.warning(
+            "No sample of %d image(s), whose registrations failed: %s",
+            len(without_sample),
+            ", ".join(without_sample),
+        )
+    LOGGER.info(
+        "Training on %d samples of %d image(s), validating on %d samples of %d image(s).",
+        len(train_index),
+        len(base_images) - len(val_images),
+        len(val_index),
+        len(val_images),
+    )
+
+    network = {
+        name: parameter.default
+        for name, parameter in inspect.signature(MotionNet).parameters.items()
+    }
+    seed_everything(opts.seed)
+    model = MotionNet(**network)
+    optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    class_weights = grade_class_weights(train_data.grades[train_index])
+    loss = MotionLoss(class_weights)
+    loader_options = {"batch_size": opts.batch_size, "pin_memory": device.type == "cuda"}
+    history = fit(
+        model,
+        optimiser,
+        loss,
+        DataLoader(Subset(train_data, train_index), shuffle=True, **loader_options),
+        DataLoader(Subset(val_data, val_index), **loader_options),
+        epochs=opts.epochs,
+        seed=opts.seed,
+        device=str(device),
+        metrics=motion_metrics,
+    )
+
+    best = history.best
+    card = {
+        "task": "motion",
+        "training_files": [*base_images, samples / LABELS_TABLE],
+        "hyperparameters": {
+            "network": network,
+            "optimiser": "Adam",
+            "lr": opts.lr,
+            "batch_size": opts.batch_size,
+            "epochs": opts.epochs,
+            "samples_per_image": opts.samples_per_image,
+            "val_fraction": opts.val_fraction,
+            "augment": True,
+            "loss": {
+                "class_weights": class_weights.tolist(),
+                "sigma_mm": loss.sigma_mm,
+                "kl_weight": loss.kl_weight,
+            },
+        },
+        "seed": opts.seed,
+        "device": str(device),
+        "split": {
+            "validation_images": val_images,
+            "training_samples": len(train_index),
+            "validation_samples": len(val_index),
+        },
+        "history": [
+            {key: getattr(record, key) for key in ("epoch", "train_loss", "val_loss", "seconds")}
+            for record in history.epochs
+        ],
+        "best_epoch": history.best_epoch,
+        "validation_loss": best.val_loss,
+        # JSON has no NaN: a metric undefined on this validation set is null.
+        "validation_metrics": _json_numbers(best.val_metrics),
+    }
+    weights = opts.out / "motion.pt"
+    card_path = save_model(model, weights, card)
+    LOGGER.info("Saved '%s' and its model card '%s'.", weights, card_path)
+    print(f"Validation metrics of epoch {history.best_epoch} (loss {best.val_loss:.4f}):")
+    for name, value in best.val_metrics.items():
+        print(f"  {name:<22}{value:.4f}")
+
+
+def _motion_samples(opts: Namespace) -> Path:
+    """Generate the motion samples into ``opts.out/samples``, unless they are there already.
+
+    Returns the folder. Generation costs seconds per sample, so a rerun reuses finished samples
+    (see :func:`_reusable_samples`).
+    """
+    from bidsqc.simulation import LABELS_TABLE
+    from bidsqc.training_data import generate_motion_samples
+
+    samples = opts.out / SAMPLES_DIR
+    settings = {
+        "images": [str(image) for image in opts.images],
+        "samples_per_image": opts.samples_per_image,
+        "seed": opts.seed,
+    }
+    if _reusable_samples(samples / LABELS_TABLE, settings):
+        LOGGER.info("Reusing the samples in '%s' (delete it to generate them again).", samples)
+    else:
+        samples.mkdir(parents=True, exist_ok=True)
+        (samples / GENERATION_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        LOGGER.info(
+            "Generating %d samples of %d images into '%s' with %d process(es); each takes "
+            "seconds (registration to the template).",
+            opts.samples_per_image * len(opts.images),
+            len(opts.images),
+            samples,
+            opts.jobs,
+        )
+        generate_motion_samples(
+            opts.images,
+            samples,
+            n_per_image=opts.samples_per_image,
+            seed=opts.seed,
+            n_jobs=opts.jobs,
+        )
+    return samples
+
+
+def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether the labels ``table`` of finished samples exists, made with ``settings``.
+
+    The table is written last, once every sample is, so a folder without it is generated again.
+    Raises :class:`SetupError` when the samples were made with other images, samples per image
+    or seed: a card must not describe samples that the network did not see.
+    """
+    if not table.is_file():
+        return False
+    folder = table.parent
+    record = folder / GENERATION_FILE
+    if not record.is_file():
+        LOGGER.warning(
+            "Cannot check how the samples in '%s' were made: no %s.", folder, GENERATION_FILE
+        )
+        return True
+    previous = json.loads(record.read_text())
+    changed = sorted(key for key in settings if previous.get(key) != settings[key])
+    if changed:
+        raise SetupError(
+            f"The samples in '{folder}' were made with another {', '.join(changed)} "
+            f"(see '{record}'): use another --out, or delete that folder to generate them again."
+        )
+    return True
+
+
+def _json_numbers(values: Mapping[str, float]) -> dict[str, float | None]:
+    """``values`` with NaN (an undefined metric) as None, which JSON can hold."""
+    return {name: None if math.isnan(value) else value for name, value in values.items()}
+
+
+def _images(value: str) -> list[Path]:
+    """Base images: every NIfTI file under a folder, or the paths listed in a text file."""
+    path = _path(value)
+    if path.is_dir():
+        images = sorted(
+            image for image in path.rglob("*.nii*") if image.name.endswith((".nii", ".nii.gz"))
+        )
+        if not images:
+            raise ArgumentTypeError(f"No .nii or .nii.gz image under '{path}'.")
+    elif path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ArgumentTypeError(f"Cannot read the image list '{path}': {err}") from err
+        entries = [line.strip() for line in lines]
+        # Normalised, so that the model card shows '/data/x.nii.gz', not '/lists/../data/...'.
+        images = [
+            Path(os.path.normpath(path.parent / Path(entry).expanduser()))
+            for entry in entries
+            if entry and not entry.startswith("#")
+        ]
+        if not images:
+            raise ArgumentTypeError(f"The image list '{path}' names no image.")
+        missing = [image for image in images if not image.is_file()]
+        if missing:
+            raise ArgumentTypeError(
+                f"The image list '{path}' names {len(missing)} missing file(s): "
+                + ", ".join(f"'{image}'" for image in missing[:3])
+                + (", ..." if len(missing) > 3 else "")
+            )
+    else:
+        raise ArgumentTypeError(f"'{path}' is neither a folder of images nor a list of them.")
+    images = list(dict.fromkeys(images))  # an image listed twice would weigh twice
+    if len(images) < 2:
+        raise ArgumentTypeError(
+            f"'{path}' gives a single image: at least 2 are needed, as training and "
+            "validation never share a base image."
+        )
+    return images
+
+
+def _number_between(low: float, high: float) -> Callable[[str], float]:
+    """Return an argument type taking a number strictly between ``low`` and ``high``."""
+
+    def number(value: str) -> float:
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = math.nan
+        if not low < parsed < high:  # also rejects NaN
+            raise ArgumentTypeError(f"'{value}' is not a number between {low} and {high}.")
+        return parsed
+
+    return number
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Tests of the ``bidsqc-train`` command line (bidsqc.cli.train)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pytest
+import torch
+
+from bidsqc.cli.train import build_parser, main
+from bidsqc.data import load_template
+from bidsqc.networks import MotionNet
+from bidsqc.training import load_model
+
+
+def usage_error(capsys, argv: list[str]) -> str:
+    """Return the message of the usage error that ``argv`` must raise."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_missing_images_folder_is_a_usage_error(capsys, tmp_path):
+    missing = tmp_path / "no_such_folder"
+    message = usage_error(capsys, ["motion", "--images", str(missing), "--out", str(tmp_path)])
+    assert f"'{missing}'" in message
+
+
+def test_list_without_images_is_a_usage_error(capsys, tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_text("# nothing yet\n\n")
+    message = usage_error(capsys, ["motion", "--images", str(listing), "--out", str(tmp_path)])
+    assert f"'{listing}' names no image" in message
+
+
+def test_list_of_missing_files_is_a_usage_error(capsys, tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_text("a_T1w.nii.gz\nb_T1w.nii.gz\n")
+    message = usage_error(capsys, ["motion", "--images", str(listing), "--out", str(tmp_path)])
+    assert f"'{tmp_path / 'a_T1w.nii.gz'}'" in message
+
+
+def test_one_image_cannot_be_split(capsys, tmp_path):
+    (tmp_path / "a_T1w.nii").touch()
+    message = usage_error(capsys, ["motion", "--images", str(tmp_path), "--out", str(tmp_path)])
+    assert "at least 2" in message
+
+
+def test_images_of_a_list_are_relative_to_it(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for name in ("a_T1w.nii.gz", "b_FLAIR.nii", "sub/c_T1w.nii.gz"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).touch()
+    listing = data / "train.txt"
+    # Comments and blank lines are skipped; ../data/a_T1w.nii.gz is a_T1w.nii.gz again.
+    listing.write_text("# base images\na_T1w.nii.gz\n\n  sub/c_T1w.nii.gz \n../data/a_T1w.nii.gz\n")
+    monkeypatch.chdir(tmp_path)
+    opts = build_parser().parse_args(["motion", "--images", "data/train.txt", "--out", "run"])
+    assert opts.images == [data / "a_T1w.nii.gz", data / "sub/c_T1w.nii.gz"]
+    assert opts.out == tmp_path / "run"
+    # A folder gives every NIfTI file under it, sorted; the list file is not one.
+    opts = build_parser().parse_args(["motion", "--images", "data", "--out", "run"])
+    assert opts.images == [data / "a_T1w.nii.gz", data / "b_FLAIR.nii", data / "sub/c_T1w.nii.gz"]
+
+
+# --- a tiny training run ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Train on one CPU thread: kinder to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[list[str], Path, list[Path]]:
+    """Train for one epoch on 2 samples of each of 2 base images; return the arguments of the
+    run, its output folder and the base images."""
+    template = load_template(2)
+    images = tmp_path_factory.mktemp("images")
+    base_images = [images / f"sub-0{i}_T1w.nii.gz" for i in (1, 2)]
+    for path, scale in zip(base_images, (1.0, 1.2), strict=True):
+        nb.save(nb.Nifti1Image(scale * template.t1w.astype(np.float32), template.affine), path)
+    out = tmp_path_factory.mktemp("run")
+    argv = ["motion", "--images", str(images), "--out", str(out), "--epochs", "1"]
+    argv += ["--samples-per-image", "2", "--batch-size", "2", "--seed", "0"]
+    argv += ["--val-fraction", "0.5", "--device", "cpu"]
+    assert main(argv) == 0
+    return argv, out, base_images
+
+
+def test_the_model_card_describes_the_run(run):
+    _, out, base_images = run
+    assert (out / "motion.pt").is_file()
+    card = json.loads((out / "motion.json").read_text())
+    files = {entry["path"]: entry["sha256"] for entry in card["training_files"]}
+    assert set(map(str, base_images)) <= set(files)
+    assert all(len(digest) == 64 for digest in files.values())
+    assert files[str(base_images[0])] != files[str(base_images[1])]
+    assert card["seed"] == 0
+    assert card["best_epoch"] == 1
+    assert [record["epoch"] for record in card["history"]] == [1]
+    assert card["hyperparameters"]["samples_per_image"] == 2
+    assert card["split"]["validation_images"] in ([str(path)] for path in base_images)
+    assert card["split"]["training_samples"] + card["split"]["validation_samples"] == 4
+    assert {"grade_ba", "severe_ba", "motion_ba", "mm_mae"} <= set(card["validation_metrics"])
+    model = load_model(out / "motion.pt", MotionNet, **card["hyperparameters"]["network"])
+    assert isinstance(model, MotionNet)
+
+
+def test_a_rerun_reuses_the_samples(run, caplog):
+    argv, out, _ = run
+    samples = sorted((out / "samples").glob("*.npy"))
+    assert len(samples) == 4
+    mtimes = [path.stat().st_mtime_ns for path in samples]
+    caplog.set_level(logging.INFO, logger="bidsqc.train")
+    assert main(argv) == 0
+    assert "Reusing the samples" in caplog.text
+    assert [path.stat().st_mtime_ns for path in samples] == mtimes
+
+
+def test_samples_made_with_other_settings_are_not_reused(run, caplog):
+    argv, out, _ = run
+    assert main([*argv, "--seed", "1"]) == 2
+    assert "another seed" in caplog.text
+    assert f"'{out / 'samples'}'" in caplog.text
