@@ -16,6 +16,7 @@ import csv
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, help="shared data folder with manifest.tsv")
     parser.add_argument("--split", default="val")
     parser.add_argument("--nprocs", type=int, default=os.cpu_count())
+    parser.add_argument("--keep", type=Path, help="copy the outputs (without work/) here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -68,6 +70,8 @@ def main() -> None:
             for table in tables
             for row in csv.DictReader(open(table, newline=""), delimiter="\t")
         ]
+        if args.keep:
+            shutil.copytree(out, args.keep, ignore=shutil.ignore_patterns("work"))
 
     print(f"dataset: {bids if not args.shared else f'{args.shared} ({args.split})'}")
     print(f"images: {n_images}, ok: {statuses.count('ok')}, failed: {statuses.count('failed')}")
