@@ -8,7 +8,9 @@ import pytest
 
 from bidsqc.data import load_template
 from bidsqc.preprocessing import (
+    crop_below_vertex,
     estimate_bias_field,
+    foreground_volume_ml,
     head_like_template,
     register_to_template,
     reorient_to_ras,
@@ -78,3 +80,27 @@ def test_bias_field_follows_a_known_smooth_field(template):
     right = field[-third:][inside[-third:]].mean()
     assert right / left > 1.2  # the true ratio is about 1.3 / 0.7
     assert np.all(field[~inside] == 1.0)
+
+
+def ball(radius_mm: float, zoom: float = 2.0, size: int = 80) -> nb.Nifti1Image:
+    """A bright ball centred on the world origin."""
+    grid = (np.indices((size,) * 3) - size / 2) * zoom
+    data = (np.sqrt((grid**2).sum(axis=0)) <= radius_mm).astype(np.float32) * 100
+    affine = np.diag([zoom, zoom, zoom, 1.0])
+    affine[:3, 3] = -size / 2 * zoom
+    return nb.Nifti1Image(data, affine)
+
+
+def test_foreground_volume_of_a_ball():
+    radius = 60.0
+    expected_ml = 4 / 3 * np.pi * radius**3 / 1000
+    assert foreground_volume_ml(ball(radius)) == pytest.approx(expected_ml, rel=0.03)
+
+
+def test_crop_below_vertex_keeps_the_top_of_the_head():
+    img = ball(70.0)  # its vertex is at z = 70 mm
+    cropped = crop_below_vertex(img, depth_mm=100.0)
+    assert cropped.shape[:2] == img.shape[:2]
+    z_bottom = nb.affines.apply_affine(cropped.affine, (0, 0, 0))[2]
+    assert z_bottom == pytest.approx(70.0 - 100.0, abs=4.0)
+    assert np.array_equal(cropped.get_fdata()[..., -1], img.get_fdata()[..., -1])
