@@ -7,35 +7,21 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
-)
+from nipype.interfaces.base import SimpleInterface
 
 from bidsqc.data import load_template
+from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
 from bidsqc.metrics import compute_iqms
 from bidsqc.preprocessing import estimate_bias_field, set_ants_threads
 
 __all__ = ["ComputeMeasures"]
 
 
-class _ComputeMeasuresInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="image on the 2 mm template head box")
-    num_threads = traits.Int(1, usedefault=True, nohash=True)
-
-
-class _ComputeMeasuresOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="JSON object of measure name to value")
-
-
 class ComputeMeasures(SimpleInterface):
     """Estimate the bias field (N4), then compute every classical measure."""
 
-    input_spec = _ComputeMeasuresInputSpec
-    output_spec = _ComputeMeasuresOutputSpec
+    input_spec = ThreadedImageInputSpec
+    output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
         set_ants_threads(self.inputs.num_threads)

@@ -13,6 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
 from bidsqc.loading import check_sidecar, load_anatomical
 from bidsqc.preprocessing import (
     register_to_template,
@@ -48,21 +49,15 @@ class CheckImage(SimpleInterface):
         return runtime
 
 
-class _ResampleInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
+class _ResampleInputSpec(ThreadedImageInputSpec):
     zoom = traits.Float(2.0, usedefault=True, desc="isotropic voxel size, mm")
-    num_threads = traits.Int(1, usedefault=True, nohash=True)
-
-
-class _ResampleOutputSpec(TraitedSpec):
-    out_file = File(exists=True)
 
 
 class ResampleToZoom(SimpleInterface):
     """Reorient to RAS+ and resample to isotropic voxels, anti-aliased."""
 
     input_spec = _ResampleInputSpec
-    output_spec = _ResampleOutputSpec
+    output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
         set_ants_threads(self.inputs.num_threads)
@@ -74,20 +69,14 @@ class ResampleToZoom(SimpleInterface):
         return runtime
 
 
-class _RegisterInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
-    num_threads = traits.Int(1, usedefault=True, nohash=True)
-
-
-class _RegisterOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="the image on the 2 mm template head box")
+class _RegisterOutputSpec(ImageOutputSpec):
     out_transform = File(exists=True, desc="ITK affine, image to template")
 
 
 class RegisterToTemplate(SimpleInterface):
     """Affine registration to the bundled template, resampled onto its 2 mm head box."""
 
-    input_spec = _RegisterInputSpec
+    input_spec = ThreadedImageInputSpec
     output_spec = _RegisterOutputSpec
 
     def _run_interface(self, runtime):

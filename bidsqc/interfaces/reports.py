@@ -5,34 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nb
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
-)
+from nipype.interfaces.base import SimpleInterface, traits
 
 from bidsqc.data import load_template
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.preprocessing import reorient_to_ras
 
 __all__ = ["PlotMosaic"]
 
 
-class _PlotMosaicInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
+class _PlotMosaicInputSpec(ImageInputSpec):
     template_outline = traits.Bool(False, usedefault=True, desc="outline the template brain")
-
-
-class _PlotMosaicOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="PNG mosaic")
 
 
 class PlotMosaic(SimpleInterface):
     """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline."""
 
     input_spec = _PlotMosaicInputSpec
-    output_spec = _PlotMosaicOutputSpec
+    output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
         from bidsqc.reports.figures import plot_mosaic
