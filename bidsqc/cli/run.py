@@ -202,7 +202,7 @@ def run_group(opts: Namespace) -> int:
         render_group_report(
             rows, modality, MEASURES, tsv.with_suffix(".html"), generated_by=GENERATED_BY
         )
-        LOGGER.warning("Group %s: %d images, written to '%s'.", modality, len(rows), tsv)
+        LOGGER.warning("Group %s: %d image(s), written to '%s'.", modality, len(rows), tsv)
     return EXIT_OK
 
 
