@@ -14,7 +14,7 @@ import yaml
 from bidsqc import __version__
 from bidsqc.bids import DEFAULT_BIDS_QUERIES, BIDSError, load_bids_filters
 
-__all__ = ["build_parser", "parse_args"]
+__all__ = ["absolute_path", "build_parser", "parse_args", "positive_int"]
 
 _DESCRIPTION = """\
 Automated quality control of T1w and FLAIR brain MRI, as a BIDS App.
@@ -42,8 +42,8 @@ def build_parser() -> ArgumentParser:
         formatter_class=RawDescriptionHelpFormatter,
         allow_abbrev=False,  # abbreviations would break as options are added
     )
-    parser.add_argument("bids_dir", type=_path, help="root of the BIDS dataset")
-    parser.add_argument("output_dir", type=_path, help="where the results are written")
+    parser.add_argument("bids_dir", type=absolute_path, help="root of the BIDS dataset")
+    parser.add_argument("output_dir", type=absolute_path, help="where the results are written")
     parser.add_argument(
         "analysis_level",
         choices=["participant", "group"],
@@ -93,21 +93,21 @@ def build_parser() -> ArgumentParser:
     execution.add_argument(
         "-w",
         "--work-dir",
-        type=_path,
+        type=absolute_path,
         help="folder for intermediate files, kept to speed up a rerun (default: OUTPUT_DIR/work)",
     )
     execution.add_argument(
         "--nprocs",
         "--nthreads",
         "--n_cpus",
-        type=_positive_int,
+        type=positive_int,
         default=_available_cpus(),
         metavar="N",
         help="maximum number of CPUs used at once (default: all available, here %(default)s)",
     )
     execution.add_argument(
         "--omp-nthreads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="maximum number of threads per process, at most --nprocs (default: --nprocs "
         f"minus one, at least 1 and at most {_OMP_NTHREADS_MAX}, so that several images "
@@ -176,7 +176,8 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
     return opts
 
 
-def _path(value: str) -> Path:
+def absolute_path(value: str) -> Path:
+    """Argument type: the path made absolute, ``~`` expanded, symbolic links kept."""
     return Path(value).expanduser().absolute()
 
 
@@ -192,7 +193,8 @@ def _label(prefix: str) -> Callable[[str], str]:
     return label
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """Argument type: an integer of 1 or more."""
     if not value.isdecimal() or int(value) < 1:
         raise ArgumentTypeError(f"'{value}' is not an integer of 1 or more.")
     return int(value)
@@ -207,14 +209,14 @@ def _available_cpus() -> int:
 
 def _bids_filters(value: str) -> dict[str, dict[str, Any]]:
     try:
-        return load_bids_filters(_path(value))
+        return load_bids_filters(absolute_path(value))
     except BIDSError as err:
         raise ArgumentTypeError(str(err)) from err
 
 
 def _plugin_settings(value: str) -> dict[str, Any]:
     """Read nipype plugin settings: ``plugin`` (a name) and ``plugin_args`` (a mapping)."""
-    path = _path(value)
+    path = absolute_path(value)
     try:
         settings = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:

@@ -24,7 +24,7 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bidsqc import __version__
-from bidsqc.cli.parser import _path, _positive_int
+from bidsqc.cli.parser import absolute_path, positive_int
 
 __all__ = ["build_parser", "main", "train_motion"]
 
@@ -88,14 +88,14 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
     )
     data.add_argument(
         "--out",
-        type=_path,
+        type=absolute_path,
         required=True,
         metavar="DIR",
         help="output folder: samples/, the weights and their model card",
     )
     data.add_argument(
         "--samples-per-image",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="corrupted samples generated from each base image (default: %(default)s)",
@@ -111,7 +111,7 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
     training = parser.add_argument_group("training")
     training.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=30,
         metavar="N",
         help="training epochs; the weights of the one with the lowest validation loss are kept "
@@ -119,7 +119,7 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
     )
     training.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="samples per training step; 2 or more, as batch 1 is slow on CPU "
@@ -150,7 +150,7 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
     )
     execution.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="processes generating the samples, one base image each (default: %(default)s)",
@@ -389,7 +389,7 @@ def _json_numbers(values: Mapping[str, float]) -> dict[str, float | None]:
 
 def _images(value: str) -> list[Path]:
     """Base images: every NIfTI file under a folder, or the paths listed in a text file."""
-    path = _path(value)
+    path = absolute_path(value)
     if path.is_dir():
         images = sorted(
             image for image in path.rglob("*.nii*") if image.name.endswith((".nii", ".nii.gz"))
