@@ -164,15 +164,15 @@ def register_to_template(
     tpl = template or load_template(2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    whole = _to_ants(img)
     volume = foreground_volume_ml(img)
     variants = []
     if volume < FULL_HEAD_MIN_ML:
-        variants.append(("brain", tpl.t1w, img, "AffineFast"))
+        variants.append(("brain", tpl.t1w, whole, "AffineFast"))
     if volume > SKULL_STRIPPED_MAX_ML:
         # The full, four-level affine: AffineFast stops at 4 mm and fell into pitched minima.
         head = head_like_template(tpl.resolution)
-        variants.append(("head", head, crop_below_vertex(img), "Affine"))
-    whole = _to_ants(img)
+        variants.append(("head", head, _to_ants(crop_below_vertex(img)), "Affine"))
     scoring_mask = ndi.binary_dilation(tpl.brain_mask, iterations=2)
 
     ants.config._random_seed = ANTS_SEED  # antspyx reads its seed from this module attribute
@@ -180,9 +180,7 @@ def register_to_template(
     for variant, fixed_data, moving, kind in variants:
         fixed = _to_ants(nb.Nifti1Image(fixed_data, tpl.affine))
         prefix = str(out_dir / f"{variant}_")
-        result = ants.registration(
-            fixed, _to_ants(moving), type_of_transform=kind, outprefix=prefix
-        )
+        result = ants.registration(fixed, moving, type_of_transform=kind, outprefix=prefix)
         transform = Path(result["fwdtransforms"][0])
         scales = _affine_scales(transform)
         if scales.min() < PLAUSIBLE_SCALE[0] or scales.max() > PLAUSIBLE_SCALE[1]:
