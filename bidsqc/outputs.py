@@ -33,12 +33,18 @@ from bidsqc.metrics import MEASURES
 __all__ = [
     "ID_COLUMNS",
     "NA",
+    "column_dictionary",
     "derivative_path",
+    "figure_path",
+    "group_table_path",
     "measures_path",
     "participant_report_name",
+    "participant_report_path",
     "participant_table_path",
+    "preproc_path",
     "qc_row",
     "read_qc_table",
+    "transform_path",
     "write_dataset_description",
     "write_qc_table",
 ]
