@@ -1022,29 +1022,60 @@ def _corrupt_one_image(
     corruption: RandomCorruption,
     save_sample: Callable[[nb.Nifti1Image, Path], str | None],
 ) -> list[dict]:
-    """Write the ``n_per_image`` corrupted copies of one base image; return their label rows."""
-    image = load_anatomical(path)
+    """Write the ``n_per_image`` corrupted copies of one base image; return their label rows.
+
+    A copy whose sidecar already records it (same spawn key, its file present) is kept, so an
+    interrupted generation resumes where it stopped.
+    """
     stem = path.name.removesuffix(".gz").removesuffix(".nii")
+    image = None
     rows = []
     for index, seed in enumerate(seeds.spawn(n_per_image)):
-        corrupted, record = corruption(image, np.random.default_rng(seed))
         name = f"{image_index:04d}_{stem}_corrupt-{index:03d}"
-        filename = save_sample(corrupted, out_dir / name)
-        if filename is None:
-            continue
-        sidecar = {"base_image": str(path), "spawn_key": list(seed.spawn_key), **record.to_dict()}
-        (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2))
-        rows.append(
-            {
+        sidecar_path = out_dir / f"{name}.json"
+        sidecar = _finished_sample(sidecar_path, path, seed)
+        if sidecar is None:
+            image = load_anatomical(path) if image is None else image
+            corrupted, record = corruption(image, np.random.default_rng(seed))
+            filename = save_sample(corrupted, out_dir / name)
+            if filename is None:
+                continue
+            sidecar = {
                 "filename": filename,
                 "base_image": str(path),
+                "seed": seed.entropy,
+                "spawn_key": list(seed.spawn_key),
+                **record.to_dict(),
+            }
+            sidecar_path.write_text(json.dumps(sidecar, indent=2))
+        rows.append(
+            {
+                "filename": sidecar["filename"],
+                "base_image": sidecar["base_image"],
                 "index": index,
-                "motion_rms_mm": record.motion_rms_mm,
-                "motion_grade": motion_grade(record.motion_rms_mm),
-                **{f"severity_{key}": value for key, value in record.severities.items()},
+                "motion_rms_mm": sidecar["motion_rms_mm"],
+                "motion_grade": sidecar["motion_grade"],
+                **{f"severity_{key}": value for key, value in sidecar["severity"].items()},
             }
         )
     return rows
+
+
+def _finished_sample(
+    sidecar_path: Path, base_image: Path, seed: np.random.SeedSequence
+) -> dict | None:
+    """The sidecar of a sample written earlier from this image and seed, or None to make it."""
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, ValueError):
+        return None
+    done = (
+        sidecar.get("base_image") == str(base_image)
+        and sidecar.get("seed") == seed.entropy
+        and sidecar.get("spawn_key") == list(seed.spawn_key)
+        and (sidecar_path.parent / sidecar.get("filename", "")).is_file()
+    )
+    return sidecar if done else None
 
 
 def _single_threaded_worker() -> None:
@@ -1069,7 +1100,8 @@ def generate_corrupted_dataset(
     seeded by ``SeedSequence(seed).spawn(len(base_images))[i].spawn(n_per_image)[k]``, so every
     volume depends only on ``(seed, i, k)``, whatever ``n_jobs`` is. Each copy is written as
     ``{i:04d}_{stem}_corrupt-{k:03d}.nii.gz`` (float32, the base image's affine) with a JSON
-    sidecar holding :meth:`Corruption.to_dict`, ``base_image`` and ``spawn_key``; ``labels.tsv``
+    sidecar holding :meth:`Corruption.to_dict`, ``filename``, ``base_image``, ``seed`` and
+    ``spawn_key``; ``labels.tsv``
     lists every copy with ``motion_rms_mm``, ``motion_grade`` and ``severity_<artefact>``.
 
     Parameters
@@ -1077,7 +1109,9 @@ def generate_corrupted_dataset(
     base_images : sequence of path-like
         Real T1w or FLAIR images, at native resolution and in native space.
     out_dir : path-like
-        Output folder, created if missing; existing files of the same name are overwritten.
+        Output folder, created if missing. A copy already there, made with the same seed, is
+        kept rather than made again (its sidecar names its file, base image and seed), so a
+        stopped run resumes. Keep one folder per kind of corruption.
     n_per_image : int
         Corrupted copies per base image.
     seed : int

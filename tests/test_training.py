@@ -35,6 +35,7 @@ from bidsqc.training import (
     spearman,
     specificity,
     subject_level_split,
+    subject_of,
 )
 
 #: A small network for 32³ volumes, cheap enough for a training run in a test.
@@ -130,8 +131,33 @@ def test_subject_level_split_never_splits_a_source(seed: int) -> None:
 def test_subject_level_split_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="val_fraction"):
         subject_level_split(["a", "b"], 1.0, 0)
-    with pytest.raises(ValueError, match="2 distinct sources"):
+    with pytest.raises(ValueError, match="2 distinct subjects"):
         subject_level_split(["a", "a"], 0.5, 0)
+
+
+def test_subject_level_split_keeps_a_participant_together() -> None:
+    sources = [
+        "mslub/patient01/study1_T1W.nii.gz",
+        "mslub/patient01/study2_FLAIR.nii.gz",
+        "mslub/patient03/study1_T1W.nii.gz",
+        "ds/sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz",
+        "ds/sub-01/ses-2/anat/sub-01_ses-2_FLAIR.nii.gz",
+        "ixi/IXI516-HH-2297_T1.nii.gz",
+        "ixi/IXI526-HH-2392_T1.nii.gz",
+    ]
+    assert [subject_of(source) for source in sources] == [
+        "mslub/patient01",
+        "mslub/patient01",
+        "mslub/patient03",
+        "ds/sub-01",
+        "ds/sub-01",
+        "ixi/IXI516-HH-2297",
+        "ixi/IXI526-HH-2392",
+    ]
+    for seed in range(10):
+        train, val = subject_level_split(sources, 0.4, seed)
+        assert len(val) and len(train)
+        assert not {subject_of(sources[i]) for i in train} & {subject_of(sources[i]) for i in val}
 
 
 # --- loss and metrics -------------------------------------------------------------------------
