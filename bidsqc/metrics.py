@@ -63,7 +63,7 @@ nmi          registration failure, wrong or corrupt image   higher       Studhol
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +127,7 @@ class MeasureInfo:
     units: str
     better: str  # "higher", "lower" or a phrase such as "closer to 1"
     reference: str = ""
+    levels: Mapping[str, str] | None = None  # meaning of each value of a categorical column
 
 
 # --- masks -------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ All names are computed here and nowhere else. For a source image
 
     sub-01/ses-1/anat/sub-01_ses-1_run-1_space-MNI152NLin2009cSym_res-2_desc-preproc_T1w.nii.gz
     sub-01/ses-1/anat/sub-01_ses-1_run-1_from-T1w_to-MNI152NLin2009cSym_mode-image_xfm.mat
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-motion_T1w.json
     sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-measures_T1w.json
     sub-01/figures/sub-01_ses-1_run-1_desc-raw_T1w.png
     sub-01/figures/sub-01_ses-1_run-1_desc-registered_T1w.png
+    sub-01/figures/sub-01_ses-1_run-1_desc-motion_T1w.png
     sub-01/sub-01_qc.tsv  and  sub-01/sub-01_qc.json
     sub-01.html
 
@@ -28,16 +30,19 @@ from bidsqc import __version__
 from bidsqc.__about__ import __packagename__, __url__
 from bidsqc.bids import AnatImage
 from bidsqc.data import TEMPLATE_NAME
-from bidsqc.metrics import MEASURES
+from bidsqc.metrics import MEASURES, MeasureInfo
 
 __all__ = [
     "ID_COLUMNS",
+    "MOTION_COLUMNS",
     "NA",
+    "QC_COLUMNS",
     "column_dictionary",
     "derivative_path",
     "figure_path",
     "group_table_path",
     "measures_path",
+    "motion_path",
     "participant_report_name",
     "participant_report_path",
     "participant_table_path",
@@ -68,6 +73,41 @@ ID_COLUMNS: dict[str, dict] = {
     },
     "error": {"Description": "Why the image failed; n/a for processed images."},
 }
+
+_MOTION_SCALE = (
+    "Motion is the Jenkinson RMS displacement (80 mm sphere) of the head poses of a simulated "
+    "k-space motion, averaged over the poses (docs/simulation.md)."
+)
+#: The motion network's columns (:mod:`bidsqc.inference`), after the classical measures.
+MOTION_COLUMNS: dict[str, MeasureInfo] = {
+    "motion_grade": MeasureInfo(
+        "Motion grade",
+        "Most probable motion grade of the motion network. Mild starts at 4.5 mm RMS (the "
+        "least a 2-4 degree / 2-4 mm motion gives), severe at 11.7 mm (the middle of 4-6 "
+        "degrees / mm; 6-8 is severe throughout). " + _MOTION_SCALE,
+        "grade",
+        "lower",
+        levels={"0": "none", "1": "mild", "2": "severe"},
+    ),
+    **{
+        f"p_motion_{grade}": MeasureInfo(
+            f"P(motion {grade})",
+            f"Probability of the motion grade '{grade}', from the motion network.",
+            "probability",
+            "higher" if grade == "none" else "lower",
+        )
+        for grade in ("none", "mild", "severe")
+    },
+    "motion_mm": MeasureInfo(
+        "Motion (mm)",
+        "Head motion estimated by the motion network: the mean of its predicted distribution "
+        "over 50 bins from 0 to 24.5 mm. " + _MOTION_SCALE,
+        "mm",
+        "lower",
+    ),
+}
+#: Every measured column of a QC table, in table order.
+QC_COLUMNS: dict[str, MeasureInfo] = {**MEASURES, **MOTION_COLUMNS}
 
 
 def _prefix(image: AnatImage) -> str:
@@ -127,8 +167,13 @@ def measures_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     return derivative_path(out_dir, image, desc="measures", extension=".json")
 
 
+def motion_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The motion network's prediction for one image, as JSON."""
+    return derivative_path(out_dir, image, desc="motion", extension=".json")
+
+
 def figure_path(out_dir: str | os.PathLike, image: AnatImage, desc: str) -> Path:
-    """A report figure (``desc`` is ``raw`` or ``registered``)."""
+    """A report figure (``desc`` is ``raw``, ``registered`` or ``motion``)."""
     return derivative_path(out_dir, image, datatype="figures", desc=desc, extension=".png")
 
 
@@ -152,7 +197,8 @@ def group_table_path(out_dir: str | os.PathLike, modality: str) -> Path:
 
 
 def qc_row(image: AnatImage, measures: Mapping[str, float] | None, error: str | None) -> dict:
-    """One row of a QC table: identifiers, status, then every measure (NaN when failed)."""
+    """One row of a QC table: identifiers, status, then every column of :data:`QC_COLUMNS`
+    (NaN when failed)."""
     row = {
         "filename": image.relpath,
         "participant_id": f"sub-{image.subject}",
@@ -161,7 +207,7 @@ def qc_row(image: AnatImage, measures: Mapping[str, float] | None, error: str | 
         "status": "failed" if error else "ok",
         "error": error or NA,
     }
-    row.update({name: (measures or {}).get(name, math.nan) for name in MEASURES})
+    row.update({name: (measures or {}).get(name, math.nan) for name in QC_COLUMNS})
     return row
 
 
@@ -171,14 +217,16 @@ def column_dictionary(columns: Iterable[str]) -> dict[str, dict]:
     for column in columns:
         if column in ID_COLUMNS:
             dictionary[column] = ID_COLUMNS[column]
-        elif column in MEASURES:
-            info = MEASURES[column]
+        elif column in QC_COLUMNS:
+            info = QC_COLUMNS[column]
             description = info.description
             if info.better:
                 description += f" Better: {info.better}."
             if info.reference:
                 description += f" Reference: {info.reference}."
             dictionary[column] = {"Description": description, "Units": info.units}
+            if info.levels:
+                dictionary[column]["Levels"] = dict(info.levels)
         else:
             raise KeyError(f"column {column!r} has no description")
     return dictionary

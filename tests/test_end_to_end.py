@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 from bidsqc.cli.run import main
-from bidsqc.metrics import MEASURES
-from bidsqc.outputs import ID_COLUMNS, read_qc_table
+from bidsqc.outputs import ID_COLUMNS, QC_COLUMNS, read_qc_table
 
 pytestmark = pytest.mark.slow
 
@@ -69,15 +68,36 @@ def test_demo_participant_tables(demo_run):
     expected = {"sub-01": 2, "sub-02": 2}
     for participant, n_rows in expected.items():
         table = read_qc_table(out / participant / f"{participant}_qc.tsv")
-        assert list(table.columns) == [*ID_COLUMNS, *MEASURES]
+        assert list(table.columns) == [*ID_COLUMNS, *QC_COLUMNS]
         assert len(table) == n_rows
         assert (table["status"] == "ok").all(), table["error"].tolist()
-        assert not table[list(MEASURES)].isna().any().any()
+        assert not table[list(QC_COLUMNS)].isna().any().any()
         assert table["filename"].str.startswith(f"{participant}/anat/").all()
         dictionary = json.loads((out / participant / f"{participant}_qc.json").read_text())
         assert set(dictionary) == set(table.columns)
         assert all(entry["Description"] for entry in dictionary.values())
+        assert dictionary["motion_grade"]["Levels"] == {"0": "none", "1": "mild", "2": "severe"}
         assert (out / f"{participant}.html").stat().st_size > 10_000
+
+
+def test_demo_motion_image_is_graded_above_its_clean_twin(demo_run):
+    """run-2 is run-1 with 16 mm RMS of simulated motion (data/demo/code/make_demo.py)."""
+    table = read_qc_table(demo_run[0] / "sub-01" / "sub-01_qc.tsv").set_index("filename")
+    clean = table.loc["sub-01/anat/sub-01_run-1_T1w.nii.gz"]
+    moved = table.loc["sub-01/anat/sub-01_run-2_T1w.nii.gz"]
+    assert clean["motion_grade"] == 0
+    assert moved["motion_grade"] == 2
+    assert moved["motion_mm"] > clean["motion_mm"] + 8
+    probabilities = table[["p_motion_none", "p_motion_mild", "p_motion_severe"]].sum(axis=1)
+    assert np.allclose(probabilities, 1, atol=1e-4)
+    html = (demo_run[0] / "sub-01.html").read_text()
+    assert "motion: severe" in html
+    assert "motion: none" in html
+    motion = json.loads(
+        (demo_run[0] / "sub-01" / "anat" / "sub-01_run-2_desc-motion_T1w.json").read_text()
+    )
+    assert len(motion["mm_distribution"]) == 50
+    assert (demo_run[0] / "sub-01" / "figures" / "sub-01_run-2_desc-motion_T1w.png").is_file()
 
 
 def test_demo_derivatives(demo_run):
@@ -189,7 +209,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     for label in ("good", "oblique", "symlink"):
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "ok", (label, row["error"])
-        assert not row[list(MEASURES)].isna().any()
+        assert not row[list(QC_COLUMNS)].isna().any()
     # The turned copy registers onto the template like the original.
     assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
     assert "empty file" in (out / "sub-empty.html").read_text()

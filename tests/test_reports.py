@@ -15,7 +15,12 @@ from PIL import Image
 
 from bidsqc.metrics import MeasureInfo
 from bidsqc.reports import format_value, subject_report_href
-from bidsqc.reports.figures import OUTLINE_COLOR, plot_mosaic, strip_layout
+from bidsqc.reports.figures import (
+    OUTLINE_COLOR,
+    plot_mosaic,
+    plot_motion_distribution,
+    strip_layout,
+)
 from bidsqc.reports.group import render_group_report, robust_zscores
 from bidsqc.reports.individual import render_subject_report
 
@@ -191,6 +196,33 @@ def test_subject_report(tmp_path: Path, png: Path) -> None:
     assert html.count(embedded) == 3  # the missing file is left out
     assert "bidsqc test" in html
     assert not re.search(r"(src|href)=\"https?:", html)
+
+
+def test_motion_distribution_plot(tmp_path: Path) -> None:
+    centres = np.arange(50) * 0.5
+    probabilities = np.exp(-0.5 * (centres - 7.0) ** 2)
+    probabilities /= probabilities.sum()
+    out = plot_motion_distribution(
+        centres, probabilities, (0.1, 0.8, 0.1), (4.5, 11.7), tmp_path / "m.png"
+    )
+    with Image.open(out) as image:
+        assert image.size == (800, 240)
+        assert np.ptp(np.asarray(image.convert("L"))) > 100
+
+
+def test_subject_report_shows_the_motion_grade(tmp_path: Path) -> None:
+    graded = {
+        **row("sub-01/anat/sub-01_run-1_T1w.nii.gz", cjv=0.5, snr=10.0),
+        "motion_grade": 1,
+        "p_motion_none": 0.1,
+        "p_motion_mild": 0.85,
+        "p_motion_severe": 0.05,
+        "motion_mm": 6.25,
+    }
+    html = render_subject_report(
+        "sub-01", [graded], {}, MEASURES, tmp_path / "s.html", generated_by="x"
+    ).read_text()
+    assert "motion: mild (p = 0.8500), 6.250 mm" in html
 
 
 def test_reports_escape_dataset_text(tmp_path: Path, png: Path) -> None:

@@ -14,7 +14,7 @@ import yaml
 from bidsqc import __version__
 from bidsqc.bids import DEFAULT_BIDS_QUERIES, BIDSError, load_bids_filters
 
-__all__ = ["absolute_path", "build_parser", "parse_args", "positive_int"]
+__all__ = ["absolute_path", "build_parser", "image_list", "parse_args", "positive_int"]
 
 _DESCRIPTION = """\
 Automated quality control of T1w and FLAIR brain MRI, as a BIDS App.
@@ -112,6 +112,13 @@ def build_parser() -> ArgumentParser:
         help="maximum number of threads per process, at most --nprocs (default: --nprocs "
         f"minus one, at least 1 and at most {_OMP_NTHREADS_MAX}, so that several images "
         "are processed in parallel: that pays more than threads)",
+    )
+    execution.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the networks run; auto: the GPU when CUDA sees one, else the CPU "
+        "(default: %(default)s)",
     )
     execution.add_argument(
         "--use-plugin",
@@ -233,3 +240,42 @@ def _plugin_settings(value: str) -> dict[str, Any]:
     if not isinstance(plugin_args, dict):
         raise ArgumentTypeError(f"'plugin_args' in '{path}' must be a mapping.")
     return {"plugin": settings["plugin"], "plugin_args": plugin_args}
+
+
+def image_list(value: str) -> list[Path]:
+    """Argument type: every NIfTI file under a folder (sorted), or the paths a text file lists.
+
+    In a list, one path per line, relative to the list's folder; blank lines and lines starting
+    with ``#`` are ignored, and an image listed twice counts once.
+    """
+    path = absolute_path(value)
+    if path.is_dir():
+        images = sorted(
+            image for image in path.rglob("*.nii*") if image.name.endswith((".nii", ".nii.gz"))
+        )
+        if not images:
+            raise ArgumentTypeError(f"No .nii or .nii.gz image under '{path}'.")
+    elif path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ArgumentTypeError(f"Cannot read the image list '{path}': {err}") from err
+        entries = [line.strip() for line in lines]
+        # Normalised, so that a model card shows '/data/x.nii.gz', not '/lists/../data/...'.
+        images = [
+            Path(os.path.normpath(path.parent / Path(entry).expanduser()))
+            for entry in entries
+            if entry and not entry.startswith("#")
+        ]
+        if not images:
+            raise ArgumentTypeError(f"The image list '{path}' names no image.")
+        missing = [image for image in images if not image.is_file()]
+        if missing:
+            raise ArgumentTypeError(
+                f"The image list '{path}' names {len(missing)} missing file(s): "
+                + ", ".join(f"'{image}'" for image in missing[:3])
+                + (", ..." if len(missing) > 3 else "")
+            )
+    else:
+        raise ArgumentTypeError(f"'{path}' is neither a folder of images nor a list of them.")
+    return list(dict.fromkeys(images))

@@ -15,7 +15,6 @@ import pandas as pd
 
 from bidsqc import __version__, outputs
 from bidsqc.bids import AnatImage, BIDSError, collect_data, collect_participants, init_layout
-from bidsqc.metrics import MEASURES
 from bidsqc.workflows.base import branch_name, init_bidsqc_wf
 
 __all__ = ["main"]
@@ -108,6 +107,7 @@ def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> No
         output_dir=opts.output_dir,
         work_dir=opts.work_dir,
         omp_nthreads=opts.omp_nthreads,
+        device=opts.device,
     )
     workflow.config["execution"] = {
         "crashdump_dir": str(log_dir),
@@ -155,20 +155,24 @@ def _image_row(output_dir: Path, image: AnatImage, failure: tuple[float, str] | 
         return outputs.qc_row(image, None, failure[1])
     if written == -math.inf:
         return outputs.qc_row(image, None, "not processed: see the log and the work directory")
-    return outputs.qc_row(image, json.loads(measures_file.read_text()), None)
+    columns = json.loads(measures_file.read_text())
+    motion_file = outputs.motion_path(output_dir, image)
+    if motion_file.exists():
+        columns |= json.loads(motion_file.read_text())
+    return outputs.qc_row(image, columns, None)
 
 
 def write_participant_outputs(
     output_dir: Path, subject: str, rows: list[dict], images: list[AnatImage]
 ) -> None:
     """Write ``sub-<label>_qc.tsv``, its dictionary, and the participant's HTML report."""
-    from bidsqc.reports.individual import render_subject_report
+    from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
 
     outputs.write_qc_table(rows, outputs.participant_table_path(output_dir, subject))
     figures = {
         image.relpath: {
             desc: path
-            for desc in ("raw", "registered")
+            for desc in FIGURE_CAPTIONS
             if (path := outputs.figure_path(output_dir, image, desc)).exists()
         }
         for image in images
@@ -177,7 +181,7 @@ def write_participant_outputs(
         f"sub-{subject}",
         rows,
         figures,
-        MEASURES,
+        outputs.QC_COLUMNS,
         outputs.participant_report_path(output_dir, subject),
         generated_by=GENERATED_BY,
     )
@@ -200,7 +204,7 @@ def run_group(opts: Namespace) -> int:
             rows.to_dict("records"), outputs.group_table_path(opts.output_dir, modality)
         )
         render_group_report(
-            rows, modality, MEASURES, tsv.with_suffix(".html"), generated_by=GENERATED_BY
+            rows, modality, outputs.QC_COLUMNS, tsv.with_suffix(".html"), generated_by=GENERATED_BY
         )
         LOGGER.warning("Group %s: %d image(s), written to '%s'.", modality, len(rows), tsv)
     return EXIT_OK

@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import sys
 from argparse import ArgumentParser, ArgumentTypeError, Namespace, RawDescriptionHelpFormatter
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bidsqc import __version__
-from bidsqc.cli.parser import absolute_path, positive_int
+from bidsqc.cli.parser import absolute_path, image_list, positive_int
 
 __all__ = ["build_parser", "main", "train_motion"]
 
@@ -388,42 +387,12 @@ def _json_numbers(values: Mapping[str, float]) -> dict[str, float | None]:
 
 
 def _images(value: str) -> list[Path]:
-    """Base images: every NIfTI file under a folder, or the paths listed in a text file."""
-    path = absolute_path(value)
-    if path.is_dir():
-        images = sorted(
-            image for image in path.rglob("*.nii*") if image.name.endswith((".nii", ".nii.gz"))
-        )
-        if not images:
-            raise ArgumentTypeError(f"No .nii or .nii.gz image under '{path}'.")
-    elif path.is_file():
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ArgumentTypeError(f"Cannot read the image list '{path}': {err}") from err
-        entries = [line.strip() for line in lines]
-        # Normalised, so that the model card shows '/data/x.nii.gz', not '/lists/../data/...'.
-        images = [
-            Path(os.path.normpath(path.parent / Path(entry).expanduser()))
-            for entry in entries
-            if entry and not entry.startswith("#")
-        ]
-        if not images:
-            raise ArgumentTypeError(f"The image list '{path}' names no image.")
-        missing = [image for image in images if not image.is_file()]
-        if missing:
-            raise ArgumentTypeError(
-                f"The image list '{path}' names {len(missing)} missing file(s): "
-                + ", ".join(f"'{image}'" for image in missing[:3])
-                + (", ..." if len(missing) > 3 else "")
-            )
-    else:
-        raise ArgumentTypeError(f"'{path}' is neither a folder of images nor a list of them.")
-    images = list(dict.fromkeys(images))  # an image listed twice would weigh twice
+    """Base images (:func:`~bidsqc.cli.parser.image_list`), at least 2 of them."""
+    images = image_list(value)
     if len(images) < 2:
         raise ArgumentTypeError(
-            f"'{path}' gives a single image: at least 2 are needed, as training and "
-            "validation never share a base image."
+            f"'{value}' gives a single image: at least 2 are needed, as training and "
+            "validation never share a subject."
         )
     return images
 

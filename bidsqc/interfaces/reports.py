@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nb
@@ -11,7 +12,7 @@ from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.preprocessing import reorient_to_ras
 
-__all__ = ["PlotMosaic"]
+__all__ = ["PlotMosaic", "PlotMotion"]
 
 
 class _PlotMosaicInputSpec(ImageInputSpec):
@@ -34,5 +35,28 @@ class PlotMosaic(SimpleInterface):
             outline = nb.Nifti1Image(template.brain_mask.astype("uint8"), template.affine)
         out_file = Path(runtime.cwd) / "mosaic.png"
         plot_mosaic(img, out_file, outline=outline)
+        self._results["out_file"] = str(out_file)
+        return runtime
+
+
+class PlotMotion(SimpleInterface):
+    """The motion network's distribution over motion in mm (``in_file``: its ``motion.json``)."""
+
+    input_spec = ImageInputSpec
+    output_spec = ImageOutputSpec
+
+    def _run_interface(self, runtime):
+        from bidsqc.reports.figures import plot_motion_distribution
+        from bidsqc.simulation import MOTION_GRADE_THRESHOLDS_MM
+
+        prediction = json.loads(Path(self.inputs.in_file).read_text())
+        out_file = Path(runtime.cwd) / "motion.png"
+        plot_motion_distribution(
+            prediction["mm_bin_centres"],
+            prediction["mm_distribution"],
+            [prediction[f"p_motion_{grade}"] for grade in ("none", "mild", "severe")],
+            MOTION_GRADE_THRESHOLDS_MM,
+            out_file,
+        )
         self._results["out_file"] = str(out_file)
         return runtime

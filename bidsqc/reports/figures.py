@@ -1,4 +1,5 @@
-"""Figures of the reports: slice mosaics (PNG) and strip-plot geometry (inline SVG).
+"""Figures of the reports: slice mosaics and the motion distribution (PNG), and strip-plot
+geometry (inline SVG).
 
 Mosaics are drawn with matplotlib's object-oriented API on an Agg canvas: no pyplot, no
 global backend state, so they are safe to draw in worker processes.
@@ -21,7 +22,7 @@ from nibabel.affines import voxel_sizes
 from numpy.typing import ArrayLike
 from PIL import Image
 
-__all__ = ["StripLayout", "plot_mosaic", "strip_layout"]
+__all__ = ["StripLayout", "plot_mosaic", "plot_motion_distribution", "strip_layout"]
 
 #: Slices per view (sagittal, coronal and axial rows of a mosaic).
 N_SLICES = 7
@@ -40,6 +41,8 @@ FOREGROUND = 0.1
 #: Voxels the window and foreground are estimated on (a strided subsample of the volume).
 SAMPLE_SIZE = 2**21
 OUTLINE_COLOR = "#ff4f4f"
+#: Background of the motion grades none, mild and severe in the motion plot.
+MOTION_GRADE_COLOURS = ("#4caf50", "#ffb300", "#e53935")
 #: Grey levels of the saved PNG. Evenly spaced levels, unlike an adaptive palette, do not
 #: spend colours on background noise, which keeps a mosaic to a few tens of kB.
 GREY_LEVELS = 32
@@ -125,6 +128,47 @@ def plot_mosaic(
     ax.set_ylim(-top, 0)
     fig.set_size_inches(MOSAIC_WIDTH, top)
     return _save_png(fig, Path(out_file))
+
+
+def plot_motion_distribution(
+    bin_centres: ArrayLike,
+    probabilities: ArrayLike,
+    grade_probabilities: ArrayLike,
+    thresholds_mm: tuple[float, float],
+    out_file: Path,
+) -> Path:
+    """Bar chart of the motion network's distribution over motion (mm), with the grades.
+
+    The background is shaded by grade (none, mild, severe, split at ``thresholds_mm``), the
+    expected motion is a vertical line, and the legend gives each grade's probability.
+    """
+    centres = np.asarray(bin_centres, dtype=float)
+    probabilities = np.asarray(probabilities, dtype=float)
+    none, mild, severe = np.asarray(grade_probabilities, dtype=float)
+    expected = float(probabilities @ centres)
+    width = centres[1] - centres[0]
+    edges = (centres[0] - width / 2, *thresholds_mm, centres[-1] + width / 2)
+
+    fig = Figure(figsize=(MOSAIC_WIDTH, 2.4), dpi=MOSAIC_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for (low, high), colour, label in zip(
+        zip(edges[:-1], edges[1:], strict=True),
+        MOTION_GRADE_COLOURS,
+        (f"none: p = {none:.2f}", f"mild: p = {mild:.2f}", f"severe: p = {severe:.2f}"),
+        strict=True,
+    ):
+        ax.axvspan(low, high, color=colour, alpha=0.25, linewidth=0, label=label)
+    ax.bar(centres, probabilities, width=width * 0.9, color="#3b4a6b")
+    ax.axvline(expected, color="black", linewidth=1.2, label=f"estimate: {expected:.1f} mm")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, max(float(probabilities.max()) * 1.15, 0.05))
+    ax.set_xlabel("head motion, RMS displacement (mm)")
+    ax.set_ylabel("probability")
+    ax.legend(loc="upper right", fontsize="small", frameon=False)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig).print_png(out_file)
+    return out_file
 
 
 def _volume(img: nb.Nifti1Image) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
@@ -15,7 +16,10 @@ from bidsqc.reports import (
     render_html,
 )
 
-__all__ = ["FIGURE_CAPTIONS", "render_subject_report"]
+__all__ = ["FIGURE_CAPTIONS", "MOTION_GRADE_NAMES", "render_subject_report"]
+
+#: Names of the motion grades 0, 1 and 2.
+MOTION_GRADE_NAMES = ("none", "mild", "severe")
 
 #: Captions of the known figures, in display order; other figures follow, under their name.
 FIGURE_CAPTIONS = {
@@ -23,6 +27,8 @@ FIGURE_CAPTIONS = {
     "ghosts, wrap-around, signal drop-out and missing coverage.",
     "registered": "Image registered to the MNI152NLin2009cSym template (2 mm). The red line is "
     "the template brain outline: it should hug the brain edge.",
+    "motion": "The motion network's distribution over head motion (RMS displacement, mm), "
+    "shaded by grade: none, mild, severe. A narrow peak is a confident estimate.",
 }
 
 
@@ -96,8 +102,23 @@ def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, Measur
             for name in names
             if Path(figures[name]).is_file()
         ],
+        "motion": _motion_summary(row),
         "measures": [
             {"key": key, "info": describe(key, measures), "value": value}
             for key, value in values.items()
         ],
+    }
+
+
+def _motion_summary(row: Mapping) -> dict | None:
+    """Grade, its probability and the motion in mm, for the image's header; None if absent."""
+    grade = row.get("motion_grade")
+    if grade is None or not math.isfinite(grade):
+        return None
+    name = MOTION_GRADE_NAMES[int(grade)]
+    return {
+        "grade": name,
+        "severity": int(grade),
+        "probability": format_value(row[f"p_motion_{name}"]),
+        "mm": format_value(row["motion_mm"]),
     }

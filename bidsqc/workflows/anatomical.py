@@ -12,8 +12,9 @@ from bidsqc.bids import AnatImage
 from bidsqc.data import TEMPLATE_NAME
 from bidsqc.interfaces.bids import WriteDerivatives
 from bidsqc.interfaces.measures import ComputeMeasures
+from bidsqc.interfaces.networks import MotionQC
 from bidsqc.interfaces.preprocessing import CheckImage, RegisterToTemplate, ResampleToZoom
-from bidsqc.interfaces.reports import PlotMosaic
+from bidsqc.interfaces.reports import PlotMosaic, PlotMotion
 
 __all__ = ["file_stamp", "init_anat_qc_wf"]
 
@@ -25,13 +26,19 @@ def file_stamp(path: Path) -> str:
 
 
 def init_anat_qc_wf(
-    *, image: AnatImage, output_dir: Path, omp_nthreads: int, name: str = "anat_qc_wf"
+    *,
+    image: AnatImage,
+    output_dir: Path,
+    omp_nthreads: int,
+    device: str = "auto",
+    name: str = "anat_qc_wf",
 ) -> pe.Workflow:
-    """Check, preprocess, measure and write one T1w or FLAIR image.
+    """Check, preprocess, measure, grade and write one T1w or FLAIR image.
 
     Workflow Graph
-        check_image -> resample -> register -> measures -> ds_derivatives,
-        with plot_raw (from the checked image) and plot_registered feeding ds_derivatives.
+        check_image -> resample -> register -> measures -> ds_derivatives, and
+        register -> motion_qc -> plot_motion; plot_raw (from the checked image),
+        plot_registered and the motion outputs also feed ds_derivatives.
 
     Parameters
     ----------
@@ -40,7 +47,9 @@ def init_anat_qc_wf(
     output_dir
         The derivatives root; file names come from :mod:`bidsqc.outputs`.
     omp_nthreads
-        Threads for the ANTs steps (resampling, registration, N4).
+        Threads for the ANTs steps (resampling, registration, N4) and the networks.
+    device
+        Where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     name
         Workflow name; must be unique within the run.
 
@@ -75,6 +84,13 @@ def init_anat_qc_wf(
         n_procs=omp_nthreads,
         mem_gb=0.5,
     )
+    motion_qc = pe.Node(
+        MotionQC(num_threads=omp_nthreads, device=device),
+        name="motion_qc",
+        n_procs=omp_nthreads,
+        mem_gb=1.0,
+    )
+    plot_motion = pe.Node(PlotMotion(), name="plot_motion")
     plot_raw = pe.Node(PlotMosaic(), name="plot_raw", mem_gb=1.0)
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
 
@@ -84,6 +100,8 @@ def init_anat_qc_wf(
         outputs.transform_path(output_dir, image),
         outputs.figure_path(output_dir, image, "raw"),
         outputs.figure_path(output_dir, image, "registered"),
+        outputs.motion_path(output_dir, image),
+        outputs.figure_path(output_dir, image, "motion"),
         # Last, so that its presence means every other derivative of this run is in place.
         outputs.measures_path(output_dir, image),
     ]
@@ -110,10 +128,14 @@ def init_anat_qc_wf(
         (resample, register, [("out_file", "in_file")]),
         (register, measures, [("out_file", "in_file")]),
         (register, plot_registered, [("out_file", "in_file")]),
+        (register, motion_qc, [("out_file", "in_file")]),
+        (motion_qc, plot_motion, [("out_file", "in_file")]),
         (register, gather, [("out_file", "in1"), ("out_transform", "in2")]),
         (plot_raw, gather, [("out_file", "in3")]),
         (plot_registered, gather, [("out_file", "in4")]),
-        (measures, gather, [("out_file", "in5")]),
+        (motion_qc, gather, [("out_file", "in5")]),
+        (plot_motion, gather, [("out_file", "in6")]),
+        (measures, gather, [("out_file", "in7")]),
         (gather, ds_derivatives, [("out", "in_files")]),
     ])  # fmt: skip
     return workflow

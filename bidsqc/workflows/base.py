@@ -25,6 +25,7 @@ def init_single_subject_wf(
     images: Sequence[AnatImage],
     output_dir: Path,
     omp_nthreads: int,
+    device: str = "auto",
     name: str | None = None,
 ) -> pe.Workflow:
     """All images of one participant, each in its own independent branch.
@@ -35,7 +36,7 @@ def init_single_subject_wf(
         Participant label, without ``sub-``.
     images
         That participant's T1w and FLAIR images.
-    output_dir, omp_nthreads
+    output_dir, omp_nthreads, device
         As for :func:`~bidsqc.workflows.anatomical.init_anat_qc_wf`.
     """
     workflow = pe.Workflow(name=name or f"single_subject_{subject}_wf")
@@ -44,6 +45,7 @@ def init_single_subject_wf(
             image=image,
             output_dir=output_dir,
             omp_nthreads=omp_nthreads,
+            device=device,
             name=branch_name(image),
         )
         for image in images
@@ -57,6 +59,7 @@ def init_bidsqc_wf(
     output_dir: Path,
     work_dir: Path,
     omp_nthreads: int,
+    device: str = "auto",
     name: str = "bidsqc_wf",
 ) -> pe.Workflow:
     """The participant level: a sub-workflow for every participant that has images.
@@ -70,7 +73,9 @@ def init_bidsqc_wf(
     work_dir
         nipype's cache: a rerun with the same work directory resumes where it stopped.
     omp_nthreads
-        Threads per ANTs node.
+        Threads per ANTs or network node.
+    device
+        Where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
     workflow = pe.Workflow(name=name, base_dir=str(work_dir))
     by_subject = groupby(sorted(images, key=lambda image: image.subject), lambda i: i.subject)
@@ -80,6 +85,7 @@ def init_bidsqc_wf(
             images=list(subject_images),
             output_dir=output_dir,
             omp_nthreads=omp_nthreads,
+            device=device,
         )
         for subject, subject_images in by_subject
     ])  # fmt: skip

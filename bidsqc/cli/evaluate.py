@@ -1,0 +1,169 @@
+"""The ``bidsqc-evaluate`` command: measure a network of bidsqc on images it never saw.
+
+``bidsqc-evaluate motion`` runs the protocols of :mod:`bidsqc.evaluation`: simulated motion
+ranges on held-out images (``--images``), and rated real motion (``--bids`` with
+``--scores``). See ``docs/benchmarks.md`` for the results on the ``val`` split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from argparse import ArgumentParser, Namespace, RawDescriptionHelpFormatter
+from collections.abc import Sequence
+
+import pandas as pd
+
+from bidsqc import __version__
+from bidsqc.cli.parser import absolute_path, image_list, positive_int
+
+__all__ = ["build_parser", "evaluate_motion", "main", "markdown_table"]
+
+LOGGER = logging.getLogger("bidsqc.evaluate")
+EXIT_OK, EXIT_USAGE = 0, 2
+
+_EPILOG = """\
+outputs (in --out):
+  samples/<condition>/        the simulated samples (reused by a rerun)
+  predictions.tsv, metrics.tsv  per sample, and per source and motion range
+  rated_predictions.tsv, rated_metrics.json  with --bids and --scores
+
+exit codes:
+  0  evaluated
+  2  usage or data error"""
+
+
+def build_parser() -> ArgumentParser:
+    """Return the parser of the ``bidsqc-evaluate`` command line."""
+    parser = ArgumentParser(
+        prog="bidsqc-evaluate",
+        description="Evaluate a network of bidsqc on images it was not trained on.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"bidsqc {__version__}")
+    networks = parser.add_subparsers(dest="network", required=True, metavar="NETWORK")
+    motion = networks.add_parser(
+        "motion",
+        help="the motion network: Table-2 motion ranges, and rated real motion",
+        description="Evaluate the motion network. --images: each image clean and moved in "
+        "the ranges (2-4), (4-6) and (6-8) degrees and mm (Loizillon et al. 2023, Table 2). "
+        "--bids with --scores: real motion rated 1-3 (MR-ART).",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    motion.add_argument(
+        "--images",
+        type=image_list,
+        metavar="FOLDER|LIST",
+        help="held-out images: a folder or a text file listing them",
+    )
+    motion.add_argument("--bids", type=absolute_path, metavar="DIR", help="a BIDS folder")
+    motion.add_argument(
+        "--scores", type=absolute_path, metavar="TSV", help="its ratings (bids_name, score)"
+    )
+    motion.add_argument("--out", type=absolute_path, required=True, metavar="DIR")
+    motion.add_argument(
+        "--weights",
+        type=absolute_path,
+        metavar="PT",
+        help="weights to evaluate, with their model card beside them (default: the bundled)",
+    )
+    motion.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="moved samples per image and range (default: %(default)s)",
+    )
+    motion.add_argument("--seed", type=int, default=0, help="seed of the simulated motion")
+    motion.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs"
+    )
+    motion.add_argument(
+        "--jobs", type=positive_int, default=1, metavar="N", help="processes simulating"
+    )
+    motion.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
+    motion.set_defaults(evaluate=evaluate_motion)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bidsqc-evaluate`` and return its exit code."""
+    parser = build_parser()
+    opts = parser.parse_args(list(argv) if argv is not None else None)
+    if opts.images is None and opts.bids is None:
+        parser.error("give --images, or --bids with --scores (or both)")
+    if (opts.bids is None) != (opts.scores is None):
+        parser.error("--bids and --scores go together")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+    try:
+        opts.evaluate(opts)
+    except (OSError, ValueError) as err:
+        LOGGER.error("%s", err)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def evaluate_motion(opts: Namespace) -> None:
+    """Run the requested motion protocols and write their tables into ``opts.out``."""
+    from bidsqc import evaluation
+    from bidsqc.inference import load_bundled_network, load_network
+
+    network = (
+        load_network(opts.weights, opts.device)
+        if opts.weights
+        else load_bundled_network("motion", opts.device)
+    )
+    opts.out.mkdir(parents=True, exist_ok=True)
+    if opts.images is not None:
+        samples = evaluation.generate_protocol_samples(
+            opts.images,
+            opts.out / "samples",
+            repeats=opts.repeats,
+            seed=opts.seed,
+            n_jobs=opts.jobs,
+        )
+        predicted = evaluation.predict_samples(network, samples["path"], opts.batch_size)
+        samples["motion_grade_predicted"] = predicted.pop("motion_grade").to_numpy()
+        table = samples.join(predicted)
+        table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
+        metrics = evaluation.motion_protocol_metrics(table)
+        metrics.to_csv(opts.out / "metrics.tsv", sep="\t", index=False, float_format="%.4f")
+        (opts.out / "metrics.md").write_text(markdown_table(metrics))
+        print(markdown_table(metrics))
+    if opts.bids is not None:
+        scores = evaluation.read_scores(opts.scores)
+        rated = evaluation.predict_rated_images(network, opts.bids, scores)
+        if rated.empty:
+            raise ValueError(f"none of the {len(scores)} rated images is under {opts.bids}")
+        rated.to_csv(opts.out / "rated_predictions.tsv", sep="\t", index=False)
+        metrics = evaluation.rated_motion_metrics(rated)
+        text = json.dumps(
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()},
+            indent=2,
+        )
+        (opts.out / "rated_metrics.json").write_text(text + "\n")
+        print(text)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A table as Markdown, numbers to 4 decimals and missing values blank (for the docs)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

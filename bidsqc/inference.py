@@ -1,0 +1,145 @@
+"""Run the bundled networks on preprocessed images.
+
+The weights ship in the package (``bidsqc/data/models``), each with its model card, so nothing
+is downloaded at run time. A network's input is the pipeline's preprocessed image: registered
+to the template on the 2 mm head box (:func:`bidsqc.outputs.preproc_path`), scaled by
+:func:`bidsqc.training.normalise_intensity`.
+
+Predictions average the image and its left-right mirror (the template is symmetric and the
+networks were trained with left-right flips), which costs one more forward pass and removes
+the dependence on which hemisphere an artefact happens to fall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import torch
+
+from bidsqc.networks import MOTION_BINS, MotionNet
+from bidsqc.training import load_model, normalise_intensity, resolve_device
+
+__all__ = [
+    "MODELS_DIR",
+    "MotionPrediction",
+    "load_bundled_network",
+    "load_network",
+    "load_preprocessed",
+    "predict_motion",
+]
+
+#: Where the bundled weights and their model cards live.
+MODELS_DIR = Path(__file__).parent / "data" / "models"
+
+
+def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu") -> MotionNet:
+    """Trained weights (``.pt``), in eval mode on ``device``.
+
+    The network's constructor arguments come from the model card beside the weights (same
+    name, ``.json``), so the card and the weights cannot disagree.
+    """
+    weights = Path(weights)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    network = load_model(weights, MotionNet, **card["hyperparameters"]["network"])
+    return network.to(resolve_device(str(device)))
+
+
+def load_bundled_network(name: str, device: str | torch.device = "cpu") -> MotionNet:
+    """The bundled network ``name`` (``"motion"``), in eval mode on ``device``."""
+    return load_network(MODELS_DIR / f"{name}.pt", device)
+
+
+def load_preprocessed(path: str | os.PathLike) -> np.ndarray:
+    """A preprocessed image as the networks take it: float32, scaled."""
+    return normalise_intensity(np.asarray(nb.load(path).dataobj, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class MotionPrediction:
+    """What the motion network says about one image."""
+
+    #: Probabilities of the grades none, mild and severe.
+    grade_probabilities: tuple[float, float, float]
+    #: Probability of each bin of :data:`bidsqc.networks.MOTION_BINS`.
+    mm_distribution: tuple[float, ...]
+
+    @property
+    def grade(self) -> int:
+        """The most probable grade: 0 none, 1 mild, 2 severe."""
+        return int(np.argmax(self.grade_probabilities))
+
+    @property
+    def motion_mm(self) -> float:
+        """Expected RMS motion in mm: the mean of :attr:`mm_distribution`."""
+        return float(np.dot(self.mm_distribution, MOTION_BINS.centres().numpy()))
+
+    def columns(self) -> dict[str, float | int]:
+        """The QC-table columns (described in :data:`bidsqc.outputs.MOTION_COLUMNS`)."""
+        none, mild, severe = self.grade_probabilities
+        return {
+            "motion_grade": self.grade,
+            "p_motion_none": none,
+            "p_motion_mild": mild,
+            "p_motion_severe": severe,
+            "motion_mm": self.motion_mm,
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the columns, plus the bins and their probabilities for the report."""
+        return {
+            **self.columns(),
+            "mm_bin_centres": [round(float(c), 4) for c in MOTION_BINS.centres()],
+            "mm_distribution": list(self.mm_distribution),
+        }
+
+
+def predict_motion(
+    network: MotionNet,
+    volumes: Iterable[np.ndarray],
+    *,
+    batch_size: int = 8,
+) -> list[MotionPrediction]:
+    """Grade the motion of each volume (shape 96 x 112 x 96, from :func:`load_preprocessed`).
+
+    Volumes go through the network ``batch_size`` at a time, on the network's device; each
+    prediction averages the probabilities of the volume and of its left-right mirror.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = next(network.parameters()).device
+    predictions: list[MotionPrediction] = []
+    network.eval()
+    with torch.inference_mode():
+        for batch in _batches(volumes, batch_size):
+            inputs = torch.from_numpy(np.stack(batch))[:, None].to(device)
+            grade, mm = _mirror_averaged(network, inputs)
+            predictions += [
+                MotionPrediction(tuple(g.tolist()), tuple(m.tolist()))
+                for g, m in zip(grade.cpu(), mm.cpu(), strict=True)
+            ]
+    return predictions
+
+
+def _mirror_averaged(network: MotionNet, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Grade and bin probabilities, averaged over the inputs and their left-right mirrors."""
+    outputs = [network(inputs), network(inputs.flip(2))]
+    grade = sum(out.grade_logits.softmax(dim=1) for out in outputs) / 2
+    mm = sum(out.mm_log_probs.exp() for out in outputs) / 2
+    return grade, mm
+
+
+def _batches(volumes: Iterable[np.ndarray], size: int) -> Iterable[Sequence[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for volume in volumes:
+        batch.append(volume)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,102 @@
+"""Tests for inference with the motion network: batching, mirror averaging, bundled weights."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nb
+import numpy as np
+import pytest
+import torch
+
+from bidsqc.data import HEAD_BOX_SHAPE
+from bidsqc.inference import (
+    MODELS_DIR,
+    MotionPrediction,
+    load_bundled_network,
+    load_preprocessed,
+    predict_motion,
+)
+from bidsqc.networks import MOTION_BINS, MotionNet
+from bidsqc.outputs import MOTION_COLUMNS, column_dictionary
+from bidsqc.simulation import MOTION_GRADE_THRESHOLDS_MM
+from bidsqc.training import file_sha256
+
+
+@pytest.fixture(scope="module")
+def small_network() -> MotionNet:
+    torch.manual_seed(0)
+    return MotionNet(channels=(4, 8, 8)).eval()
+
+
+def volumes(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.random((16, 20, 16), dtype=np.float32) for _ in range(n)]
+
+
+def test_prediction_columns() -> None:
+    distribution = np.zeros(MOTION_BINS.n_bins)
+    distribution[[10, 30]] = 0.5  # 5 mm and 15 mm
+    prediction = MotionPrediction((0.1, 0.3, 0.6), tuple(distribution))
+    assert prediction.columns() == pytest.approx(
+        {
+            "motion_grade": 2,
+            "p_motion_none": 0.1,
+            "p_motion_mild": 0.3,
+            "p_motion_severe": 0.6,
+            "motion_mm": 10.0,
+        }
+    )
+    assert set(prediction.columns()) == set(MOTION_COLUMNS)
+    record = prediction.to_dict()
+    assert len(record["mm_bin_centres"]) == len(record["mm_distribution"]) == 50
+    json.dumps(record)
+
+
+def test_batches_give_the_same_predictions(small_network: MotionNet) -> None:
+    data = volumes(5)
+    one = predict_motion(small_network, data, batch_size=1)
+    three = predict_motion(small_network, data, batch_size=3)
+    assert len(one) == len(three) == 5
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_allclose(a.grade_probabilities, b.grade_probabilities, atol=1e-5)
+        np.testing.assert_allclose(a.mm_distribution, b.mm_distribution, atol=1e-5)
+        assert sum(a.grade_probabilities) == pytest.approx(1, abs=1e-5)
+        assert sum(a.mm_distribution) == pytest.approx(1, abs=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_motion(small_network, data, batch_size=0)
+
+
+def test_prediction_does_not_depend_on_the_side(small_network: MotionNet) -> None:
+    volume = volumes(1)[0]
+    (original,) = predict_motion(small_network, [volume])
+    (mirrored,) = predict_motion(small_network, [volume[::-1].copy()])
+    for field in ("grade_probabilities", "mm_distribution"):
+        np.testing.assert_allclose(getattr(original, field), getattr(mirrored, field), atol=1e-5)
+
+
+def test_load_preprocessed_scales(tmp_path) -> None:
+    data = np.linspace(0, 500, 16 * 20 * 16, dtype=np.float32).reshape(16, 20, 16)
+    nb.Nifti1Image(data, np.eye(4)).to_filename(tmp_path / "img.nii.gz")
+    scaled = load_preprocessed(tmp_path / "img.nii.gz")
+    assert scaled.dtype == np.float32
+    assert np.percentile(scaled[scaled > 0], 99) == pytest.approx(1, rel=1e-5)
+
+
+def test_bundled_motion_weights_load_and_match_their_card() -> None:
+    card = json.loads((MODELS_DIR / "motion.json").read_text())
+    assert file_sha256(MODELS_DIR / "motion.pt") == card["weights"]["sha256"]
+    assert (MODELS_DIR / "motion.pt").stat().st_size < 20e6
+    network = load_bundled_network("motion", "cpu")
+    assert not network.training
+    (prediction,) = predict_motion(network, [np.zeros(HEAD_BOX_SHAPE, np.float32) + 0.5])
+    assert 0 <= prediction.motion_mm <= MOTION_BINS.max_mm
+
+
+def test_motion_columns_are_described_with_the_grade_thresholds() -> None:
+    dictionary = column_dictionary(MOTION_COLUMNS)
+    mild, severe = MOTION_GRADE_THRESHOLDS_MM
+    assert f"{mild} mm" in dictionary["motion_grade"]["Description"]
+    assert f"{severe} mm" in dictionary["motion_grade"]["Description"]
+    assert dictionary["motion_grade"]["Levels"] == {"0": "none", "1": "mild", "2": "severe"}
+    assert dictionary["motion_mm"]["Units"] == "mm"
