@@ -538,6 +538,7 @@ def fit(
     seed: int,
     device: str = "auto",
     metrics: Callable[[Any, Any], dict[str, float]] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     patience: int | None = None,
     progress: bool = True,
 ) -> History:
@@ -564,6 +565,8 @@ def fit(
     metrics : callable, optional
         ``metrics(outputs, targets) -> dict`` on the whole validation set, e.g.
         :func:`motion_metrics`.
+    scheduler : torch.optim.lr_scheduler.LRScheduler, optional
+        Learning-rate schedule of ``optimiser``, stepped once after each epoch.
     patience : int, optional
         Stop after this many epochs without a lower validation loss; by default, run them all.
     progress : bool
@@ -587,6 +590,8 @@ def fit(
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress):
         start = time.perf_counter()
         train_loss = train_epoch(model, train_loader, optimiser, loss_fn, target_device, progress)
+        if scheduler is not None:
+            scheduler.step()
         val_loss, val_metrics = evaluate(
             model, val_loader, loss_fn, target_device, metrics, progress
         )

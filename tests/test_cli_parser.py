@@ -125,6 +125,16 @@ def test_omp_nthreads(capsys, args):
     assert "--omp-nthreads (4) cannot exceed --nprocs (2)" in message
 
 
+def test_device(capsys, args, monkeypatch):
+    assert parse_args(args).device == "auto"
+    assert parse_args([*args, "--device", "cpu"]).device == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert "CUDA sees no GPU" in usage_error(capsys, [*args, "--device", "cuda"])
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert parse_args([*args, "--device", "cuda"]).device == "cuda"
+    assert "invalid choice" in usage_error(capsys, [*args, "--device", "tpu"])
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_invalid_cpu_count(capsys, args, value):
     for flag in ("--nprocs", "--omp-nthreads"):

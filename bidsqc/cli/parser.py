@@ -158,6 +158,9 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
             "the group level summarizes the participant-level results found there."
         )
 
+    if opts.analysis_level == "participant" and opts.device == "cuda" and not _cuda_available():
+        parser.error("--device cuda, but CUDA sees no GPU: use --device cpu (or auto).")
+
     opts.work_dir = opts.work_dir or opts.output_dir / "work"
     for name, path in (("Output", opts.output_dir), ("Work", opts.work_dir)):
         if path.exists() and not path.is_dir():
@@ -181,6 +184,12 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
         if getattr(opts, name) is not None:
             setattr(opts, name, list(dict.fromkeys(getattr(opts, name))))
     return opts
+
+
+def _cuda_available() -> bool:
+    import torch  # here, so that only --device cuda waits for torch
+
+    return torch.cuda.is_available()
 
 
 def absolute_path(value: str) -> Path:

@@ -127,9 +127,10 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
     training.add_argument(
         "--lr",
         type=_number_between(0, math.inf),
-        default=1e-4,
+        default=1e-3,
         metavar="LR",
-        help="learning rate of Adam (default: %(default)s)",
+        help="initial learning rate of Adam, decayed to 0 along a cosine over the epochs "
+        "(default: %(default)s)",
     )
     training.add_argument(
         "--seed",
@@ -259,6 +260,8 @@ def train_motion(opts: Namespace) -> None:
     seed_everything(opts.seed)
     model = MotionNet(**network)
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    # Cosine decay to 0 over the run: large steps first, fine ones at the end of a short run.
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=opts.epochs)
     class_weights = grade_class_weights(train_data.grades[train_index])
     loss = MotionLoss(class_weights)
     loader_options = {"batch_size": opts.batch_size, "pin_memory": device.type == "cuda"}
@@ -272,6 +275,7 @@ def train_motion(opts: Namespace) -> None:
         seed=opts.seed,
         device=str(device),
         metrics=motion_metrics,
+        scheduler=scheduler,
     )
 
     best = history.best
@@ -282,6 +286,7 @@ def train_motion(opts: Namespace) -> None:
             "network": network,
             "optimiser": "Adam",
             "lr": opts.lr,
+            "lr_schedule": "cosine annealing to 0 over the epochs, stepped per epoch",
             "batch_size": opts.batch_size,
             "epochs": opts.epochs,
             "samples_per_image": opts.samples_per_image,
