@@ -15,7 +15,7 @@ import torch
 from bidsqc.cli.train import build_parser, main
 from bidsqc.data import load_template
 from bidsqc.networks import MotionNet
-from bidsqc.training import load_model
+from bidsqc.training import file_sha256, load_model
 
 
 def usage_error(capsys, argv: list[str]) -> str:
@@ -126,6 +126,18 @@ def test_a_rerun_reuses_the_samples(run, caplog):
     assert main(argv) == 0
     assert "Reusing the samples" in caplog.text
     assert [path.stat().st_mtime_ns for path in samples] == mtimes
+
+
+def test_training_can_start_from_earlier_weights(run, tmp_path):
+    argv, out, _ = run
+    start = tmp_path / "start.pt"
+    for suffix in (".pt", ".json"):
+        start.with_suffix(suffix).write_bytes((out / f"motion{suffix}").read_bytes())
+    assert main([*argv, "--init-weights", str(start)]) == 0
+    card = json.loads((out / "motion.json").read_text())
+    assert card["initial_weights"] == {"path": str(start), "sha256": file_sha256(start)}
+    start.with_suffix(".json").unlink()
+    assert main([*argv, "--init-weights", str(start)]) == 2
 
 
 def test_samples_made_with_other_settings_are_not_reused(run, caplog):

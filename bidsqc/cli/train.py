@@ -133,6 +133,13 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     training.add_argument(
+        "--init-weights",
+        type=absolute_path,
+        metavar="PT",
+        help="start from these weights (e.g. an earlier run's, to train it further) instead "
+        "of a random initialisation; their model card must be beside them",
+    )
+    training.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -209,11 +216,13 @@ def train_motion(opts: Namespace) -> None:
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from bidsqc.inference import load_network
     from bidsqc.networks import MotionNet
     from bidsqc.simulation import LABELS_TABLE
     from bidsqc.training import (
         MotionLoss,
         MotionSampleDataset,
+        file_sha256,
         fit,
         grade_class_weights,
         motion_metrics,
@@ -259,6 +268,11 @@ def train_motion(opts: Namespace) -> None:
     }
     seed_everything(opts.seed)
     model = MotionNet(**network)
+    if opts.init_weights is not None:
+        try:
+            model.load_state_dict(load_network(opts.init_weights).state_dict())
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise SetupError(f"Cannot start from '{opts.init_weights}': {err}") from err
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
     # Cosine decay to 0 over the run: large steps first, fine ones at the end of a short run.
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=opts.epochs)
@@ -299,6 +313,9 @@ def train_motion(opts: Namespace) -> None:
             },
         },
         "seed": opts.seed,
+        "initial_weights": None
+        if opts.init_weights is None
+        else {"path": str(opts.init_weights), "sha256": file_sha256(opts.init_weights)},
         "device": str(device),
         "split": {
             "validation_images": val_images,
