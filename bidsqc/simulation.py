@@ -323,8 +323,9 @@ def _as_scalar_image(image: nb.Nifti1Image | tio.ScalarImage) -> tio.ScalarImage
     if isinstance(image, nb.Nifti1Image):
         if image.ndim != 3:
             raise ValueError(f"image must be 3D, got shape {image.shape}")
-        tensor = torch.from_numpy(image.get_fdata(dtype=np.float32)[np.newaxis])
-        return tio.ScalarImage(tensor=tensor, affine=image.affine)
+        # Contiguous: a reoriented image (nibabel's as_reoriented) has negative strides.
+        data = np.ascontiguousarray(image.get_fdata(dtype=np.float32))
+        return tio.ScalarImage(tensor=torch.from_numpy(data[np.newaxis]), affine=image.affine)
     raise TypeError(
         f"image must be a nibabel.Nifti1Image or torchio.ScalarImage, got {type(image)}"
     )

@@ -345,6 +345,13 @@ def test_output_keeps_shape_and_affine(spacing):
     assert not np.array_equal(array(corrupted), array(image))
 
 
+def test_reoriented_images_are_accepted():
+    image = phantom((32, 32, 32), (1.0, 1.0, 1.0))
+    flipped = image.as_reoriented([[0, -1], [1, 1], [2, 1]])  # negative strides
+    corrupted, _ = every_artefact()(flipped, np.random.default_rng(2))
+    np.testing.assert_array_equal(corrupted.affine, flipped.affine)
+
+
 def test_blur_is_physical_on_anisotropic_voxels():
     # A 4 mm FWHM blurs 0.72 mm voxels far more than 4 mm slices.
     image = phantom((40, 40, 16), (0.72, 0.72, 4.0))
