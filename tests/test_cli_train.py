@@ -140,6 +140,15 @@ def test_training_can_start_from_earlier_weights(run, tmp_path):
     assert main([*argv, "--init-weights", str(start)]) == 2
 
 
+def test_training_on_crops(run, caplog):
+    argv, out, _ = run
+    assert main([*argv, "--crop", "32", "48", "40"]) == 0
+    card = json.loads((out / "motion.json").read_text())
+    assert card["hyperparameters"]["crop"] == [32, 48, 40]
+    assert main([*argv, "--crop", "16", "48", "40"]) == 2
+    assert "must lie between 32 voxels and the head box" in caplog.text
+
+
 def test_samples_made_with_other_settings_are_not_reused(run, caplog):
     argv, out, _ = run
     assert main([*argv, "--seed", "1"]) == 2

@@ -29,6 +29,7 @@ from bidsqc.training import (
     motion_metrics,
     normalise_intensity,
     r2_score,
+    random_crop,
     save_model,
     seed_everything,
     sensitivity,
@@ -133,6 +134,19 @@ def test_subject_level_split_rejects_bad_arguments() -> None:
         subject_level_split(["a", "b"], 1.0, 0)
     with pytest.raises(ValueError, match="2 distinct subjects"):
         subject_level_split(["a", "a"], 0.5, 0)
+
+
+def test_random_crop_stays_inside_and_moves() -> None:
+    volume = torch.arange(10 * 12 * 8, dtype=torch.float32).reshape(1, 10, 12, 8)
+    torch.manual_seed(0)
+    crops = [random_crop(volume, (4, 12, 3)) for _ in range(50)]
+    assert all(crop.shape == (1, 4, 12, 3) for crop in crops)
+    corners = {float(crop[0, 0, 0, 0]) for crop in crops}
+    assert len(corners) > 10  # different places
+    assert all(value in set(volume.flatten().tolist()) for value in corners)
+    assert torch.equal(random_crop(volume, (10, 12, 8)), volume)
+    with pytest.raises(ValueError, match="does not fit"):
+        random_crop(volume, (11, 12, 8))
 
 
 def test_subject_level_split_keeps_a_participant_together() -> None:

@@ -133,6 +133,14 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     training.add_argument(
+        "--crop",
+        type=positive_int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="train on random crops of this many voxels (each at least 32) instead of the "
+        "whole 96 x 112 x 96 head box: cheaper steps; validation always sees whole volumes",
+    )
+    training.add_argument(
         "--init-weights",
         type=absolute_path,
         metavar="PT",
@@ -216,8 +224,9 @@ def train_motion(opts: Namespace) -> None:
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from bidsqc.data import HEAD_BOX_SHAPE
     from bidsqc.inference import load_network
-    from bidsqc.networks import MotionNet
+    from bidsqc.networks import Conv5Encoder, MotionNet
     from bidsqc.simulation import LABELS_TABLE
     from bidsqc.training import (
         MotionLoss,
@@ -236,9 +245,16 @@ def train_motion(opts: Namespace) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SetupError("No CUDA device is available: use --device cpu (or auto).")
 
+    if opts.crop is not None:
+        smallest = Conv5Encoder().min_size
+        if not all(smallest <= c <= n for c, n in zip(opts.crop, HEAD_BOX_SHAPE, strict=True)):
+            raise SetupError(
+                f"--crop {' '.join(map(str, opts.crop))} must lie between {smallest} voxels and "
+                f"the head box, {' x '.join(map(str, HEAD_BOX_SHAPE))}, along each axis."
+            )
     samples = _motion_samples(opts)
     try:
-        train_data = MotionSampleDataset(samples, augment=True)
+        train_data = MotionSampleDataset(samples, augment=True, crop=opts.crop)
         val_data = MotionSampleDataset(samples)
         train_index, val_index = subject_level_split(
             train_data.sources, opts.val_fraction, opts.seed
@@ -306,6 +322,7 @@ def train_motion(opts: Namespace) -> None:
             "samples_per_image": opts.samples_per_image,
             "val_fraction": opts.val_fraction,
             "augment": True,
+            "crop": opts.crop,
             "loss": {
                 "class_weights": class_weights.tolist(),
                 "sigma_mm": loss.sigma_mm,
