@@ -22,21 +22,17 @@ import nibabel as nb
 import numpy as np
 import torch
 
+from bidsqc.data import MODELS_DIR
 from bidsqc.networks import MOTION_BINS, MotionNet
 from bidsqc.training import load_model, normalise_intensity, resolve_device
 
 __all__ = [
-    "MODELS_DIR",
     "MotionPrediction",
     "load_bundled_network",
     "load_network",
     "load_preprocessed",
     "predict_motion",
 ]
-
-#: Where the bundled weights and their model cards live.
-MODELS_DIR = Path(__file__).parent / "data" / "models"
-
 
 def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu") -> MotionNet:
     """Trained weights (``.pt``), in eval mode on ``device``.

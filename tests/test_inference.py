@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from bidsqc.data import HEAD_BOX_SHAPE
+from bidsqc.data import HEAD_BOX_SHAPE, MODELS_DIR
 from bidsqc.inference import (
-    MODELS_DIR,
     MotionPrediction,
     load_bundled_network,
     load_preprocessed,

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "DATA_DIR",
     "HEAD_BOX_SHAPE",
+    "MODELS_DIR",
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "Template",
@@ -27,6 +28,8 @@ TEMPLATE_NAME = "MNI152NLin2009cSym"
 TEMPLATE_DIR = DATA_DIR / f"tpl-{TEMPLATE_NAME}"
 #: Voxels of the 2 mm template-space box (192 x 224 x 192 mm) that holds an adult head.
 HEAD_BOX_SHAPE = (96, 112, 96)
+#: The bundled network weights, ``<name>.pt``, each with its model card ``<name>.json``.
+MODELS_DIR = DATA_DIR / "models"
 
 
 def template_path(resolution: int, key: str) -> Path:

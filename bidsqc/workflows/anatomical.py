@@ -9,7 +9,7 @@ from nipype.pipeline import engine as pe
 
 from bidsqc import outputs
 from bidsqc.bids import AnatImage
-from bidsqc.data import TEMPLATE_NAME
+from bidsqc.data import MODELS_DIR, TEMPLATE_NAME
 from bidsqc.interfaces.bids import WriteDerivatives
 from bidsqc.interfaces.measures import ComputeMeasures
 from bidsqc.interfaces.networks import MotionQC
@@ -85,7 +85,9 @@ def init_anat_qc_wf(
         mem_gb=0.5,
     )
     motion_qc = pe.Node(
-        MotionQC(num_threads=omp_nthreads, device=device),
+        MotionQC(
+            weights=str(MODELS_DIR / "motion.pt"), num_threads=omp_nthreads, device=device
+        ),
         name="motion_qc",
         n_procs=omp_nthreads,
         mem_gb=1.0,
