@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from bidsqc.loading import load_anatomical
 from bidsqc.networks import MotionNet
 from bidsqc.simulation import RandomCorruption, RandomMotion, generate_corrupted_dataset
 from bidsqc.training import (
+    PARTICIPANT_FOLDER,
     balanced_accuracy,
     normalise_intensity,
     r2_score,
@@ -62,8 +62,6 @@ MOTION_RANGES: dict[str, tuple[float, float]] = {"2-4": (2, 4), "4-6": (4, 6), "
 #: Name of the clean condition.
 CLEAN = "clean"
 
-_PARTICIPANT_FOLDER = re.compile(r"(sub|subj|subject|patient|participant)[-_]?\d+", re.IGNORECASE)
-
 
 def source_of(image: str | os.PathLike) -> str:
     """The source an image comes from: its folder's name, one up for a participant folder.
@@ -75,7 +73,7 @@ def source_of(image: str | os.PathLike) -> str:
         'longitudinal_raw'
     """
     folder = Path(image).parent
-    while _PARTICIPANT_FOLDER.fullmatch(folder.name) or folder.name == "anat":
+    while PARTICIPANT_FOLDER.fullmatch(folder.name) or folder.name == "anat":
         folder = folder.parent
     return folder.name
 

@@ -95,6 +95,7 @@ __all__ = [
     "specificity",
     "subject_level_split",
     "subject_of",
+    "PARTICIPANT_FOLDER",
     "train_epoch",
 ]
 
@@ -252,13 +253,14 @@ def subject_of(image: str | os.PathLike) -> str:
         match = _BIDS_SUBJECT.match(part)
         if match:
             return str(Path(*path.parts[:depth], match.group(0)))
-    if _PARTICIPANT_FOLDER.fullmatch(path.parent.name):
+    if PARTICIPANT_FOLDER.fullmatch(path.parent.name):
         return str(path.parent)
     return str(path.parent / path.name.split("_")[0])
 
 
 _BIDS_SUBJECT = re.compile(r"sub-[A-Za-z0-9]+")
-_PARTICIPANT_FOLDER = re.compile(r"(sub|subj|subject|patient|participant)[-_]?\d+", re.IGNORECASE)
+#: A folder named for one participant: ``sub-01``, ``patient01``, ``subject_3``.
+PARTICIPANT_FOLDER = re.compile(r"(sub|subj|subject|patient|participant)[-_]?\d+", re.IGNORECASE)
 
 
 def subject_level_split(
