@@ -1,6 +1,6 @@
-"""Evaluate the motion network on real images it never saw.
+"""Evaluate the networks on real images they never saw.
 
-Two protocols:
+Motion network, two protocols:
 
 * **Simulated motion on held-out images** (Loizillon et al. 2023, Table 2). Each image is kept
   clean once and moved ``repeats`` times in each of the ranges (2-4), (4-6) and (6-8), every
@@ -13,6 +13,14 @@ Two protocols:
 * **Rated real motion** (MR-ART, Nárai et al. 2022): a BIDS folder and a ``scores.tsv``
   (columns ``bids_name`` and ``score``: 1 clean, 2 medium, 3 bad). The decision "motion"
   against score > 1, "severe" against score 3, and the Spearman of ``motion_mm`` and the score.
+
+Registration-QC network (:func:`registration_protocol`): every held-out image, preprocessed,
+against the template, and every real FLAIR/T1w pair co-registered by the pipeline, each exactly
+as the pipeline leaves it ("aligned") and misaligned ``repeats`` times by rigid transforms in
+each range of :data:`REGISTRATION_RANGES` (Jenkinson RMS, mm). For each range, the AUC of
+``p_misregistered`` against the aligned samples, and the Spearman of ``registration_error_mm``
+with the true RMS; the classical measures of the foundation (``mask_dice``, ``mask_hd95_mm``,
+``nmi``) get the same AUCs and Spearman, on the same samples.
 
 Results are given overall and per source, the folder of the image (MSLUB's participant
 folders are skipped, so its sources are its cohorts).
@@ -29,15 +37,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bidsqc.inference import predict_motion
+from bidsqc.data import load_template
+from bidsqc.inference import predict_motion, predict_registration
 from bidsqc.loading import load_anatomical
+from bidsqc.metrics import estimate_brain_mask, mask_dice, mask_hd95_mm, nmi, nmi_region
 from bidsqc.networks import MotionNet
+from bidsqc.registration_pairs import RandomMisalignment, misaligned
 from bidsqc.simulation import RandomCorruption, RandomMotion, generate_corrupted_dataset
 from bidsqc.training import (
     PARTICIPANT_FOLDER,
     balanced_accuracy,
     normalise_intensity,
     r2_score,
+    roc_auc,
     sensitivity,
     spearman,
     specificity,
@@ -46,6 +58,9 @@ from bidsqc.training_data import save_template_space_sample, to_template_space
 
 __all__ = [
     "MOTION_RANGES",
+    "REGISTRATION_RANGES",
+    "registration_metrics_table",
+    "registration_protocol",
     "generate_protocol_samples",
     "motion_protocol_metrics",
     "predict_samples",
@@ -222,3 +237,108 @@ def rated_motion_metrics(table: pd.DataFrame) -> dict[str, float]:
         "mm_spearman": spearman(table["score"], table["motion_mm"]),
     }
 
+
+#: Misalignment ranges of the registration protocol: Jenkinson RMS in mm, by name.
+REGISTRATION_RANGES: dict[str, tuple[float, float]] = {
+    "0.5-2": (0.5, 2),
+    "2-4": (2, 4),
+    "4-8": (4, 8),
+    "8-20": (8, 20),
+}
+#: Classical measures compared with the network, oriented so that higher means misregistered.
+CLASSICAL_SCORES = {"mask_dice": -1.0, "mask_hd95_mm": 1.0, "nmi": -1.0}
+ALIGNED = "aligned"
+
+
+def _classical_measures(moving: np.ndarray, reference: np.ndarray, kind: str) -> dict:
+    """The foundation's registration measures of ``moving``; only ``nmi`` (with ``reference``)
+    for a FLAIR/T1w pair, as the brain-mask measures compare with the template."""
+    template = load_template(2)
+    values = {"nmi": nmi(moving, reference, nmi_region(template.brain_mask))}
+    if kind == "template":
+        brain = estimate_brain_mask(moving, template.brain_mask)
+        values["mask_dice"] = mask_dice(brain, template.brain_mask)
+        values["mask_hd95_mm"] = mask_hd95_mm(brain, template.brain_mask, template.zooms)
+    return values
+
+
+def registration_protocol(
+    network: MotionNet,
+    volumes: Sequence[tuple[str, str, str | os.PathLike, str | os.PathLike | None]],
+    *,
+    repeats: int,
+    seed: int,
+    batch_size: int = 8,
+) -> pd.DataFrame:
+    """Predict and measure every aligned and misaligned sample of the registration protocol.
+
+    ``volumes`` lists ``(kind, image, moving, reference)``: ``kind`` ``"template"`` (the
+    reference is then the template, ``None``) or ``"coregistered"``, the source image's path,
+    and the ``.npy`` volumes. Misalignments of volume ``i``, range ``r`` and repeat ``k`` are
+    seeded by ``(seed, i, r, k)``. One row per sample: kind, image, condition, true RMS, the
+    network's columns and the classical measures.
+    """
+    template_t1w = normalise_intensity(load_template(2).t1w)
+
+    def samples():
+        for i, (kind, image, moving_path, reference_path) in enumerate(volumes):
+            moving = normalise_intensity(np.load(moving_path))
+            reference = (
+                template_t1w
+                if reference_path is None
+                else normalise_intensity(np.load(reference_path))
+            )
+            yield (
+                {"kind": kind, "image": image, "condition": ALIGNED, "rms_mm": 0.0},
+                moving,
+                reference,
+            )
+            for r, (name, span) in enumerate(REGISTRATION_RANGES.items()):
+                for k in range(repeats):
+                    rng = np.random.default_rng([seed, i, r, k])
+                    misalignment = RandomMisalignment(span, scaling=False).sample(rng)
+                    row = {"kind": kind, "image": image, "condition": name}
+                    row["rms_mm"] = misalignment.rms_mm
+                    yield row, misaligned(moving, misalignment), reference
+
+    rows, pairs = [], []
+    for row, moving, reference in samples():
+        rows.append(row | _classical_measures(moving, reference, row["kind"]))
+        pairs.append((moving, reference))
+    predictions = predict_registration(network, pairs, batch_size=batch_size)
+    for row, prediction in zip(rows, predictions, strict=True):
+        row |= prediction.columns()
+    table = pd.DataFrame(rows)
+    table.insert(1, "source", [source_of(image) for image in table["image"]])
+    return table
+
+
+def registration_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per kind of pair, overall and per source: AUC of each score in each range against the
+    aligned samples, the Spearman of each with the true RMS, and the aligned samples called
+    misregistered (``p_misregistered`` >= 0.5)."""
+    scores = {"network": ("p_misregistered", 1.0)} | {
+        name: (name, sign) for name, sign in CLASSICAL_SCORES.items()
+    }
+    results = []
+    for kind, of_kind in table.groupby("kind", sort=False):
+        groups = [("all", of_kind), *of_kind.groupby("source")]
+        for source, group in groups:
+            aligned = group[group["condition"] == ALIGNED]
+            for score, (column, sign) in scores.items():
+                if column not in group or group[column].isna().all():
+                    continue
+                result = {"kind": kind, "source": source, "score": score, "images": len(aligned)}
+                for name in REGISTRATION_RANGES:
+                    moved = group[group["condition"] == name]
+                    both = pd.concat([aligned, moved])
+                    truth = both["condition"] == name
+                    result[f"auc_{name}"] = roc_auc(truth, sign * both[column])
+                estimate = (
+                    group["registration_error_mm"] if score == "network" else sign * group[column]
+                )
+                result["spearman"] = spearman(group["rms_mm"], estimate)
+                if score == "network":
+                    result["aligned_flagged"] = float((aligned[column] >= 0.5).mean())
+                results.append(result)
+    return pd.DataFrame(results)

@@ -74,6 +74,7 @@ from bidsqc.data import Template
 __all__ = [
     "MEASURES",
     "MeasureInfo",
+    "nmi_region",
     "cjv",
     "cnr",
     "compute_iqms",
@@ -158,6 +159,12 @@ def _tissue_level(image: np.ndarray, template_mask: np.ndarray) -> float:
         logger.warning("no signal inside the template brain mask")
         return float("nan")
     return level
+
+
+def nmi_region(template_mask: np.ndarray) -> np.ndarray:
+    """Where :func:`nmi` compares an image with its reference: the template brain grown by
+    :data:`BRAIN_MARGIN` voxels, so that a shifted brain edge counts."""
+    return _dilate(template_mask, BRAIN_MARGIN)
 
 
 def estimate_head_mask(image: np.ndarray, template_mask: np.ndarray) -> np.ndarray:
@@ -589,7 +596,7 @@ def compute_iqms(
         "fwhm_avg": fwhm_avg(image, brain, zooms),
         "mask_dice": mask_dice(subject_brain, brain),
         "mask_hd95_mm": mask_hd95_mm(subject_brain, brain, zooms),
-        "nmi": nmi(image, template.t1w, _dilate(brain, BRAIN_MARGIN)),
+        "nmi": nmi(image, template.t1w, nmi_region(brain)),
     }
     return {name: values[name] for name in MEASURES}
 

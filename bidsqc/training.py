@@ -62,7 +62,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -87,7 +87,9 @@ __all__ = [
     "motion_metrics",
     "normalise_intensity",
     "r2_score",
+    "registration_metrics",
     "resolve_device",
+    "roc_auc",
     "save_model",
     "seed_everything",
     "sensitivity",
@@ -399,6 +401,45 @@ def spearman(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         logger.warning("spearman: fewer than 2 samples, or a constant input")
         return float("nan")
     return float(spearmanr(truth, pred).statistic)
+
+
+def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the ROC curve: the probability that a positive outscores a negative (ties
+    count half), from the Mann-Whitney U statistic. NaN without both classes."""
+    truth = np.asarray(y_true, dtype=bool)
+    ranks = rankdata(np.asarray(scores, dtype=float))
+    n_pos, n_neg = truth.sum(), (~truth).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def registration_metrics(
+    output: MotionOutput, target: Mapping[str, Tensor], bins: SoftBins = MOTION_BINS
+) -> dict[str, float]:
+    """Validation metrics of a registration-QC network over a whole set.
+
+    ``auc``: misregistered (grade 1) against the rest. ``auc_2_4`` and ``auc_4_plus``: pairs
+    misaligned by 2-4 mm and by 4 mm or more (RMS) against exactly aligned ones. ``mm_*`` as in
+    :func:`motion_metrics`.
+    """
+    p_misregistered = torch.softmax(output.grade_logits, dim=1)[:, 1].cpu().numpy()
+    rms = target["rms_mm"].cpu().numpy()
+    estimate = bins.expectation(output.mm_log_probs).cpu().numpy()
+    aligned = rms == 0
+
+    def auc_against_aligned(selected: np.ndarray) -> float:
+        keep = aligned | selected
+        return roc_auc(selected[keep], p_misregistered[keep])
+
+    return {
+        "auc": roc_auc(target["grade"].cpu().numpy() == 1, p_misregistered),
+        "auc_2_4": auc_against_aligned((rms >= 2) & (rms < 4)),
+        "auc_4_plus": auc_against_aligned(rms >= 4),
+        "mm_r2": r2_score(rms, estimate),
+        "mm_spearman": spearman(rms, estimate),
+        "mm_mae": float(np.mean(np.abs(rms - estimate))),
+    }
 
 
 def motion_metrics(

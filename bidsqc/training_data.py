@@ -15,17 +15,25 @@ Seeding and the table are those of :func:`bidsqc.simulation.generate_corrupted_d
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 
-from bidsqc.preprocessing import register_to_template, reorient_to_ras, resample_to_zoom
+from bidsqc.loading import load_anatomical
+from bidsqc.preprocessing import (
+    coregister_to_reference,
+    register_to_template,
+    reorient_to_ras,
+    resample_to_zoom,
+)
 from bidsqc.simulation import (
     Motion,
     RandomArtefact,
@@ -38,6 +46,9 @@ from bidsqc.training import normalise_intensity
 __all__ = [
     "RandomMotionLevel",
     "generate_motion_samples",
+    "generate_template_space_images",
+    "generate_coregistered_pairs",
+    "read_pair_list",
     "save_template_space_sample",
     "to_template_space",
 ]
@@ -128,3 +139,104 @@ def generate_motion_samples(
         n_jobs=n_jobs,
         save_sample=save_template_space_sample,
     )
+
+
+def generate_template_space_images(
+    base_images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    seed: int,
+    n_jobs: int = 1,
+) -> Path:
+    """Preprocess each base image once, uncorrupted, into ``out_dir`` and return the table.
+
+    The registration-QC network draws its pairs from these volumes on the fly. Same layout,
+    table and resumption as :func:`generate_motion_samples`.
+    """
+    return generate_corrupted_dataset(
+        base_images,
+        out_dir,
+        n_per_image=1,
+        seed=seed,
+        corruption=RandomCorruption([]),
+        n_jobs=n_jobs,
+        save_sample=save_template_space_sample,
+    )
+
+
+#: The table of :func:`generate_coregistered_pairs`, one row per pair.
+PAIRS_TABLE = "pairs.tsv"
+
+
+def read_pair_list(path: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """Read a list of image pairs: one ``FLAIR<tab>T1w`` line per pair, paths relative to the
+    list; blank lines and ``#`` comments are skipped."""
+    path = Path(path)
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise ValueError(f"{path}:{number}: expected two tab-separated paths, got {line!r}")
+        moving, reference = (path.parent / field.strip() for field in fields)
+        pairs.append((moving, reference))
+    return pairs
+
+
+def _coregistered_pair(moving: Path, reference: Path, stem: Path) -> dict | None:
+    """Preprocess one pair as the pipeline does; None (with a warning) when it cannot be."""
+    names = {key: f"{stem.name}_{key}.npy" for key in ("moving", "reference")}
+    row = {"base_image": str(reference), "moving_image": str(moving), **names}
+    if all((stem.parent / name).is_file() for name in names.values()):
+        return row
+    try:
+        with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
+            t1w = resample_to_zoom(reorient_to_ras(load_anatomical(reference)))
+            flair = resample_to_zoom(reorient_to_ras(load_anatomical(moving)))
+            registered = register_to_template(t1w, scratch)
+            coregistered, _ = coregister_to_reference(flair, t1w, registered.transform, scratch)
+    except ValueError as err:
+        LOGGER.warning("Dropping the pair %s, %s: %s", moving, reference, err)
+        return None
+    for key, img in (("moving", coregistered), ("reference", registered.registered)):
+        volume = normalise_intensity(np.asarray(img.dataobj, dtype=np.float32))
+        np.save(stem.parent / names[key], volume.astype(np.float16))
+    return row
+
+
+def generate_coregistered_pairs(
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    *,
+    n_jobs: int = 1,
+) -> Path:
+    """Co-register real FLAIR/T1w pairs as the pipeline does, onto the template grid.
+
+    The T1w is registered to the template, the FLAIR rigidly to the T1w and through it to the
+    template (:func:`bidsqc.preprocessing.coregister_to_reference`): the two volumes are the
+    aligned pair the registration-QC network sees at run time. Writes
+    ``<i>_<stem>_moving.npy`` and ``..._reference.npy`` (float16, scaled) per pair, reused by a
+    rerun, and the table ``pairs.tsv`` (``moving``, ``reference``, ``base_image`` = the T1w,
+    ``moving_image``); returns the table's path.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = [
+        out_dir / f"{i:04d}_{Path(moving).name.removesuffix('.gz').removesuffix('.nii')}"
+        for i, (moving, _) in enumerate(pairs)
+    ]
+    arguments = [(Path(m), Path(r), stem) for (m, r), stem in zip(pairs, stems, strict=True)]
+    if n_jobs > 1:
+        with ProcessPoolExecutor(n_jobs) as pool:
+            rows = list(pool.map(_coregistered_pair, *zip(*arguments, strict=True)))
+    else:
+        rows = [_coregistered_pair(*argument) for argument in arguments]
+    table = out_dir / PAIRS_TABLE
+    with table.open("w", newline="") as stream:
+        fields = ["moving", "reference", "base_image", "moving_image"]
+        writer = csv.DictWriter(stream, fieldnames=fields, delimiter="\t")
+        writer.writeheader()
+        writer.writerows(row for row in rows if row is not None)
+    return table

@@ -154,3 +154,25 @@ def test_samples_made_with_other_settings_are_not_reused(run, caplog):
     assert main([*argv, "--seed", "1"]) == 2
     assert "another seed" in caplog.text
     assert f"'{out / 'samples'}'" in caplog.text
+
+
+def test_registration_training_on_images_and_real_pairs(run, tmp_path):
+    _, _, base_images = run
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{base_images[1]}\t{base_images[0]}\n")
+    out = tmp_path / "registration"
+    argv = ["registration", "--images", str(base_images[0].parent), "--pairs", str(pairs)]
+    argv += ["--out", str(out), "--epochs", "1", "--samples-per-image", "2", "--batch-size", "2"]
+    argv += ["--val-fraction", "0.5", "--device", "cpu"]
+    assert main(argv) == 0
+    card = json.loads((out / "registration.json").read_text())
+    assert card["task"] == "registration"
+    assert card["hyperparameters"]["network"]["in_channels"] == 2
+    assert card["hyperparameters"]["network"]["n_grades"] == 2
+    assert card["hyperparameters"]["misregistration_threshold_mm"] == 2.0
+    assert sum(card["hyperparameters"]["coregistered_pairs"].values()) == 1
+    files = [entry["path"] for entry in card["training_files"]]
+    assert str(out / "pairs" / "pairs.tsv") in files
+    assert {"auc", "auc_2_4", "auc_4_plus", "mm_spearman"} <= set(card["validation_metrics"])
+    assert len(list((out / "pairs").glob("*.npy"))) == 2
+    assert main([*argv, "--crop", "32", "32", "32"]) == 2

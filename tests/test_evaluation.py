@@ -1,4 +1,4 @@
-"""Tests of the motion evaluation: protocol metrics, rated images, and the command end to end."""
+"""Tests of the evaluations: protocol metrics, rated images, and the commands end to end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from bidsqc.cli.evaluate import main, markdown_table
-from bidsqc.evaluation import motion_protocol_metrics, rated_motion_metrics, read_scores
+from bidsqc.evaluation import (
+    motion_protocol_metrics,
+    rated_motion_metrics,
+    read_scores,
+    registration_metrics_table,
+)
 
 DEMO = Path(__file__).parents[1] / "data" / "demo"
 
@@ -88,3 +93,52 @@ def test_evaluate_motion_command(tmp_path: Path, capsys) -> None:
     assert json.loads((out / "rated_metrics.json").read_text())["n_images"] == 2
     with pytest.raises(SystemExit, match="2"):
         main(["motion", "--out", str(out)])
+
+
+def test_registration_metrics_table_compares_network_and_measures() -> None:
+    rows = []
+    for i in range(3):
+        image = f"/data/ixi/img{i}_T1w.nii.gz"
+        rows.append(("template", image, "aligned", 0.0, 0.1 + 0.1 * i, 0.5, 0.9, 2.0, 1.2))
+        for name, rms in (("0.5-2", 1.0), ("2-4", 3.0), ("4-8", 6.0), ("8-20", 12.0)):
+            # The network ranks every misaligned image above every aligned one; the Dice
+            # only from 4 mm on.
+            dice = 0.9 if rms < 4 else 0.7
+            rows.append(("template", image, name, rms, 0.5 + rms / 30, rms, dice, 2 + rms, 1.1))
+    columns = ["kind", "image", "condition", "rms_mm", "p_misregistered"]
+    columns += ["registration_error_mm", "mask_dice", "mask_hd95_mm", "nmi"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.insert(1, "source", "ixi")
+    metrics = registration_metrics_table(table).set_index(["source", "score"])
+    network = metrics.loc[("all", "network")]
+    assert network["auc_2-4"] == 1.0 and network["auc_8-20"] == 1.0
+    assert network["spearman"] == pytest.approx(1.0)
+    assert network["aligned_flagged"] == pytest.approx(0.0)
+    dice = metrics.loc[("all", "mask_dice")]
+    assert dice["auc_2-4"] == 0.5 and dice["auc_4-8"] == 1.0
+    assert np.isnan(dice["aligned_flagged"])
+    assert ("ixi", "nmi") in metrics.index
+
+
+@pytest.mark.slow
+def test_evaluate_registration_command(tmp_path: Path, capsys) -> None:
+    images = tmp_path / "images.txt"
+    images.write_text(f"{DEMO}/sub-02/anat/sub-02_T1w.nii.gz\n")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(
+        f"{DEMO}/sub-02/anat/sub-02_FLAIR.nii.gz\t{DEMO}/sub-02/anat/sub-02_T1w.nii.gz\n"
+    )
+    out = tmp_path / "eval"
+    args = ["registration", "--images", str(images), "--pairs", str(pairs), "--out", str(out)]
+    assert main([*args, "--repeats", "1"]) == 0
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert len(predictions) == 10  # 2 volumes x (aligned + 4 ranges)
+    assert set(predictions["kind"]) == {"template", "coregistered"}
+    assert predictions.loc[predictions["kind"] == "coregistered", "mask_dice"].isna().all()
+    template = predictions[predictions["kind"] == "template"].set_index("condition")
+    assert template.loc["8-20", "p_misregistered"] > template.loc["aligned", "p_misregistered"]
+    metrics = pd.read_csv(out / "metrics.tsv", sep="\t")
+    assert {"network", "mask_dice", "mask_hd95_mm", "nmi"} == set(metrics["score"])
+    assert "| template | all | network |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="2"):
+        main(["registration", "--out", str(out)])

@@ -30,6 +30,8 @@ from bidsqc.training import (
     normalise_intensity,
     r2_score,
     random_crop,
+    registration_metrics,
+    roc_auc,
     save_model,
     seed_everything,
     sensitivity,
@@ -292,3 +294,25 @@ def test_save_load_round_trip_and_model_card(sample_dir: Path) -> None:
     assert {"git_version", "command_line", "date", "hyperparameters"} <= set(written)
     with pytest.raises(ValueError, match="lacks seed"):
         save_model(model, sample_dir / "other.pt", {k: v for k, v in card.items() if k != "seed"})
+
+
+def test_roc_auc_on_known_values() -> None:
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert roc_auc([0, 0, 1], [0.1, 0.4, 0.3]) == 0.5
+    assert np.isnan(roc_auc([1, 1], [0.1, 0.2]))
+
+
+def test_registration_metrics_per_misalignment_size() -> None:
+    rms = torch.tensor([0.0, 0.0, 3.0, 5.0, 10.0])
+    # The network ranks the 3 mm pair below one aligned pair, every larger one above both.
+    p_misregistered = torch.tensor([0.1, 0.6, 0.4, 0.9, 0.95])
+    logits = torch.stack([torch.zeros(5), torch.logit(p_misregistered)], dim=1)
+    mm = MOTION_BINS.soft_label(rms).log()
+    target = {"grade": (rms >= 2).long(), "rms_mm": rms}
+    metrics = registration_metrics(MotionOutput(logits, mm), target)
+    assert metrics["auc_2_4"] == 0.5
+    assert metrics["auc_4_plus"] == 1.0
+    assert metrics["auc"] == pytest.approx(5 / 6)
+    assert metrics["mm_spearman"] == pytest.approx(1.0)

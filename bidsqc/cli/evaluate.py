@@ -1,8 +1,10 @@
 """The ``bidsqc-evaluate`` command: measure a network of bidsqc on images it never saw.
 
-``bidsqc-evaluate motion`` runs the protocols of :mod:`bidsqc.evaluation`: simulated motion
-ranges on held-out images (``--images``), and rated real motion (``--bids`` with
-``--scores``). See ``docs/benchmarks.md`` for the results on the ``val`` split.
+``bidsqc-evaluate motion`` runs the motion protocols of :mod:`bidsqc.evaluation`: simulated
+motion ranges on held-out images (``--images``), and rated real motion (``--bids`` with
+``--scores``). ``bidsqc-evaluate registration`` misaligns held-out images (against the
+template) and real FLAIR/T1w pairs (``--pairs``) by known rigid transforms, and compares the
+network with the classical measures. See ``docs/benchmarks.md`` for the results on ``val``.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ import pandas as pd
 from bidsqc import __version__
 from bidsqc.cli.parser import absolute_path, image_list, positive_int
 
-__all__ = ["build_parser", "evaluate_motion", "main", "markdown_table"]
+__all__ = ["build_parser", "evaluate_motion", "evaluate_registration", "main", "markdown_table"]
 
 LOGGER = logging.getLogger("bidsqc.evaluate")
 EXIT_OK, EXIT_USAGE = 0, 2
 
 _EPILOG = """\
 outputs (in --out):
-  samples/<condition>/        the simulated samples (reused by a rerun)
-  predictions.tsv, metrics.tsv  per sample, and per source and motion range
-  rated_predictions.tsv, rated_metrics.json  with --bids and --scores
+  samples/[<condition>/], pairs/  the preprocessed samples (reused by a rerun)
+  predictions.tsv, metrics.tsv, metrics.md  per sample, and per source and range
+  rated_predictions.tsv, rated_metrics.json  motion, with --bids and --scores
 
 exit codes:
   0  evaluated
@@ -54,50 +56,77 @@ def build_parser() -> ArgumentParser:
         formatter_class=RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    _add_common_arguments(motion)
+    motion.add_argument("--bids", type=absolute_path, metavar="DIR", help="a BIDS folder")
     motion.add_argument(
+        "--scores", type=absolute_path, metavar="TSV", help="its ratings (bids_name, score)"
+    )
+    motion.set_defaults(evaluate=evaluate_motion)
+
+    registration = networks.add_parser(
+        "registration",
+        help="the registration-QC network: known rigid misalignments, against classical measures",
+        description="Evaluate the registration-QC network. --images: each image preprocessed, "
+        "as is and misaligned by rigid transforms of 0.5-2, 2-4, 4-8 and 8-20 mm RMS, against "
+        "the template. --pairs: real FLAIR/T1w pairs co-registered by the pipeline, the FLAIR "
+        "misaligned the same way. mask_dice, mask_hd95_mm and nmi are scored alongside.",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_common_arguments(registration)
+    registration.add_argument(
+        "--pairs",
+        type=absolute_path,
+        metavar="LIST",
+        help="real FLAIR/T1w pairs of one session: a text file of 'FLAIR<tab>T1w' lines",
+    )
+    registration.set_defaults(evaluate=evaluate_registration)
+    return parser
+
+
+def _add_common_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument(
         "--images",
         type=image_list,
         metavar="FOLDER|LIST",
         help="held-out images: a folder or a text file listing them",
     )
-    motion.add_argument("--bids", type=absolute_path, metavar="DIR", help="a BIDS folder")
-    motion.add_argument(
-        "--scores", type=absolute_path, metavar="TSV", help="its ratings (bids_name, score)"
-    )
-    motion.add_argument("--out", type=absolute_path, required=True, metavar="DIR")
-    motion.add_argument(
+    parser.add_argument("--out", type=absolute_path, required=True, metavar="DIR")
+    parser.add_argument(
         "--weights",
         type=absolute_path,
         metavar="PT",
         help="weights to evaluate, with their model card beside them (default: the bundled)",
     )
-    motion.add_argument(
+    parser.add_argument(
         "--repeats",
         type=positive_int,
         default=2,
         metavar="N",
-        help="moved samples per image and range (default: %(default)s)",
+        help="corrupted samples per image and range (default: %(default)s)",
     )
-    motion.add_argument("--seed", type=int, default=0, help="seed of the simulated motion")
-    motion.add_argument(
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulation")
+    parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs"
     )
-    motion.add_argument(
-        "--jobs", type=positive_int, default=1, metavar="N", help="processes simulating"
+    parser.add_argument(
+        "--jobs", type=positive_int, default=1, metavar="N", help="processes preprocessing"
     )
-    motion.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
-    motion.set_defaults(evaluate=evaluate_motion)
-    return parser
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bidsqc-evaluate`` and return its exit code."""
     parser = build_parser()
     opts = parser.parse_args(list(argv) if argv is not None else None)
-    if opts.images is None and opts.bids is None:
-        parser.error("give --images, or --bids with --scores (or both)")
-    if (opts.bids is None) != (opts.scores is None):
-        parser.error("--bids and --scores go together")
+    if opts.network == "motion":
+        if opts.images is None and opts.bids is None:
+            parser.error("give --images, or --bids with --scores (or both)")
+        if (opts.bids is None) != (opts.scores is None):
+            parser.error("--bids and --scores go together")
+    elif opts.images is None and opts.pairs is None:
+        parser.error("give --images, --pairs, or both")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
@@ -112,14 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def evaluate_motion(opts: Namespace) -> None:
     """Run the requested motion protocols and write their tables into ``opts.out``."""
     from bidsqc import evaluation
-    from bidsqc.inference import load_bundled_network, load_network
 
-    network = (
-        load_network(opts.weights, opts.device)
-        if opts.weights
-        else load_bundled_network("motion", opts.device)
-    )
-    opts.out.mkdir(parents=True, exist_ok=True)
+    network = _network(opts)
     if opts.images is not None:
         samples = evaluation.generate_protocol_samples(
             opts.images,
@@ -132,10 +155,7 @@ def evaluate_motion(opts: Namespace) -> None:
         samples["motion_grade_predicted"] = predicted.pop("motion_grade").to_numpy()
         table = samples.join(predicted)
         table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
-        metrics = evaluation.motion_protocol_metrics(table)
-        metrics.to_csv(opts.out / "metrics.tsv", sep="\t", index=False, float_format="%.4f")
-        (opts.out / "metrics.md").write_text(markdown_table(metrics))
-        print(markdown_table(metrics))
+        _write_metrics(evaluation.motion_protocol_metrics(table), opts)
     if opts.bids is not None:
         scores = evaluation.read_scores(opts.scores)
         rated = evaluation.predict_rated_images(network, opts.bids, scores)
@@ -149,6 +169,56 @@ def evaluate_motion(opts: Namespace) -> None:
         )
         (opts.out / "rated_metrics.json").write_text(text + "\n")
         print(text)
+
+
+def evaluate_registration(opts: Namespace) -> None:
+    """Run the registration protocol and write its tables into ``opts.out``."""
+    from bidsqc import evaluation
+    from bidsqc.simulation import LABELS_TABLE
+    from bidsqc.training_data import (
+        generate_coregistered_pairs,
+        generate_template_space_images,
+        read_pair_list,
+    )
+
+    network = _network(opts)
+    volumes = []
+    if opts.images is not None:
+        labels = generate_template_space_images(
+            opts.images, opts.out / "samples", seed=opts.seed, n_jobs=opts.jobs
+        )
+        for row in pd.read_csv(labels, sep="\t").itertuples():
+            volumes.append(("template", row.base_image, labels.parent / row.filename, None))
+    if opts.pairs is not None:
+        table = generate_coregistered_pairs(
+            read_pair_list(opts.pairs), opts.out / "pairs", n_jobs=opts.jobs
+        )
+        for row in pd.read_csv(table, sep="\t").itertuples():
+            files = (table.parent / row.moving, table.parent / row.reference)
+            volumes.append(("coregistered", row.moving_image, *files))
+    if not volumes:
+        raise ValueError(f"no image could be preprocessed (see {LABELS_TABLE} in {opts.out})")
+    table = evaluation.registration_protocol(
+        network, volumes, repeats=opts.repeats, seed=opts.seed, batch_size=opts.batch_size
+    )
+    table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
+    _write_metrics(evaluation.registration_metrics_table(table), opts)
+
+
+def _network(opts: Namespace):
+    """The network to evaluate (``--weights``, or the bundled one); creates ``opts.out``."""
+    from bidsqc.inference import load_bundled_network, load_network
+
+    opts.out.mkdir(parents=True, exist_ok=True)
+    if opts.weights:
+        return load_network(opts.weights, opts.device)
+    return load_bundled_network(opts.network, opts.device)
+
+
+def _write_metrics(metrics: pd.DataFrame, opts: Namespace) -> None:
+    metrics.to_csv(opts.out / "metrics.tsv", sep="\t", index=False, float_format="%.4f")
+    (opts.out / "metrics.md").write_text(markdown_table(metrics))
+    print(markdown_table(metrics))
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -166,4 +236,3 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -18,14 +18,18 @@ import sys
 from argparse import ArgumentParser, ArgumentTypeError, Namespace, RawDescriptionHelpFormatter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bidsqc import __version__
 from bidsqc.cli.parser import absolute_path, image_list, positive_int
 
-__all__ = ["build_parser", "main", "train_motion"]
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.utils.data import Dataset
+
+__all__ = ["build_parser", "main", "train_motion", "train_registration"]
 
 LOGGER = logging.getLogger("bidsqc.train")
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -71,6 +75,25 @@ def build_parser() -> ArgumentParser:
     )
     _add_training_arguments(motion)
     motion.set_defaults(train=train_motion)
+    registration = networks.add_parser(
+        "registration",
+        help="registration QC of an image pair: MotionNet with 2 input channels",
+        description="Train the registration-QC network on random aligned and misaligned pairs "
+        "of the base images (preprocessed once into OUT/samples), the template and synthetic "
+        "label maps. --samples-per-image sets the pairs drawn per base image and epoch.",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_training_arguments(registration)
+    registration.add_argument(
+        "--pairs",
+        type=absolute_path,
+        metavar="LIST",
+        help="real FLAIR/T1w pairs of one session: a text file of 'FLAIR<tab>T1w' lines; they "
+        "are co-registered as the pipeline does and drawn as aligned or misaligned pairs",
+    )
+    registration.set_defaults(train=train_registration)
     return parser
 
 
@@ -170,6 +193,14 @@ def _add_training_arguments(parser: ArgumentParser) -> None:
         metavar="N",
         help="processes generating the samples, one base image each (default: %(default)s)",
     )
+    execution.add_argument(
+        "--loader-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes preparing training batches beside the training one; 1 helps when "
+        "pairs are drawn on the fly (registration) (default: %(default)s)",
+    )
     execution.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
 
 
@@ -220,39 +251,18 @@ def train_motion(opts: Namespace) -> None:
     SetupError
         When the device, the samples or the split do not allow training.
     """
-    # Imported here, so that --help and usage errors do not wait for torch and ANTs.
-    import torch
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import Subset
 
-    from bidsqc.data import HEAD_BOX_SHAPE
-    from bidsqc.inference import load_network
-    from bidsqc.networks import Conv5Encoder, MotionNet
     from bidsqc.simulation import LABELS_TABLE
     from bidsqc.training import (
-        MotionLoss,
         MotionSampleDataset,
-        file_sha256,
-        fit,
         grade_class_weights,
         motion_metrics,
-        resolve_device,
-        save_model,
-        seed_everything,
         subject_level_split,
     )
 
-    device = resolve_device(opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SetupError("No CUDA device is available: use --device cpu (or auto).")
-
-    if opts.crop is not None:
-        smallest = Conv5Encoder().min_size
-        if not all(smallest <= c <= n for c, n in zip(opts.crop, HEAD_BOX_SHAPE, strict=True)):
-            raise SetupError(
-                f"--crop {' '.join(map(str, opts.crop))} must lie between {smallest} voxels and "
-                f"the head box, {' x '.join(map(str, HEAD_BOX_SHAPE))}, along each axis."
-            )
-    samples = _motion_samples(opts)
+    _check_crop(opts)
+    samples = _samples(opts, corrupted=True)
     try:
         train_data = MotionSampleDataset(samples, augment=True, crop=opts.crop)
         val_data = MotionSampleDataset(samples)
@@ -261,8 +271,160 @@ def train_motion(opts: Namespace) -> None:
         )
     except (FileNotFoundError, ValueError) as err:
         raise SetupError(f"Cannot train on the samples in '{samples}': {err}") from err
-    base_images = sorted(set(train_data.sources))
     val_images = sorted({train_data.sources[index] for index in val_index})
+    _fit_and_save(
+        opts,
+        task="motion",
+        network={},
+        train_set=Subset(train_data, train_index),
+        val_set=Subset(val_data, val_index),
+        class_weights=grade_class_weights(train_data.grades[train_index]),
+        metrics=motion_metrics,
+        base_images=sorted(set(train_data.sources)),
+        val_images=val_images,
+        training_files=[samples / LABELS_TABLE],
+        data_settings={"samples_per_image": opts.samples_per_image, "augment": True},
+    )
+
+
+def train_registration(opts: Namespace) -> None:
+    """Preprocess (or reuse) the base images, train the registration-QC network on random pairs
+    (:class:`bidsqc.registration_pairs.RegistrationPairDataset`) and save it with its card.
+
+    Training pairs are drawn anew every epoch from the training subjects' images; validation
+    pairs are fixed by the seed and come from the other subjects'. Writes
+    ``opts.out/registration.pt`` and ``opts.out/registration.json``.
+
+    Raises
+    ------
+    SetupError
+        When the device, the base images or the split do not allow training.
+    """
+    import pandas as pd
+    import torch
+
+    from bidsqc.registration_pairs import (
+        MISREGISTRATION_THRESHOLD_MM,
+        PAIR_KINDS,
+        RegistrationPairDataset,
+    )
+    from bidsqc.simulation import LABELS_TABLE
+    from bidsqc.training import registration_metrics, subject_level_split, subject_of
+    from bidsqc.training_data import generate_coregistered_pairs, read_pair_list
+
+    if opts.crop is not None:
+        raise SetupError("--crop applies to the motion network only.")
+    samples = _samples(opts, corrupted=False)
+    training_files = [samples / LABELS_TABLE]
+    try:
+        volumes, sources = _sample_table(samples / LABELS_TABLE)
+        train_index, val_index = subject_level_split(sources, opts.val_fraction, opts.seed)
+        pairs = {True: [], False: []}  # by whether the T1w's subject validates
+        if opts.pairs:
+            table = generate_coregistered_pairs(
+                read_pair_list(opts.pairs), opts.out / "pairs", n_jobs=opts.jobs
+            )
+            training_files.append(table)
+            val_subjects = {subject_of(sources[i]) for i in val_index}
+            for row in pd.read_csv(table, sep="\t").itertuples():
+                files = (table.parent / row.moving, table.parent / row.reference)
+                pairs[subject_of(row.base_image) in val_subjects].append(files)
+    except (FileNotFoundError, ValueError) as err:
+        raise SetupError(f"Cannot train on the base volumes in '{samples}': {err}") from err
+    per_image = opts.samples_per_image
+    train_set = RegistrationPairDataset(
+        [volumes[i] for i in train_index], per_image * len(train_index), coregistered=pairs[False]
+    )
+    val_set = RegistrationPairDataset(
+        [volumes[i] for i in val_index],
+        per_image * len(val_index),
+        seed=opts.seed,
+        coregistered=pairs[True],
+    )
+    misregistered = train_set.misregistered_fraction
+    class_weights = torch.tensor([0.5 / (1 - misregistered), 0.5 / misregistered])
+    _fit_and_save(
+        opts,
+        task="registration",
+        network={"in_channels": 2, "n_grades": 2},
+        train_set=train_set,
+        val_set=val_set,
+        class_weights=class_weights,
+        metrics=registration_metrics,
+        base_images=sorted(set(sources)),
+        val_images=sorted({sources[i] for i in val_index}),
+        training_files=training_files,
+        data_settings={
+            "pairs_per_image_per_epoch": per_image,
+            "coregistered_pairs": {"training": len(pairs[False]), "validation": len(pairs[True])},
+            "pair_kinds": dict(zip(PAIR_KINDS, train_set.kind_probabilities, strict=True)),
+            "aligned_fraction": train_set.aligned_fraction,
+            "misalignment_rms_mm": train_set.misalignment.rms_range,
+            "misregistration_threshold_mm": MISREGISTRATION_THRESHOLD_MM,
+        },
+    )
+
+
+def _check_crop(opts: Namespace) -> None:
+    from bidsqc.data import HEAD_BOX_SHAPE
+    from bidsqc.networks import Conv5Encoder
+
+    if opts.crop is not None:
+        smallest = Conv5Encoder().min_size
+        if not all(smallest <= c <= n for c, n in zip(opts.crop, HEAD_BOX_SHAPE, strict=True)):
+            raise SetupError(
+                f"--crop {' '.join(map(str, opts.crop))} must lie between {smallest} voxels and "
+                f"the head box, {' x '.join(map(str, HEAD_BOX_SHAPE))}, along each axis."
+            )
+
+
+def _sample_table(table: Path) -> tuple[list[Path], list[str]]:
+    """Volumes and base images listed in a labels table."""
+    import csv
+
+    if not table.is_file():
+        raise FileNotFoundError(f"no {table.name} in {table.parent}")
+    with table.open(newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    if not rows:
+        raise ValueError(f"{table} lists no volume")
+    return [table.parent / row["filename"] for row in rows], [row["base_image"] for row in rows]
+
+
+def _fit_and_save(
+    opts: Namespace,
+    *,
+    task: str,
+    network: Mapping[str, Any],
+    train_set: Dataset,
+    val_set: Dataset,
+    class_weights: Tensor,
+    metrics: Callable[..., dict[str, float]],
+    base_images: Sequence[str],
+    val_images: Sequence[str],
+    training_files: Sequence[Path],
+    data_settings: Mapping[str, Any],
+) -> None:
+    """Train a :class:`~bidsqc.networks.MotionNet` built with ``network`` (over its defaults)
+    with :func:`bidsqc.training.fit`, and save the best epoch's weights with their model card
+    as ``opts.out/<task>.pt``; print its validation metrics."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from bidsqc.inference import load_network
+    from bidsqc.networks import MotionNet
+    from bidsqc.training import (
+        MotionLoss,
+        file_sha256,
+        fit,
+        resolve_device,
+        save_model,
+        seed_everything,
+    )
+
+    device = resolve_device(opts.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SetupError("No CUDA device is available: use --device cpu (or auto).")
     without_sample = sorted(set(map(str, opts.images)) - set(base_images))
     if without_sample:
         LOGGER.warning(
@@ -272,16 +434,15 @@ def train_motion(opts: Namespace) -> None:
         )
     LOGGER.info(
         "Training on %d samples of %d image(s), validating on %d samples of %d image(s).",
-        len(train_index),
+        len(train_set),
         len(base_images) - len(val_images),
-        len(val_index),
+        len(val_set),
         len(val_images),
     )
-
     network = {
         name: parameter.default
         for name, parameter in inspect.signature(MotionNet).parameters.items()
-    }
+    } | dict(network)
     seed_everything(opts.seed)
     model = MotionNet(**network)
     if opts.init_weights is not None:
@@ -292,26 +453,29 @@ def train_motion(opts: Namespace) -> None:
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
     # Cosine decay to 0 over the run: large steps first, fine ones at the end of a short run.
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=opts.epochs)
-    class_weights = grade_class_weights(train_data.grades[train_index])
     loss = MotionLoss(class_weights)
-    loader_options = {"batch_size": opts.batch_size, "pin_memory": device.type == "cuda"}
+    loader_options = {
+        "batch_size": opts.batch_size,
+        "pin_memory": device.type == "cuda",
+        "num_workers": opts.loader_workers,
+    }
     history = fit(
         model,
         optimiser,
         loss,
-        DataLoader(Subset(train_data, train_index), shuffle=True, **loader_options),
-        DataLoader(Subset(val_data, val_index), **loader_options),
+        DataLoader(train_set, shuffle=True, **loader_options),
+        DataLoader(val_set, **loader_options),
         epochs=opts.epochs,
         seed=opts.seed,
         device=str(device),
-        metrics=motion_metrics,
+        metrics=metrics,
         scheduler=scheduler,
     )
 
     best = history.best
     card = {
-        "task": "motion",
-        "training_files": [*base_images, samples / LABELS_TABLE],
+        "task": task,
+        "training_files": [*base_images, *training_files],
         "hyperparameters": {
             "network": network,
             "optimiser": "Adam",
@@ -319,9 +483,8 @@ def train_motion(opts: Namespace) -> None:
             "lr_schedule": "cosine annealing to 0 over the epochs, stepped per epoch",
             "batch_size": opts.batch_size,
             "epochs": opts.epochs,
-            "samples_per_image": opts.samples_per_image,
+            **data_settings,
             "val_fraction": opts.val_fraction,
-            "augment": True,
             "crop": opts.crop,
             "loss": {
                 "class_weights": class_weights.tolist(),
@@ -335,9 +498,9 @@ def train_motion(opts: Namespace) -> None:
         else {"path": str(opts.init_weights), "sha256": file_sha256(opts.init_weights)},
         "device": str(device),
         "split": {
-            "validation_images": val_images,
-            "training_samples": len(train_index),
-            "validation_samples": len(val_index),
+            "validation_images": list(val_images),
+            "training_samples": len(train_set),
+            "validation_samples": len(val_set),
         },
         "history": [
             {key: getattr(record, key) for key in ("epoch", "train_loss", "val_loss", "seconds")}
@@ -348,7 +511,7 @@ def train_motion(opts: Namespace) -> None:
         # JSON has no NaN: a metric undefined on this validation set is null.
         "validation_metrics": _json_numbers(best.val_metrics),
     }
-    weights = opts.out / "motion.pt"
+    weights = opts.out / f"{task}.pt"
     card_path = save_model(model, weights, card)
     LOGGER.info("Saved '%s' and its model card '%s'.", weights, card_path)
     print(f"Validation metrics of epoch {history.best_epoch} (loss {best.val_loss:.4f}):")
@@ -356,19 +519,20 @@ def train_motion(opts: Namespace) -> None:
         print(f"  {name:<22}{value:.4f}")
 
 
-def _motion_samples(opts: Namespace) -> Path:
-    """Generate the motion samples into ``opts.out/samples``, unless they are there already.
+def _samples(opts: Namespace, corrupted: bool) -> Path:
+    """Generate the samples into ``opts.out/samples``, unless they are there already: motion
+    samples (``corrupted``) or each base image once, preprocessed.
 
     Returns the folder. Generation costs seconds per sample, so a rerun reuses finished samples
     (see :func:`_reusable_samples`).
     """
     from bidsqc.simulation import LABELS_TABLE
-    from bidsqc.training_data import generate_motion_samples
+    from bidsqc.training_data import generate_motion_samples, generate_template_space_images
 
     samples = opts.out / SAMPLES_DIR
     settings = {
         "images": [str(image) for image in opts.images],
-        "samples_per_image": opts.samples_per_image,
+        "samples_per_image": opts.samples_per_image if corrupted else 1,
         "seed": opts.seed,
     }
     if _reusable_samples(samples / LABELS_TABLE, settings):
@@ -379,18 +543,21 @@ def _motion_samples(opts: Namespace) -> Path:
         LOGGER.info(
             "Generating %d samples of %d images into '%s' with %d process(es); each takes "
             "seconds (registration to the template).",
-            opts.samples_per_image * len(opts.images),
+            settings["samples_per_image"] * len(opts.images),
             len(opts.images),
             samples,
             opts.jobs,
         )
-        generate_motion_samples(
-            opts.images,
-            samples,
-            n_per_image=opts.samples_per_image,
-            seed=opts.seed,
-            n_jobs=opts.jobs,
-        )
+        if corrupted:
+            generate_motion_samples(
+                opts.images,
+                samples,
+                n_per_image=opts.samples_per_image,
+                seed=opts.seed,
+                n_jobs=opts.jobs,
+            )
+        else:
+            generate_template_space_images(opts.images, samples, seed=opts.seed, n_jobs=opts.jobs)
     return samples
 
 
