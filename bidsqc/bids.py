@@ -11,7 +11,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BIDS_QUERIES",
+    "DERIVATIVE_SPACES",
+    "RAW_DATASET",
     "AnatImage",
     "BIDSError",
     "NotBIDSError",
     "collect_data",
+    "collect_derivatives",
     "collect_participants",
     "init_layout",
     "load_bids_filters",
@@ -44,6 +47,18 @@ _IGNORE = (
     # Inside subject folders only anat/ is ever queried: skipping func/, dwi/, meg/,
     # _scans.tsv... keeps indexing proportional to the anatomical data.
     re.compile(r"^/sub-[^/]+(/ses-[^/]+)?/(?!anat$|ses-)[^/]+$"),
+)
+
+
+#: The ``dataset`` of the images of the raw BIDS dataset.
+RAW_DATASET = "raw"
+#: Template spaces whose preprocessed anatomicals ``--derivatives`` reads: the bundled template
+#: and its asymmetric sibling, which shares its world coordinates.
+DERIVATIVE_SPACES = ("MNI152NLin2009cSym", "MNI152NLin2009cAsym")
+_DERIVATIVE_NAME = re.compile(
+    r"^sub-(?P<subject>[A-Za-z0-9]+)(?:_ses-(?P<session>[A-Za-z0-9]+))?(?:_[a-z]+-[A-Za-z0-9]+)*"
+    rf"_space-(?:{'|'.join(DERIVATIVE_SPACES)})(?:_[a-z]+-[A-Za-z0-9]+)*_desc-preproc"
+    r"_(?P<modality>T1w|FLAIR)\.nii(?:\.gz)?$"
 )
 
 
@@ -74,6 +89,9 @@ class AnatImage:
         (e.g. ``{"acq": "mprage", "run": "01"}``).
     sidecar
         The JSON file beside the image with the same stem, if there is one.
+    dataset
+        :data:`RAW_DATASET` for the BIDS dataset, else the name of the derivatives dataset
+        (``--derivatives``) the image comes from; ``relpath`` is then relative to that.
     """
 
     path: Path
@@ -83,6 +101,7 @@ class AnatImage:
     modality: str
     entities: dict[str, str] = field(hash=False)
     sidecar: Path | None
+    dataset: str = RAW_DATASET
 
     @property
     def stem(self) -> str:
@@ -94,9 +113,11 @@ class AnatImage:
         """Identifier unique within the dataset, made of ``[A-Za-z0-9_]`` only.
 
         Safe for file names and nipype node names,
-        e.g. ``sub_01_ses_1_acq_mprage_run_1_T1w``.
+        e.g. ``sub_01_ses_1_acq_mprage_run_1_T1w``; a derivative's key starts with its
+        dataset's name.
         """
-        return re.sub(r"[^A-Za-z0-9]", "_", self.stem)
+        stem = self.stem if self.dataset == RAW_DATASET else f"{self.dataset}_{self.stem}"
+        return re.sub(r"[^A-Za-z0-9]", "_", stem)
 
 
 def init_layout(
@@ -291,6 +312,38 @@ def _check_bids_filters(filters: object) -> dict[str, dict[str, Any]]:
                 "datatype and suffix by the modality."
             )
     return {modality: dict(query) for modality, query in filters.items()}
+
+
+def collect_derivatives(
+    derivatives_dir: Path | str,
+    subjects: Iterable[str] | None = None,
+    modalities: Iterable[str] = ("T1w", "FLAIR"),
+) -> list[AnatImage]:
+    """Template-space preprocessed anatomicals of an fMRIPrep-style derivatives dataset.
+
+    Finds ``sub-<label>/[ses-<label>/]anat/*_space-<template>_[...]desc-preproc_<T1w|FLAIR>``
+    NIfTI files for the templates of :data:`DERIVATIVE_SPACES`, of the given participants
+    (labels without ``sub-``; all by default). The folder's name becomes the images' dataset.
+
+    Raises
+    ------
+    BIDSError
+        If ``derivatives_dir`` is not a directory.
+    """
+    root = Path(derivatives_dir).absolute()
+    if not root.is_dir():
+        raise BIDSError(f"Derivatives folder '{root}' does not exist or is not a directory.")
+    wanted = None if subjects is None else set(subjects)
+    images = []
+    for path in sorted(root.glob("sub-*/**/anat/*desc-preproc_*.nii*")):
+        match = _DERIVATIVE_NAME.match(path.name)
+        if not match or match["modality"] not in modalities:
+            continue
+        if wanted is not None and match["subject"] not in wanted:
+            continue
+        image = _anat_image(path, match.groupdict(), root, match["modality"])
+        images.append(replace(image, dataset=root.name))
+    return images
 
 
 def _anat_image(

@@ -28,11 +28,19 @@ from bidsqc.training import load_model, normalise_intensity, resolve_device
 
 __all__ = [
     "MotionPrediction",
+    "RegistrationPrediction",
     "load_bundled_network",
     "load_network",
     "load_preprocessed",
     "predict_motion",
+    "predict_registration",
 ]
+
+
+def _expectation_mm(distribution: Sequence[float]) -> float:
+    """Mean of a distribution over the bins of :data:`bidsqc.networks.MOTION_BINS`, in mm."""
+    return float(np.dot(distribution, MOTION_BINS.centres().numpy()))
+
 
 def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu") -> MotionNet:
     """Trained weights (``.pt``), in eval mode on ``device``.
@@ -73,7 +81,7 @@ class MotionPrediction:
     @property
     def motion_mm(self) -> float:
         """Expected RMS motion in mm: the mean of :attr:`mm_distribution`."""
-        return float(np.dot(self.mm_distribution, MOTION_BINS.centres().numpy()))
+        return _expectation_mm(self.mm_distribution)
 
     def columns(self) -> dict[str, float | int]:
         """The QC-table columns (described in :data:`bidsqc.outputs.MOTION_COLUMNS`)."""
@@ -95,6 +103,33 @@ class MotionPrediction:
         }
 
 
+@dataclass(frozen=True)
+class RegistrationPrediction:
+    """What the registration-QC network says about one (moving, reference) pair."""
+
+    #: Probabilities of aligned and misregistered.
+    class_probabilities: tuple[float, float]
+    #: Probability of each bin of :data:`bidsqc.networks.MOTION_BINS` (registration error, mm).
+    mm_distribution: tuple[float, ...]
+
+    @property
+    def p_misregistered(self) -> float:
+        return float(self.class_probabilities[1])
+
+    @property
+    def error_mm(self) -> float:
+        """Expected registration error (Jenkinson RMS) in mm."""
+        return _expectation_mm(self.mm_distribution)
+
+    def columns(self, suffix: str = "") -> dict[str, float]:
+        """The QC-table columns (:data:`bidsqc.outputs.REGISTRATION_COLUMNS`); ``suffix``
+        names the reference, e.g. ``"_to_t1w"``."""
+        return {
+            f"p_misregistered{suffix}": self.p_misregistered,
+            f"registration_error{suffix}_mm": self.error_mm,
+        }
+
+
 def predict_motion(
     network: MotionNet,
     volumes: Iterable[np.ndarray],
@@ -106,28 +141,43 @@ def predict_motion(
     Volumes go through the network ``batch_size`` at a time, on the network's device; each
     prediction averages the probabilities of the volume and of its left-right mirror.
     """
+    return [
+        MotionPrediction(grade, mm)
+        for grade, mm in _predict(network, (volume[None] for volume in volumes), batch_size)
+    ]
+
+
+def predict_registration(
+    network: MotionNet,
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    batch_size: int = 8,
+) -> list[RegistrationPrediction]:
+    """Judge the alignment of each (moving, reference) pair of preprocessed volumes, as
+    :func:`predict_motion` does for single volumes (the mirror flips both)."""
+    return [
+        RegistrationPrediction(grade, mm)
+        for grade, mm in _predict(network, (np.stack(pair) for pair in pairs), batch_size)
+    ]
+
+
+def _predict(
+    network: MotionNet, inputs: Iterable[np.ndarray], batch_size: int
+) -> Iterable[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """Class and bin probabilities of each input (C, X, Y, Z), averaged over the input and its
+    left-right mirror, computed ``batch_size`` inputs at a time on the network's device."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = next(network.parameters()).device
-    predictions: list[MotionPrediction] = []
     network.eval()
     with torch.inference_mode():
-        for batch in _batches(volumes, batch_size):
-            inputs = torch.from_numpy(np.stack(batch))[:, None].to(device)
-            grade, mm = _mirror_averaged(network, inputs)
-            predictions += [
-                MotionPrediction(tuple(g.tolist()), tuple(m.tolist()))
-                for g, m in zip(grade.cpu(), mm.cpu(), strict=True)
-            ]
-    return predictions
-
-
-def _mirror_averaged(network: MotionNet, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Grade and bin probabilities, averaged over the inputs and their left-right mirrors."""
-    outputs = [network(inputs), network(inputs.flip(2))]
-    grade = sum(out.grade_logits.softmax(dim=1) for out in outputs) / 2
-    mm = sum(out.mm_log_probs.exp() for out in outputs) / 2
-    return grade, mm
+        for batch in _batches(inputs, batch_size):
+            stacked = torch.from_numpy(np.stack(batch).astype(np.float32)).to(device)
+            outputs = [network(stacked), network(stacked.flip(2))]
+            grade = sum(out.grade_logits.softmax(dim=1) for out in outputs) / 2
+            mm = sum(out.mm_log_probs.exp() for out in outputs) / 2
+            for g, m in zip(grade.cpu(), mm.cpu(), strict=True):
+                yield tuple(g.tolist()), tuple(m.tolist())
 
 
 def _batches(volumes: Iterable[np.ndarray], size: int) -> Iterable[Sequence[np.ndarray]]:

@@ -6,6 +6,7 @@ All names are computed here and nowhere else. For a source image
     sub-01/ses-1/anat/sub-01_ses-1_run-1_space-MNI152NLin2009cSym_res-2_desc-preproc_T1w.nii.gz
     sub-01/ses-1/anat/sub-01_ses-1_run-1_from-T1w_to-MNI152NLin2009cSym_mode-image_xfm.mat
     sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-motion_T1w.json
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-registration_T1w.json
     sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-measures_T1w.json
     sub-01/figures/sub-01_ses-1_run-1_desc-raw_T1w.png
     sub-01/figures/sub-01_ses-1_run-1_desc-registered_T1w.png
@@ -13,7 +14,13 @@ All names are computed here and nowhere else. For a source image
     sub-01/sub-01_qc.tsv  and  sub-01/sub-01_qc.json
     sub-01.html
 
-and the group level ``group_T1w.tsv`` and ``group_T1w.html``.
+and the group level ``group_T1w.tsv`` and ``group_T1w.html``. A FLAIR with a T1w of the same
+session also gets its rigid transform to that T1w (``from-FLAIR_to-T1w``), the QC of that
+co-registration (``desc-coregistration``) and its figure. An image of an existing derivatives
+dataset (``--derivatives DIR``) keeps its own name without its ``desc`` entity, under a folder
+named after the dataset::
+
+    fmriprep/sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-registration_T1w.json
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -28,7 +36,7 @@ import pandas as pd
 
 from bidsqc import __version__
 from bidsqc.__about__ import __packagename__, __url__
-from bidsqc.bids import AnatImage
+from bidsqc.bids import RAW_DATASET, AnatImage
 from bidsqc.data import TEMPLATE_NAME
 from bidsqc.metrics import MEASURES, MeasureInfo
 
@@ -37,12 +45,16 @@ __all__ = [
     "MOTION_COLUMNS",
     "NA",
     "QC_COLUMNS",
+    "REGISTRATION_COLUMNS",
     "column_dictionary",
     "derivative_path",
     "figure_path",
     "group_table_path",
     "measures_path",
     "motion_path",
+    "network_paths",
+    "registration_path",
+    "coregistration_path",
     "participant_report_name",
     "participant_report_path",
     "participant_table_path",
@@ -72,6 +84,10 @@ ID_COLUMNS: dict[str, dict] = {
         "Levels": {"ok": "processed; measures are valid", "failed": "not processed; see error"},
     },
     "error": {"Description": "Why the image failed; n/a for processed images."},
+    "dataset": {
+        "Description": "Where the image comes from: 'raw' for the BIDS dataset, else the name "
+        "of the derivatives folder given with --derivatives (filename is then relative to it)."
+    },
 }
 
 _MOTION_SCALE = (
@@ -106,13 +122,53 @@ MOTION_COLUMNS: dict[str, MeasureInfo] = {
         "lower",
     ),
 }
+_REGISTRATION_SCALE = (
+    "The error is the Jenkinson RMS displacement (80 mm sphere about the brain centre) between "
+    "the actual and the correct alignment; misregistered means 2 mm or more "
+    "(docs/simulation.md)."
+)
+#: The registration-QC network's columns: the image against the template, and a FLAIR against
+#: the T1w of its session (n/a for other images).
+REGISTRATION_COLUMNS: dict[str, MeasureInfo] = {
+    "p_misregistered": MeasureInfo(
+        "P(misregistered)",
+        "Probability, from the registration-QC network, that the preprocessed image is not "
+        "aligned with the template. " + _REGISTRATION_SCALE,
+        "probability",
+        "lower",
+    ),
+    "registration_error_mm": MeasureInfo(
+        "Registration error (mm)",
+        "Error of the registration to the template estimated by the registration-QC network: "
+        "the mean of its distribution over 50 bins from 0 to 24.5 mm. " + _REGISTRATION_SCALE,
+        "mm",
+        "lower",
+    ),
+    "p_misregistered_to_t1w": MeasureInfo(
+        "P(FLAIR-T1w misregistered)",
+        "Probability, from the registration-QC network, that a FLAIR is not aligned with the "
+        "T1w of its session after bidsqc's rigid co-registration; n/a for T1w images and "
+        "FLAIR without a T1w. " + _REGISTRATION_SCALE,
+        "probability",
+        "lower",
+    ),
+    "registration_error_to_t1w_mm": MeasureInfo(
+        "FLAIR-T1w error (mm)",
+        "Error of the FLAIR to T1w co-registration estimated by the registration-QC network. "
+        + _REGISTRATION_SCALE,
+        "mm",
+        "lower",
+    ),
+}
 #: Every measured column of a QC table, in table order.
-QC_COLUMNS: dict[str, MeasureInfo] = {**MEASURES, **MOTION_COLUMNS}
+QC_COLUMNS: dict[str, MeasureInfo] = {**MEASURES, **MOTION_COLUMNS, **REGISTRATION_COLUMNS}
 
 
 def _prefix(image: AnatImage) -> str:
-    """The source stem without its suffix: ``sub-01_ses-1_run-1`` for ``..._run-1_T1w``."""
-    return image.stem[: -len(image.modality) - 1]
+    """The source stem without its suffix: ``sub-01_ses-1_run-1`` for ``..._run-1_T1w``; an
+    image of a derivatives dataset also loses its ``desc`` entity (bidsqc sets its own)."""
+    prefix = image.stem[: -len(image.modality) - 1]
+    return prefix if image.dataset == RAW_DATASET else re.sub(r"_desc-[^_]+", "", prefix)
 
 
 def derivative_path(
@@ -142,6 +198,8 @@ def derivative_path(
     parts += [f"{key}-{entities[key]}" for key in _DERIVATIVE_ENTITIES if key in entities]
     parts.append(suffix or image.modality)
     folder = Path(out_dir) / f"sub-{image.subject}"
+    if image.dataset != RAW_DATASET:
+        folder = Path(out_dir) / image.dataset / f"sub-{image.subject}"
     if image.session and datatype != "figures":
         folder /= f"ses-{image.session}"
     return folder / datatype / ("_".join(parts) + extension)
@@ -154,11 +212,15 @@ def preproc_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     )
 
 
-def transform_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
-    """The ITK affine from the image to the template (``antsApplyTransforms`` ready)."""
+def transform_path(out_dir: str | os.PathLike, image: AnatImage, to: str = TEMPLATE_NAME) -> Path:
+    """The ITK transform from the image to the template (``antsApplyTransforms`` ready), or to
+    another image: ``to="T1w"`` for a FLAIR's rigid co-registration to its session's T1w."""
     return derivative_path(
-        out_dir, image, suffix="xfm", extension=".mat",
-        **{"from": image.modality, "to": TEMPLATE_NAME, "mode": "image"},
+        out_dir,
+        image,
+        suffix="xfm",
+        extension=".mat",
+        **{"from": image.modality, "to": to, "mode": "image"},
     )
 
 
@@ -172,8 +234,27 @@ def motion_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     return derivative_path(out_dir, image, desc="motion", extension=".json")
 
 
+def registration_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The registration-QC network's judgement of the image against the template, as JSON."""
+    return derivative_path(out_dir, image, desc="registration", extension=".json")
+
+
+def coregistration_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The registration-QC network's judgement of a FLAIR against its session's T1w, as JSON."""
+    return derivative_path(out_dir, image, desc="coregistration", extension=".json")
+
+
+def network_paths(out_dir: str | os.PathLike, image: AnatImage) -> list[Path]:
+    """The JSON files whose columns join an image's QC row, besides its measures."""
+    return [
+        motion_path(out_dir, image),
+        registration_path(out_dir, image),
+        coregistration_path(out_dir, image),
+    ]
+
+
 def figure_path(out_dir: str | os.PathLike, image: AnatImage, desc: str) -> Path:
-    """A report figure (``desc`` is ``raw``, ``registered`` or ``motion``)."""
+    """A report figure (``desc`` is ``raw``, ``registered``, ``motion`` or ``coregistration``)."""
     return derivative_path(out_dir, image, datatype="figures", desc=desc, extension=".png")
 
 
@@ -206,6 +287,7 @@ def qc_row(image: AnatImage, measures: Mapping[str, float] | None, error: str | 
         "modality": image.modality,
         "status": "failed" if error else "ok",
         "error": error or NA,
+        "dataset": image.dataset,
     }
     row.update({name: (measures or {}).get(name, math.nan) for name in QC_COLUMNS})
     return row

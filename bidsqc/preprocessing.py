@@ -33,12 +33,14 @@ from bidsqc.metrics import nmi
 
 __all__ = [
     "RegistrationResult",
+    "coregister_to_reference",
     "crop_below_vertex",
     "estimate_bias_field",
     "foreground_volume_ml",
     "head_like_template",
     "register_to_template",
     "reorient_to_ras",
+    "resample_to_template",
     "resample_to_zoom",
     "set_ants_threads",
 ]
@@ -195,10 +197,66 @@ def register_to_template(
             f"{'; '.join(rejected)}): not a brain, or a wrong header orientation"
         )
     _, variant, warped, transform = max(candidates, key=lambda c: c[0])
-    registered = _to_nibabel(warped)
-    registered = nb.Nifti1Image(np.asanyarray(registered.dataobj), tpl.affine)
-    registered.header.set_xyzt_units("mm")
+    registered = _on_template_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl)
     return RegistrationResult(registered, transform, variant)
+
+
+def resample_to_template(
+    img: nb.Nifti1Image, *, template: Template | None = None
+) -> nb.Nifti1Image:
+    """Resample an image that is already in MNI space onto the 2 mm template head box.
+
+    No registration: world coordinates are kept, which is right for the bundled
+    MNI152NLin2009cSym and for MNI152NLin2009cAsym, which shares its coordinates (the two differ
+    only by the symmetrisation of the anatomy). Anti-aliased as :func:`resample_to_zoom`.
+    """
+    tpl = template or load_template(2)
+    fixed = _to_ants(nb.Nifti1Image(np.zeros(tpl.shape, np.float32), tpl.affine))
+    moving = _to_ants(resample_to_zoom(reorient_to_ras(img), tpl.resolution))
+    resampled = _to_nibabel(ants.resample_image_to_target(moving, fixed, interp_type="linear"))
+    return _on_template_grid(np.asanyarray(resampled.dataobj), tpl)
+
+
+def coregister_to_reference(
+    moving: nb.Nifti1Image,
+    reference: nb.Nifti1Image,
+    reference_transform: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    template: Template | None = None,
+) -> tuple[nb.Nifti1Image, Path]:
+    """Rigidly register ``moving`` (a FLAIR) to ``reference`` (the T1w of its session) and
+    resample it onto the template grid through the reference's own template transform.
+
+    Both images should be the 2 mm RAS+ outputs of :func:`resample_to_zoom`;
+    ``reference_transform`` is the reference's :attr:`RegistrationResult.transform`. The FLAIR
+    then lands exactly where its T1w does, so any misalignment between the two in template
+    space is the co-registration's. Returns that image and the rigid ITK transform (T1w points
+    to FLAIR points, as ANTs writes it).
+    """
+    tpl = template or load_template(2)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ants.config._random_seed = ANTS_SEED
+    result = ants.registration(
+        _to_ants(reference),
+        _to_ants(moving),
+        type_of_transform="Rigid",
+        outprefix=str(out_dir / "coreg_"),
+    )
+    rigid = Path(result["fwdtransforms"][0])
+    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    # ANTs maps template points through the list in order: to the T1w, then to the FLAIR.
+    warped = ants.apply_transforms(
+        fixed, _to_ants(moving), [str(reference_transform), str(rigid)], interpolator="linear"
+    )
+    return _on_template_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl), rigid
+
+
+def _on_template_grid(data: np.ndarray, tpl: Template) -> nb.Nifti1Image:
+    img = nb.Nifti1Image(np.asarray(data, dtype=np.float32), tpl.affine)
+    img.header.set_xyzt_units("mm")
+    return img
 
 
 def estimate_bias_field(

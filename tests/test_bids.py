@@ -13,6 +13,7 @@ from bidsqc.bids import (
     BIDSError,
     NotBIDSError,
     collect_data,
+    collect_derivatives,
     collect_participants,
     init_layout,
     load_bids_filters,
@@ -393,3 +394,55 @@ def test_thousand_participants(make_bids):
     assert len(images) == 1333
     assert images[0].relpath == "sub-0001/anat/sub-0001_T1w.nii.gz"
     assert elapsed < 60
+
+
+DERIVATIVE_FILES = [
+    "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",
+    "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_res-2_desc-preproc_T1w.nii.gz",
+    "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz",
+    "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz",  # native space: not registered
+    "sub-01/anat/sub-01_space-MNI152NLin6Asym_desc-preproc_T1w.nii.gz",  # another template
+    "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.json",
+    "sub-02/ses-1/anat/sub-02_ses-1_acq-fast_space-MNI152NLin2009cSym_desc-preproc_FLAIR.nii",
+    "sub-02/figures/sub-02_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",  # not anat/
+]
+
+
+@pytest.fixture
+def fmriprep_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "fmriprep"
+    for name in DERIVATIVE_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    return root
+
+
+def test_collect_derivatives_finds_template_space_anatomicals(fmriprep_dir):
+    images = collect_derivatives(fmriprep_dir)
+    assert [image.relpath for image in images] == [
+        "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",
+        "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_res-2_desc-preproc_T1w.nii.gz",
+        "sub-02/ses-1/anat/sub-02_ses-1_acq-fast_space-MNI152NLin2009cSym_desc-preproc_FLAIR.nii",
+    ]
+    first, _, flair = images
+    assert (first.subject, first.session, first.modality) == ("01", None, "T1w")
+    assert first.dataset == "fmriprep" and first.sidecar is not None
+    assert (flair.subject, flair.session, flair.modality) == ("02", "1", "FLAIR")
+    assert flair.entities["space"] == "MNI152NLin2009cSym"
+    # Keys tell a derivative from a raw image of the same name.
+    assert first.key.startswith("fmriprep_sub_01_")
+
+
+def test_collect_derivatives_selects_participants_and_modalities(fmriprep_dir):
+    assert [image.subject for image in collect_derivatives(fmriprep_dir, ["02"])] == ["02"]
+    assert collect_derivatives(fmriprep_dir, modalities=["FLAIR"])[0].modality == "FLAIR"
+    with pytest.raises(BIDSError, match="does not exist"):
+        collect_derivatives(fmriprep_dir / "missing")
+
+
+@pytest.mark.skipif(not (BIDS_EXAMPLES / "ds000001-fmriprep").is_dir(), reason="no examples")
+def test_collect_derivatives_of_a_real_fmriprep_layout():
+    images = collect_derivatives(BIDS_EXAMPLES / "ds000001-fmriprep")
+    assert images
+    assert all("_space-MNI152NLin2009cAsym_" in image.relpath for image in images)
+    assert all(image.dataset == "ds000001-fmriprep" for image in images)

@@ -256,3 +256,20 @@ def test_output_dir_is_a_file(capsys, bids_dir, output_dir):
 def test_sibling_with_common_prefix_is_allowed(bids_dir):
     output_dir = bids_dir.with_name(bids_dir.name + "-derivatives")
     assert parse_args([str(bids_dir), str(output_dir), "participant"]).output_dir == output_dir
+
+
+def test_derivatives(capsys, args, tmp_path):
+    assert parse_args(args).derivatives == []
+    first, second = tmp_path / "a" / "fmriprep", tmp_path / "b" / "smriprep"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+    opts = parse_args([*args, "--derivatives", str(first), "--derivatives", str(second)])
+    assert opts.derivatives == [first, second]
+    missing = tmp_path / "missing"
+    assert "is not an existing directory" in usage_error(
+        capsys, [*args, "--derivatives", str(missing)]
+    )
+    twin = tmp_path / "c" / "fmriprep"
+    twin.mkdir(parents=True)
+    message = usage_error(capsys, [*args, "--derivatives", str(first), "--derivatives", str(twin)])
+    assert "distinct names" in message

@@ -16,10 +16,15 @@ import pytest
 
 from bidsqc.cli.run import main
 from bidsqc.outputs import ID_COLUMNS, QC_COLUMNS, read_qc_table
+from bidsqc.registration_pairs import Misalignment, misaligned
 
 pytestmark = pytest.mark.slow
 
 DEMO = Path(__file__).parents[1] / "data" / "demo"
+#: Columns only a FLAIR with a T1w in its session has.
+FLAIR_T1W_COLUMNS = ["p_misregistered_to_t1w", "registration_error_to_t1w_mm"]
+#: Columns every processed raw image has.
+IMAGE_COLUMNS = [column for column in QC_COLUMNS if column not in FLAIR_T1W_COLUMNS]
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
@@ -71,7 +76,11 @@ def test_demo_participant_tables(demo_run):
         assert list(table.columns) == [*ID_COLUMNS, *QC_COLUMNS]
         assert len(table) == n_rows
         assert (table["status"] == "ok").all(), table["error"].tolist()
-        assert not table[list(QC_COLUMNS)].isna().any().any()
+        assert not table[IMAGE_COLUMNS].isna().any().any()
+        is_flair = table["modality"] == "FLAIR"
+        assert table.loc[is_flair, FLAIR_T1W_COLUMNS].notna().all().all()
+        assert table.loc[~is_flair, FLAIR_T1W_COLUMNS].isna().all().all()
+        assert (table["dataset"] == "raw").all()
         assert table["filename"].str.startswith(f"{participant}/anat/").all()
         dictionary = json.loads((out / participant / f"{participant}_qc.json").read_text())
         assert set(dictionary) == set(table.columns)
@@ -109,6 +118,49 @@ def test_demo_derivatives(demo_run):
     assert np.allclose(preproc.header.get_zooms(), 2.0)
     assert (anat / "sub-02_from-FLAIR_to-MNI152NLin2009cSym_mode-image_xfm.mat").is_file()
     assert (out / "sub-02" / "figures" / "sub-02_desc-registered_FLAIR.png").is_file()
+
+
+def test_demo_flair_is_coregistered_to_its_t1w_and_judged_aligned(demo_run):
+    out = demo_run[0]
+    anat = out / "sub-02" / "anat"
+    assert (anat / "sub-02_from-FLAIR_to-T1w_mode-image_xfm.mat").is_file()
+    assert (out / "sub-02" / "figures" / "sub-02_desc-coregistration_FLAIR.png").is_file()
+    table = read_qc_table(out / "sub-02" / "sub-02_qc.tsv").set_index("modality")
+    assert table.loc["FLAIR", "p_misregistered_to_t1w"] < 0.5
+    assert table.loc["FLAIR", "registration_error_to_t1w_mm"] < 4
+    assert (table["p_misregistered"] < 0.5).all()
+    assert "aligned to T1w" in (out / "sub-02.html").read_text()
+
+
+def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(demo_run, tmp_path):
+    """fMRIPrep-style derivatives: the demo T1w as bidsqc registered it, and a copy shifted
+    and turned by 9.5 mm RMS; both join the raw images' tables."""
+    out = demo_run[0]
+    registered = nb.load(
+        out / "sub-02" / "anat" / "sub-02_space-MNI152NLin2009cSym_res-2_desc-preproc_T1w.nii.gz"
+    )
+    data = registered.get_fdata(dtype=np.float32)
+    shifted = misaligned(data, Misalignment(degrees=(6, 0, 4), translation=(5, -4, 3)))
+    fmriprep = tmp_path / "fmriprep"
+    anat = fmriprep / "sub-02" / "anat"
+    anat.mkdir(parents=True)
+    names = {
+        "aligned": "sub-02_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",
+        "shifted": "sub-02_acq-shifted_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",
+    }
+    for key, volume in (("aligned", data), ("shifted", shifted)):
+        nb.save(nb.Nifti1Image(volume, registered.affine), anat / names[key])
+    args = [str(DEMO), str(out), "participant", "--nprocs", "2", "--derivatives", str(fmriprep)]
+    assert main([*args, "--participant-label", "02"]) == 0
+    table = read_qc_table(out / "sub-02" / "sub-02_qc.tsv")
+    assert sorted(table["dataset"]) == ["fmriprep", "fmriprep", "raw", "raw"]
+    rows = table.set_index("filename")
+    aligned, moved = (rows.loc[f"sub-02/anat/{names[key]}"] for key in ("aligned", "shifted"))
+    assert moved["p_misregistered"] > aligned["p_misregistered"]
+    assert moved["registration_error_mm"] > aligned["registration_error_mm"] + 3
+    assert aligned["p_misregistered"] < 0.5 < moved["p_misregistered"]
+    assert np.isnan(aligned["snr"])  # derivatives get registration QC only
+    assert (out / "fmriprep" / "sub-02" / "anat").is_dir()
 
 
 def test_demo_group_tables(demo_run):
@@ -210,7 +262,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     for label in ("good", "oblique", "symlink"):
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "ok", (label, row["error"])
-        assert not row[list(QC_COLUMNS)].isna().any()
+        assert not row[IMAGE_COLUMNS].isna().any()
     # The turned copy registers onto the template like the original.
     assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
     assert "empty file" in (out / "sub-empty.html").read_text()

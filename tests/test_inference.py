@@ -1,4 +1,4 @@
-"""Tests for inference with the motion network: batching, mirror averaging, bundled weights."""
+"""Tests for inference with the networks: batching, mirror averaging, bundled weights."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from bidsqc.data import HEAD_BOX_SHAPE, MODELS_DIR
+from bidsqc.data import HEAD_BOX_SHAPE, MODELS_DIR, template_path
 from bidsqc.inference import (
     MotionPrediction,
     load_bundled_network,
     load_preprocessed,
     predict_motion,
+    predict_registration,
 )
 from bidsqc.networks import MOTION_BINS, MotionNet
-from bidsqc.outputs import MOTION_COLUMNS, column_dictionary
+from bidsqc.outputs import MOTION_COLUMNS, REGISTRATION_COLUMNS, column_dictionary
 from bidsqc.simulation import MOTION_GRADE_THRESHOLDS_MM
 from bidsqc.training import file_sha256
 
@@ -99,3 +100,31 @@ def test_motion_columns_are_described_with_the_grade_thresholds() -> None:
     assert f"{severe} mm" in dictionary["motion_grade"]["Description"]
     assert dictionary["motion_grade"]["Levels"] == {"0": "none", "1": "mild", "2": "severe"}
     assert dictionary["motion_mm"]["Units"] == "mm"
+
+
+def test_registration_predictions_judge_pairs(small_network: MotionNet) -> None:
+    torch.manual_seed(0)
+    network = MotionNet(in_channels=2, channels=(4, 8, 8), n_grades=2).eval()
+    moving, reference = volumes(2)
+    one, two = predict_registration(network, [(moving, reference), (reference, moving)])
+    assert sum(one.class_probabilities) == pytest.approx(1, abs=1e-5)
+    assert 0 <= one.error_mm <= MOTION_BINS.max_mm
+    assert set(one.columns()) == {"p_misregistered", "registration_error_mm"}
+    assert set(two.columns("_to_t1w")) == set(REGISTRATION_COLUMNS) - set(one.columns())
+    assert one.p_misregistered != two.p_misregistered  # the channels are not interchangeable
+    with pytest.raises(ValueError, match="expected an input"):
+        predict_registration(small_network, [(moving, reference)])
+
+
+@pytest.mark.skipif(
+    not (MODELS_DIR / "registration.pt").is_file(), reason="registration weights not bundled"
+)
+def test_bundled_registration_weights_load_and_match_their_card() -> None:
+    card = json.loads((MODELS_DIR / "registration.json").read_text())
+    assert file_sha256(MODELS_DIR / "registration.pt") == card["weights"]["sha256"]
+    assert card["hyperparameters"]["network"]["in_channels"] == 2
+    network = load_bundled_network("registration", "cpu")
+    template = load_preprocessed(template_path(2, "T1w"))
+    (prediction,) = predict_registration(network, [(template, template)])
+    assert prediction.p_misregistered < 0.5
+    assert prediction.error_mm < 2

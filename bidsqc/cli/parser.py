@@ -84,6 +84,15 @@ def build_parser() -> ArgumentParser:
         'e.g. {"T1w": {"acquisition": "mprage"}, "FLAIR": {"reconstruction": null}}',
     )
     data.add_argument(
+        "--derivatives",
+        action="append",
+        type=absolute_path,
+        metavar="DIR",
+        help="an fMRIPrep-style derivatives folder whose template-space preprocessed T1w and "
+        "FLAIR (*_space-MNI152NLin2009c[A]Sym_*desc-preproc_<T1w|FLAIR>.nii[.gz]) get "
+        "registration QC, in the same tables (column 'dataset'); repeatable",
+    )
+    data.add_argument(
         "--skip-bids-validation",
         action="store_true",
         help="index files whose names are not BIDS and accept an invalid dataset_description.json",
@@ -157,6 +166,18 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
             f"Output directory '{opts.output_dir}' is not an existing directory: "
             "the group level summarizes the participant-level results found there."
         )
+
+    derivatives = opts.derivatives or []
+    for folder in derivatives:
+        if opts.analysis_level == "participant" and not folder.is_dir():
+            parser.error(f"Derivatives folder '{folder}' is not an existing directory.")
+    names = [folder.name for folder in derivatives]
+    if len(set(names)) < len(names) or "raw" in names:
+        parser.error(
+            "--derivatives folders must have distinct names, other than 'raw': they name the "
+            f"'dataset' of their rows (got {', '.join(names)})."
+        )
+    opts.derivatives = derivatives
 
     if opts.analysis_level == "participant" and opts.device == "cuda" and not _cuda_available():
         parser.error("--device cuda, but CUDA sees no GPU: use --device cpu (or auto).")

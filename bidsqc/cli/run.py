@@ -14,7 +14,15 @@ from pathlib import Path
 import pandas as pd
 
 from bidsqc import __version__, outputs
-from bidsqc.bids import AnatImage, BIDSError, collect_data, collect_participants, init_layout
+from bidsqc.bids import (
+    RAW_DATASET,
+    AnatImage,
+    BIDSError,
+    collect_data,
+    collect_derivatives,
+    collect_participants,
+    init_layout,
+)
 from bidsqc.workflows.base import branch_name, init_bidsqc_wf
 
 __all__ = ["main"]
@@ -62,6 +70,14 @@ def run_participant(opts: Namespace) -> int:
             modalities=opts.modalities,
             bids_filters=opts.bids_filters,
         )
+        for folder in opts.derivatives:
+            found = [
+                image
+                for image in collect_derivatives(folder, subjects, opts.modalities)
+                if not opts.session_label or image.session in opts.session_label
+            ]
+            LOGGER.info("Found %d template-space images in '%s'.", len(found), folder)
+            images += found
     except BIDSError as err:
         LOGGER.error("%s", err)
         return EXIT_USAGE
@@ -148,17 +164,22 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
 
 
 def _image_row(output_dir: Path, image: AnatImage, failure: tuple[float, str] | None) -> dict:
-    """The image's QC row: ``ok`` if its measures were written after its last crash."""
-    measures_file = outputs.measures_path(output_dir, image)
+    """The image's QC row: ``ok`` if its last derivative (the measures; for an image of a
+    derivatives dataset, its registration QC) was written after its last crash."""
+    measures_file = (
+        outputs.measures_path(output_dir, image)
+        if image.dataset == RAW_DATASET
+        else outputs.registration_path(output_dir, image)
+    )
     written = measures_file.stat().st_mtime if measures_file.exists() else -math.inf
     if failure is not None and failure[0] >= written:
         return outputs.qc_row(image, None, failure[1])
     if written == -math.inf:
         return outputs.qc_row(image, None, "not processed: see the log and the work directory")
     columns = json.loads(measures_file.read_text())
-    motion_file = outputs.motion_path(output_dir, image)
-    if motion_file.exists():
-        columns |= json.loads(motion_file.read_text())
+    for path in outputs.network_paths(output_dir, image):
+        if path.exists():
+            columns |= json.loads(path.read_text())
     return outputs.qc_row(image, columns, None)
 
 

@@ -9,7 +9,7 @@ from nipype.interfaces.base import File, SimpleInterface, traits
 
 from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
 
-__all__ = ["MotionQC"]
+__all__ = ["MotionQC", "RegistrationQC"]
 
 
 class _NetworkInputSpec(ThreadedImageInputSpec):
@@ -40,5 +40,44 @@ class MotionQC(SimpleInterface):
         (prediction,) = predict_motion(network, [load_preprocessed(self.inputs.in_file)])
         out_file = Path(runtime.cwd) / "motion.json"
         out_file.write_text(json.dumps(prediction.to_dict(), indent=2) + "\n")
+        self._results["out_file"] = str(out_file)
+        return runtime
+
+
+class _RegistrationQCInputSpec(_NetworkInputSpec):
+    reference = File(exists=True, mandatory=True, desc="what in_file should be aligned with")
+    column_suffix = traits.Str(
+        "", usedefault=True, desc="names the reference in the columns, e.g. '_to_t1w'"
+    )
+
+
+class RegistrationQC(SimpleInterface):
+    """Judge whether a preprocessed image is aligned with a reference on the same grid (the
+    template, or the T1w of a FLAIR's session) with a registration-QC network.
+
+    Writes ``registration.json``: the columns of
+    :class:`bidsqc.inference.RegistrationPrediction` and its distribution over the error in mm.
+    """
+
+    input_spec = _RegistrationQCInputSpec
+    output_spec = ImageOutputSpec
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from bidsqc.inference import load_network, load_preprocessed, predict_registration
+        from bidsqc.networks import MOTION_BINS
+
+        torch.set_num_threads(self.inputs.num_threads)
+        network = load_network(self.inputs.weights, self.inputs.device)
+        pair = (load_preprocessed(self.inputs.in_file), load_preprocessed(self.inputs.reference))
+        (prediction,) = predict_registration(network, [pair])
+        result = {
+            **prediction.columns(self.inputs.column_suffix),
+            "mm_bin_centres": [round(float(c), 4) for c in MOTION_BINS.centres()],
+            "mm_distribution": list(prediction.mm_distribution),
+        }
+        out_file = Path(runtime.cwd) / "registration.json"
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
         self._results["out_file"] = str(out_file)
         return runtime

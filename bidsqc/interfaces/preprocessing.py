@@ -16,13 +16,21 @@ from nipype.interfaces.base import (
 from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
 from bidsqc.loading import check_sidecar, load_anatomical
 from bidsqc.preprocessing import (
+    coregister_to_reference,
     register_to_template,
     reorient_to_ras,
+    resample_to_template,
     resample_to_zoom,
     set_ants_threads,
 )
 
-__all__ = ["CheckImage", "RegisterToTemplate", "ResampleToZoom"]
+__all__ = [
+    "CheckImage",
+    "CoregisterToReference",
+    "RegisterToTemplate",
+    "ResampleToTemplate",
+    "ResampleToZoom",
+]
 
 
 class _CheckImageInputSpec(BaseInterfaceInputSpec):
@@ -88,4 +96,43 @@ class RegisterToTemplate(SimpleInterface):
             out_file=str(out_file),
             out_transform=str(result.transform),
         )
+        return runtime
+
+
+class ResampleToTemplate(SimpleInterface):
+    """Resample an image already in MNI space onto the 2 mm template head box (no registration)."""
+
+    input_spec = ThreadedImageInputSpec
+    output_spec = ImageOutputSpec
+
+    def _run_interface(self, runtime):
+        set_ants_threads(self.inputs.num_threads)
+        out_file = Path(runtime.cwd) / "registered.nii.gz"
+        nb.save(resample_to_template(load_anatomical(self.inputs.in_file)), out_file)
+        self._results["out_file"] = str(out_file)
+        return runtime
+
+
+class _CoregisterInputSpec(ThreadedImageInputSpec):
+    reference = File(exists=True, mandatory=True, desc="the T1w, resampled like in_file")
+    reference_transform = File(exists=True, mandatory=True, desc="the T1w's template transform")
+
+
+class CoregisterToReference(SimpleInterface):
+    """Rigid FLAIR-to-T1w registration, resampled onto the template through the T1w's transform."""
+
+    input_spec = _CoregisterInputSpec
+    output_spec = _RegisterOutputSpec
+
+    def _run_interface(self, runtime):
+        set_ants_threads(self.inputs.num_threads)
+        registered, transform = coregister_to_reference(
+            nb.load(self.inputs.in_file),
+            nb.load(self.inputs.reference),
+            self.inputs.reference_transform,
+            runtime.cwd,
+        )
+        out_file = Path(runtime.cwd) / "coregistered.nii.gz"
+        nb.save(registered, out_file)
+        self._results.update(out_file=str(out_file), out_transform=str(transform))
         return runtime

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import nibabel as nb
-from nipype.interfaces.base import SimpleInterface, traits
+from nipype.interfaces.base import File, SimpleInterface, isdefined, traits
 
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
@@ -17,20 +17,26 @@ __all__ = ["PlotMosaic", "PlotMotion"]
 
 class _PlotMosaicInputSpec(ImageInputSpec):
     template_outline = traits.Bool(False, usedefault=True, desc="outline the template brain")
+    edges_of = File(exists=True, desc="draw the white-matter edges of this registered T1w instead")
 
 
 class PlotMosaic(SimpleInterface):
-    """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline."""
+    """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline or
+    the edges of another image on the same grid (a FLAIR with its T1w's)."""
 
     input_spec = _PlotMosaicInputSpec
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsqc.reports.figures import plot_mosaic
+        from bidsqc.reports.figures import edge_mask, plot_mosaic
 
         img = reorient_to_ras(nb.load(self.inputs.in_file))
         outline = None
-        if self.inputs.template_outline:
+        if isdefined(self.inputs.edges_of):
+            other = nb.load(self.inputs.edges_of)  # a registered T1w, on the template grid
+            edges = edge_mask(other.get_fdata(), load_template(2).brain_mask)
+            outline = nb.Nifti1Image(edges.astype("uint8"), other.affine)
+        elif self.inputs.template_outline:
             template = load_template(2)
             outline = nb.Nifti1Image(template.brain_mask.astype("uint8"), template.affine)
         out_file = Path(runtime.cwd) / "mosaic.png"

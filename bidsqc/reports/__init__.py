@@ -35,6 +35,7 @@ __all__ = [
     "subject_report_href",
 ]
 
+
 @cache
 def _environment() -> Environment:
     return Environment(

@@ -22,7 +22,7 @@ from nibabel.affines import voxel_sizes
 from numpy.typing import ArrayLike
 from PIL import Image
 
-__all__ = ["StripLayout", "plot_mosaic", "plot_motion_distribution", "strip_layout"]
+__all__ = ["StripLayout", "edge_mask", "plot_mosaic", "plot_motion_distribution", "strip_layout"]
 
 #: Slices per view (sagittal, coronal and axial rows of a mosaic).
 N_SLICES = 7
@@ -128,6 +128,17 @@ def plot_mosaic(
     ax.set_ylim(-top, 0)
     fig.set_size_inches(MOSAIC_WIDTH, top)
     return _save_png(fig, Path(out_file))
+
+
+def edge_mask(data: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """The white matter of a T1w inside ``brain``: voxels above 75 % of the 99th percentile of
+    the brain's intensities. Drawn as a contour, its boundary shows how another image of the
+    head lines up with the T1w."""
+    data = np.nan_to_num(np.asarray(data, dtype=np.float32))
+    inside = data[brain]
+    if not inside.size or inside.max() <= 0:
+        return np.zeros(data.shape, dtype=bool)
+    return brain & (data > 0.75 * np.percentile(inside, 99))
 
 
 def plot_motion_distribution(

@@ -29,6 +29,8 @@ FIGURE_CAPTIONS = {
     "the template brain outline: it should hug the brain edge.",
     "motion": "The motion network's distribution over head motion (RMS displacement, mm), "
     "shaded by grade: none, mild, severe. A narrow peak is a confident estimate.",
+    "coregistration": "FLAIR co-registered to the T1w of its session, on the template grid. "
+    "The red lines are the T1w's white-matter edges: they should follow the FLAIR's.",
 }
 
 
@@ -103,6 +105,11 @@ def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, Measur
             if Path(figures[name]).is_file()
         ],
         "motion": _motion_summary(row),
+        "registration": [
+            summary
+            for suffix, reference in (("", "template"), ("_to_t1w", "T1w"))
+            if (summary := _registration_summary(row, suffix, reference))
+        ],
         "measures": [
             {"key": key, "info": describe(key, measures), "value": value}
             for key, value in values.items()
@@ -121,4 +128,17 @@ def _motion_summary(row: Mapping) -> dict | None:
         "severity": int(grade),
         "probability": format_value(row[f"p_motion_{name}"]),
         "mm": format_value(row["motion_mm"]),
+    }
+
+
+def _registration_summary(row: Mapping, suffix: str, reference: str) -> dict | None:
+    """Whether the registration-QC network finds the image aligned with ``reference``."""
+    probability = row.get(f"p_misregistered{suffix}")
+    if probability is None or not math.isfinite(probability):
+        return None
+    return {
+        "reference": reference,
+        "misregistered": probability >= 0.5,
+        "probability": format_value(probability),
+        "mm": format_value(row[f"registration_error{suffix}_mm"]),
     }

@@ -8,15 +8,38 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
-from bidsqc.bids import AnatImage
-from bidsqc.workflows.anatomical import init_anat_qc_wf
+from bidsqc.bids import RAW_DATASET, AnatImage
+from bidsqc.workflows.anatomical import (
+    init_anat_qc_wf,
+    init_derivative_qc_wf,
+    init_flair_coreg_wf,
+)
 
-__all__ = ["branch_name", "init_bidsqc_wf", "init_single_subject_wf"]
+__all__ = ["branch_name", "flair_reference", "init_bidsqc_wf", "init_single_subject_wf"]
 
 
 def branch_name(image: AnatImage) -> str:
     """Name of the image's branch; it appears in the node paths of crash files."""
     return f"anat_qc_{image.key}_wf"
+
+
+def flair_reference(flair: AnatImage, images: Sequence[AnatImage]) -> AnatImage | None:
+    """The T1w a FLAIR is co-registered to: of the same dataset and session, the one that
+    shares the most entities with it (then the first by path); None without one."""
+    candidates = [
+        image
+        for image in images
+        if image.modality == "T1w"
+        and image.session == flair.session
+        and image.dataset == flair.dataset
+    ]
+    if not candidates:
+        return None
+
+    def shared(t1w: AnatImage) -> int:
+        return sum(flair.entities.get(key) == value for key, value in t1w.entities.items())
+
+    return max(sorted(candidates, key=lambda image: image.relpath), key=shared)
 
 
 def init_single_subject_wf(
@@ -28,20 +51,22 @@ def init_single_subject_wf(
     device: str = "auto",
     name: str | None = None,
 ) -> pe.Workflow:
-    """All images of one participant, each in its own independent branch.
+    """All images of one participant, each in its own branch, plus the FLAIR-to-T1w
+    co-registration of every raw FLAIR that has a T1w in its session (:func:`flair_reference`).
 
     Parameters
     ----------
     subject
         Participant label, without ``sub-``.
     images
-        That participant's T1w and FLAIR images.
+        That participant's T1w and FLAIR images, raw or from derivatives datasets (which get
+        :func:`~bidsqc.workflows.anatomical.init_derivative_qc_wf`).
     output_dir, omp_nthreads, device
         As for :func:`~bidsqc.workflows.anatomical.init_anat_qc_wf`.
     """
     workflow = pe.Workflow(name=name or f"single_subject_{subject}_wf")
-    workflow.add_nodes([
-        init_anat_qc_wf(
+    branches = {
+        image: (init_anat_qc_wf if image.dataset == RAW_DATASET else init_derivative_qc_wf)(
             image=image,
             output_dir=output_dir,
             omp_nthreads=omp_nthreads,
@@ -49,7 +74,26 @@ def init_single_subject_wf(
             name=branch_name(image),
         )
         for image in images
-    ])  # fmt: skip
+    }
+    workflow.add_nodes(list(branches.values()))
+    raw = [image for image in images if image.dataset == RAW_DATASET]
+    for flair in (image for image in raw if image.modality == "FLAIR"):
+        t1w = flair_reference(flair, raw)
+        if t1w is None:
+            continue
+        coreg_wf = init_flair_coreg_wf(
+            flair=flair,
+            output_dir=output_dir,
+            omp_nthreads=omp_nthreads,
+            device=device,
+            name=f"flair_coreg_{flair.key}_wf",
+        )
+        workflow.connect([
+            (branches[flair], coreg_wf, [("resample.out_file", "inputnode.flair_resampled")]),
+            (branches[t1w], coreg_wf, [("resample.out_file", "inputnode.t1w_resampled"),
+                                       ("register.out_file", "inputnode.t1w_registered"),
+                                       ("register.out_transform", "inputnode.t1w_transform")]),
+        ])  # fmt: skip
     return workflow
 
 
