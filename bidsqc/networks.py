@@ -1,8 +1,10 @@
-"""Networks for motion quality control, and the binned motion scale their output lives on.
+"""Networks for motion and registration QC, and the binned mm scale their outputs live on.
 
-The network input is one registered image on the 2 mm template head box (96 x 112 x 96, RAS),
-its intensities scaled by :func:`bidsqc.training.normalise_intensity`. Everything here is layers
-and ``forward``: losses, data, optimisers and file paths belong to :mod:`bidsqc.training`.
+The motion network's input is one registered image on the 2 mm template head box
+(96 x 112 x 96, RAS), its intensities scaled by :func:`bidsqc.training.normalise_intensity`;
+the registration-QC network's is a pair of such images (moving, reference). Everything here is
+layers and ``forward``: losses, data, optimisers and file paths belong to
+:mod:`bidsqc.training`.
 
 ============== ==================================================================================
 name           what it is
@@ -10,7 +12,10 @@ name           what it is
 Conv5Encoder   five Conv3d-BatchNorm-ReLU-MaxPool blocks and a global average pool (Loizillon
                et al. 2023's Conv5FC3 convolutions, pooled as in SFCN, Peng et al. 2021)
 MotionNet      the encoder, a two-layer FC trunk and two heads: motion grade (none, mild, severe)
-               and a 50-bin distribution over the Jenkinson RMS motion in mm (Bricout et al.)
+               and a 50-bin distribution over the Jenkinson RMS motion in mm (Bricout et al.);
+               with two input channels and two classes, the registration-QC network
+EdgeAlignment  normalised-gradient-field features of an image pair (Haber & Modersitzki 2006),
+               which the registration-QC network computes before its encoder
 SoftBins       bins of that distribution: Gaussian soft labels and their expectation in mm;
                MOTION_BINS holds the network's (50 bins, 0 to 24.5 mm)
 ============== ==================================================================================
@@ -39,6 +44,7 @@ from torch import Tensor, nn
 __all__ = [
     "MOTION_BINS",
     "Conv5Encoder",
+    "EdgeAlignment",
     "MotionNet",
     "MotionOutput",
     "SoftBins",
@@ -175,6 +181,57 @@ class Conv5Encoder(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool3d(self.blocks(x), 1), 1)
 
 
+class EdgeAlignment(nn.Module):
+    r"""Contrast-invariant alignment features of an image pair: normalised gradient fields.
+
+    For the two channels :math:`a` (moving) and :math:`b` (reference), the normalised gradient
+    field (Haber & Modersitzki 2006) is :math:`n_a = \nabla a / \sqrt{|\nabla a|^2 +
+    \varepsilon^2}`, close to a unit vector across an edge and to 0 in flat regions. Their
+    squared inner product :math:`(n_a \cdot n_b)^2` is 1 where both images have an edge in the
+    same orientation, whatever the sign of the contrast (T1w against FLAIR), and falls where
+    edges do not coincide: a misregistration shows up voxel by voxel, before any pooling. The
+    module returns the two images, that product and the edge strengths :math:`|n_a|^2` and
+    :math:`|n_b|^2` (so the network knows where edges are): 5 channels.
+
+    Args:
+        epsilon: gradient magnitude below which a region counts as flat, in units of the
+            normalised intensity per voxel (:func:`bidsqc.training.normalise_intensity`).
+
+    Input shape ``(2, X, Y, Z)``; output shape ``(5, X, Y, Z)``.
+
+    References:
+        E. Haber, J. Modersitzki, "Intensity gradient based registration and fusion of
+        multi-modal images", MICCAI 2006, LNCS 4191:726-733.
+    """
+
+    out_channels = 5
+
+    def __init__(self, epsilon: float = 0.05) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+        kernel = torch.zeros(3, 1, 3, 3, 3)
+        for axis in range(3):  # central differences along x, y and z
+            index = [1, 1, 1]
+            index[axis] = 2
+            kernel[(axis, 0, *index)] = 0.5
+            index[axis] = 0
+            kernel[(axis, 0, *index)] = -0.5
+        self.register_buffer("kernel", kernel, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 5 or x.shape[1] != 2:
+            raise ValueError(f"expected a pair of shape (batch, 2, X, Y, Z), got {tuple(x.shape)}")
+        fields = []
+        for channel in range(2):
+            gradient = nn.functional.conv3d(x[:, channel : channel + 1], self.kernel, padding=1)
+            norm = torch.sqrt((gradient**2).sum(dim=1, keepdim=True) + self.epsilon**2)
+            fields.append(gradient / norm)
+        moving, reference = fields
+        product = (moving * reference).sum(dim=1, keepdim=True) ** 2
+        strengths = [(field**2).sum(dim=1, keepdim=True) for field in fields]
+        return torch.cat([x, product, *strengths], dim=1)
+
+
 class MotionOutput(NamedTuple):
     """What :class:`MotionNet` returns, for a batch of B images."""
 
@@ -195,6 +252,10 @@ class MotionNet(nn.Module):
     fixes the encoder, so that only the trunk and heads train (as Loizillon et al. fine-tune the
     three FC layers). A frozen encoder stays in eval mode, so its batch statistics are kept too.
 
+    The registration-QC network is the same network with ``in_channels=2`` (moving image and
+    reference), ``n_grades=2`` (aligned, misregistered) and ``edge_alignment=True``, which puts
+    :class:`EdgeAlignment` before the encoder.
+
     Args:
         in_channels: number of input channels.
         channels: output channels of each encoder block.
@@ -202,6 +263,7 @@ class MotionNet(nn.Module):
         dropout: dropout probability before each trunk layer.
         n_grades: number of motion grades.
         n_bins: number of motion bins.
+        edge_alignment: compute :class:`EdgeAlignment` features of a 2-channel input first.
 
     Input shape ``(in_channels, X, Y, Z)``; outputs of shapes ``(n_grades,)`` and ``(n_bins,)``.
 
@@ -219,13 +281,18 @@ class MotionNet(nn.Module):
         dropout: float = 0.5,
         n_grades: int = 3,
         n_bins: int = MOTION_BINS.n_bins,
+        edge_alignment: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not hidden_features:
             raise ValueError("hidden_features must list at least one layer width")
-        self.encoder = Conv5Encoder(in_channels, channels)
+        if edge_alignment and in_channels != 2:
+            raise ValueError(f"edge_alignment needs a pair (in_channels=2), got {in_channels}")
+        self.features = EdgeAlignment() if edge_alignment else nn.Identity()
+        encoder_channels = EdgeAlignment.out_channels if edge_alignment else in_channels
+        self.encoder = Conv5Encoder(encoder_channels, channels)
         layers = []
         for n_in, n_out in zip(
             (self.encoder.out_features, *hidden_features[:-1]), hidden_features, strict=True
@@ -237,10 +304,10 @@ class MotionNet(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         """The encoder's embedding, shape (B, channels[-1])."""
-        return self.encoder(x)
+        return self.encoder(self.features(x))
 
     def forward(self, x: Tensor) -> MotionOutput:
-        features = self.trunk(self.encoder(x))
+        features = self.trunk(self.embed(x))
         return MotionOutput(
             grade_logits=self.grade_head(features),
             mm_log_probs=torch.log_softmax(self.mm_head(features), dim=1),

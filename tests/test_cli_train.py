@@ -169,6 +169,7 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     assert card["task"] == "registration"
     assert card["hyperparameters"]["network"]["in_channels"] == 2
     assert card["hyperparameters"]["network"]["n_grades"] == 2
+    assert card["hyperparameters"]["network"]["edge_alignment"] is True
     assert card["hyperparameters"]["misregistration_threshold_mm"] == 2.0
     assert sum(card["hyperparameters"]["coregistered_pairs"].values()) == 1
     files = [entry["path"] for entry in card["training_files"]]

@@ -104,7 +104,7 @@ def test_motion_columns_are_described_with_the_grade_thresholds() -> None:
 
 def test_registration_predictions_judge_pairs(small_network: MotionNet) -> None:
     torch.manual_seed(0)
-    network = MotionNet(in_channels=2, channels=(4, 8, 8), n_grades=2).eval()
+    network = MotionNet(in_channels=2, channels=(4, 8, 8), n_grades=2, edge_alignment=True).eval()
     moving, reference = volumes(2)
     one, two = predict_registration(network, [(moving, reference), (reference, moving)])
     assert sum(one.class_probabilities) == pytest.approx(1, abs=1e-5)

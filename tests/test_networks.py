@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bidsqc.data import HEAD_BOX_SHAPE
-from bidsqc.networks import MOTION_BINS, Conv5Encoder, MotionNet, SoftBins
+from bidsqc.networks import MOTION_BINS, Conv5Encoder, EdgeAlignment, MotionNet, SoftBins
 
 
 @pytest.mark.parametrize("in_channels", [1, 2])
@@ -83,3 +83,29 @@ def test_soft_bins_reject_bad_values() -> None:
         MOTION_BINS.expectation(torch.zeros(2, 40))
     with pytest.raises(ValueError, match="n_bins"):
         SoftBins(n_bins=1, max_mm=10.0)
+
+
+def test_edge_alignment_sees_coinciding_edges_whatever_the_contrast() -> None:
+    volume = torch.zeros(1, 1, 24, 24, 24)
+    volume[..., 8:16, 8:16, 8:16] = 1.0
+    inverted = 1.0 - volume  # an edge of opposite sign, as FLAIR against T1w
+    shifted = volume.roll(3, dims=2)
+    features = EdgeAlignment()
+    aligned = features(torch.cat([volume, inverted], dim=1))
+    moved = features(torch.cat([shifted, inverted], dim=1))
+    assert aligned.shape == (1, EdgeAlignment.out_channels, 24, 24, 24)
+    torch.testing.assert_close(aligned[:, :2], torch.cat([volume, inverted], dim=1))
+    edges = aligned[0, 3] > 0.5
+    assert aligned[0, 2][edges].mean() > 0.95  # every edge of one lies on an edge of the other
+    assert moved[0, 2][edges].mean() < 0.5
+    with pytest.raises(ValueError, match="pair"):
+        features(volume)
+
+
+def test_registration_network_takes_pairs() -> None:
+    net = MotionNet(in_channels=2, n_grades=2, edge_alignment=True, channels=(4, 8))
+    output = net(torch.zeros(3, 2, 16, 16, 16))
+    assert output.grade_logits.shape == (3, 2)
+    assert net.embed(torch.zeros(1, 2, 16, 16, 16)).shape == (1, 8)
+    with pytest.raises(ValueError, match="in_channels=2"):
+        MotionNet(in_channels=1, edge_alignment=True)

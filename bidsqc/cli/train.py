@@ -346,7 +346,7 @@ def train_registration(opts: Namespace) -> None:
     _fit_and_save(
         opts,
         task="registration",
-        network={"in_channels": 2, "n_grades": 2},
+        network={"in_channels": 2, "n_grades": 2, "edge_alignment": True},
         train_set=train_set,
         val_set=val_set,
         class_weights=class_weights,
