@@ -38,6 +38,7 @@ from bidsqc import __version__
 from bidsqc.__about__ import __packagename__, __url__
 from bidsqc.bids import RAW_DATASET, AnatImage
 from bidsqc.data import TEMPLATE_NAME
+from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, decide
 from bidsqc.metrics import MEASURES, MeasureInfo
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "read_qc_table",
     "transform_path",
     "write_dataset_description",
+    "write_group_decisions",
     "write_qc_table",
 ]
 
@@ -88,6 +90,16 @@ ID_COLUMNS: dict[str, dict] = {
         "Description": "Where the image comes from: 'raw' for the BIDS dataset, else the name "
         "of the derivatives folder given with --derivatives (filename is then relative to it)."
     },
+    "decision": {
+        "Description": "What to do with the image, from the thresholds of --thresholds (the "
+        "defaults in docs/outputs.md): the worst level any column reaches.",
+        "Levels": {
+            "pass": "no threshold crossed",
+            "review": "a person should look at the image",
+            "fail": "exclude the image (or it could not be processed)",
+        },
+    },
+    "reasons": {"Description": "The thresholds the image crossed, worst first; n/a if none."},
 }
 
 _MOTION_SCALE = (
@@ -277,9 +289,14 @@ def group_table_path(out_dir: str | os.PathLike, modality: str) -> Path:
     return Path(out_dir) / f"group_{modality}.tsv"
 
 
-def qc_row(image: AnatImage, measures: Mapping[str, float] | None, error: str | None) -> dict:
-    """One row of a QC table: identifiers, status, then every column of :data:`QC_COLUMNS`
-    (NaN when failed)."""
+def qc_row(
+    image: AnatImage,
+    measures: Mapping[str, float] | None,
+    error: str | None,
+    thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
+) -> dict:
+    """One row of a QC table: identifiers, status, decision, then every column of
+    :data:`QC_COLUMNS` (NaN when failed)."""
     row = {
         "filename": image.relpath,
         "participant_id": f"sub-{image.subject}",
@@ -288,9 +305,11 @@ def qc_row(image: AnatImage, measures: Mapping[str, float] | None, error: str | 
         "status": "failed" if error else "ok",
         "error": error or NA,
         "dataset": image.dataset,
+        "decision": "",
+        "reasons": "",
     }
     row.update({name: (measures or {}).get(name, math.nan) for name in QC_COLUMNS})
-    return row
+    return row | decide(row, thresholds, QC_COLUMNS)
 
 
 def column_dictionary(columns: Iterable[str]) -> dict[str, dict]:
@@ -323,6 +342,31 @@ def write_qc_table(rows: list[dict], path: str | os.PathLike) -> Path:
     dictionary = column_dictionary(table.columns)
     path.with_suffix(".json").write_text(json.dumps(dictionary, indent=2) + "\n")
     return path
+
+
+def write_group_decisions(table: pd.DataFrame, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write what a downstream pipeline needs from the group's decisions.
+
+    ``group_exclude.tsv``: the images that fail, with their reasons (and its dictionary).
+    ``group_pass_participants.txt``: the labels (without ``sub-``) of the participants none of
+    whose raw images fails, one per line, ready for ``--participant-label $(cat …)``.
+    Returns both paths.
+    """
+    out_dir = Path(out_dir)
+    columns = ["filename", "participant_id", "session_id", "modality", "dataset", "reasons"]
+    failing = table[table["decision"] == "fail"]
+    exclude = write_qc_table(failing[columns].to_dict("records"), out_dir / "group_exclude.tsv")
+    if failing.empty:  # write_qc_table needs a row to know the columns
+        exclude.write_text("\t".join(columns) + "\n")
+        exclude.with_suffix(".json").write_text(
+            json.dumps(column_dictionary(columns), indent=2) + "\n"
+        )
+    raw = table[table["dataset"] == RAW_DATASET]
+    excluded = set(raw.loc[raw["decision"] == "fail", "participant_id"])
+    passing = sorted(set(raw["participant_id"]) - excluded)
+    labels = out_dir / "group_pass_participants.txt"
+    labels.write_text("".join(f"{participant[4:]}\n" for participant in passing))
+    return exclude, labels
 
 
 def read_qc_table(path: str | os.PathLike) -> pd.DataFrame:

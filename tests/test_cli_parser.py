@@ -273,3 +273,14 @@ def test_derivatives(capsys, args, tmp_path):
     twin.mkdir(parents=True)
     message = usage_error(capsys, [*args, "--derivatives", str(first), "--derivatives", str(twin)])
     assert "distinct names" in message
+
+
+def test_thresholds(capsys, args, tmp_path):
+    from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold
+
+    assert parse_args(args).thresholds == DEFAULT_THRESHOLDS
+    path = tmp_path / "thresholds.json"
+    path.write_text('{"cjv": {"review": 0.6}}')
+    assert parse_args([*args, "--thresholds", str(path)]).thresholds == {"cjv": Threshold(0.6)}
+    path.write_text('{"cjv": {"warn": 0.6}}')
+    assert "'review' and/or 'fail'" in usage_error(capsys, [*args, "--thresholds", str(path)])

@@ -186,6 +186,25 @@ def test_demo_rerun_resumes_from_the_cache(demo_run):
     assert (out / "sub-01" / "sub-01_qc.tsv").read_text() == table
 
 
+def test_demo_group_decisions_follow_the_thresholds_file(demo_run, tmp_path):
+    out = demo_run[0]
+    assert (out / "group_exclude.tsv").is_file()
+    strict = tmp_path / "strict.json"
+    strict.write_text('{"motion_grade": {"review": 1, "fail": 1}}')
+    assert main([str(DEMO), str(out), "group", "--thresholds", str(strict)]) == 0
+    excluded = read_qc_table(out / "group_exclude.tsv")
+    assert excluded["filename"].tolist() == ["sub-01/anat/sub-01_run-2_T1w.nii.gz"]
+    assert excluded["reasons"].str.fullmatch(r"fail: motion_grade [12] >= 1").all()
+    assert (out / "group_pass_participants.txt").read_text() == "02\n"
+    t1w = read_qc_table(out / "group_T1w.tsv").set_index("filename")
+    assert t1w.loc["sub-01/anat/sub-01_run-1_T1w.nii.gz", "decision"] == "pass"
+    lenient = tmp_path / "lenient.json"
+    lenient.write_text("{}")
+    assert main([str(DEMO), str(out), "group", "--thresholds", str(lenient)]) == 0
+    assert read_qc_table(out / "group_exclude.tsv").empty
+    assert (out / "group_pass_participants.txt").read_text() == "01\n02\n"
+
+
 def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     nb.save(nb.Nifti1Image(data, affine), path)

@@ -153,12 +153,24 @@ def row(filename: str, **values: object) -> dict:
         "modality": "T1w",
         "status": "ok",
         "error": "n/a",
+        "dataset": "raw",
+        "decision": "pass",
+        "reasons": "n/a",
         **values,
     }
 
 
 def failed_row(filename: str, error: str) -> dict:
-    return row(filename, status="failed", error=error, cjv=None, snr=None, p_motion=None)
+    return row(
+        filename,
+        status="failed",
+        error=error,
+        decision="fail",
+        reasons="fail: not processed",
+        cjv=None,
+        snr=None,
+        p_motion=None,
+    )
 
 
 @pytest.fixture
@@ -282,3 +294,22 @@ def test_group_report_flags_nothing_in_a_tiny_group(tmp_path: Path) -> None:
     ).read_text()
     assert 'class="num flag"' not in html
     assert re.search(r"<b>0</b><span>flagged as outliers</span>", html)
+
+
+def test_group_report_puts_failures_then_reviews_first(tmp_path):
+    rows = [
+        row("sub-01/anat/sub-01_T1w.nii.gz", cjv=0.4),
+        row("sub-02/anat/sub-02_T1w.nii.gz", cjv=0.4, decision="review", reasons="review: r2"),
+        row("sub-03/anat/sub-03_T1w.nii.gz", cjv=0.4, decision="fail", reasons="fail: f3"),
+        row("sub-04/anat/sub-04_T1w.nii.gz", cjv=0.4, decision="review", reasons="review: r4"),
+    ]
+    out = render_group_report(
+        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x"
+    )
+    html = out.read_text()
+    attention = html[html.index("Needs a look") : html.index("Distributions")]
+    assert (
+        attention.index("fail: f3") < attention.index("review: r2") < attention.index("review: r4")
+    )
+    assert "sub-01_T1w" not in attention
+    assert "<b>1</b><span>pass</span>" in html and "<b>2</b><span>to review</span>" in html

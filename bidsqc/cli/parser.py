@@ -98,6 +98,16 @@ def build_parser() -> ArgumentParser:
         help="index files whose names are not BIDS and accept an invalid dataset_description.json",
     )
 
+    decisions = parser.add_argument_group("decisions")
+    decisions.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        metavar="FILE",
+        help='JSON of review/fail thresholds per column, e.g. {"motion_grade": {"review": 1, '
+        '"fail": 2}, "cjv": {"review": 0.6}}; replaces the defaults (docs/outputs.md). The '
+        "group level decides again with its own --thresholds",
+    )
+
     execution = parser.add_argument_group("execution")
     execution.add_argument(
         "-w",
@@ -178,6 +188,10 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
             f"'dataset' of their rows (got {', '.join(names)})."
         )
     opts.derivatives = derivatives
+    if opts.thresholds is None:
+        from bidsqc.decisions import DEFAULT_THRESHOLDS
+
+        opts.thresholds = DEFAULT_THRESHOLDS
 
     if opts.analysis_level == "participant" and opts.device == "cuda" and not _cuda_available():
         parser.error("--device cuda, but CUDA sees no GPU: use --device cpu (or auto).")
@@ -248,6 +262,16 @@ def _bids_filters(value: str) -> dict[str, dict[str, Any]]:
     try:
         return load_bids_filters(absolute_path(value))
     except BIDSError as err:
+        raise ArgumentTypeError(str(err)) from err
+
+
+def _thresholds(value: str) -> dict[str, Any]:
+    from bidsqc.decisions import load_thresholds
+    from bidsqc.outputs import QC_COLUMNS
+
+    try:
+        return load_thresholds(value, QC_COLUMNS)
+    except (OSError, ValueError) as err:
         raise ArgumentTypeError(str(err)) from err
 
 

@@ -8,7 +8,7 @@ import math
 import re
 import sys
 from argparse import Namespace
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ from bidsqc.bids import (
     collect_participants,
     init_layout,
 )
+from bidsqc.decisions import Threshold, decide
 from bidsqc.workflows.base import branch_name, init_bidsqc_wf
 
 __all__ = ["main"]
@@ -99,7 +100,7 @@ def run_participant(opts: Namespace) -> int:
     n_failed = 0
     for subject, subject_images in images_by_subject.items():
         rows = [
-            _image_row(output_dir, image, failures.get(branch_name(image)))
+            _image_row(output_dir, image, failures.get(branch_name(image)), opts.thresholds)
             for image in subject_images
         ]
         for image, row in zip(subject_images, rows, strict=True):
@@ -163,7 +164,12 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
     return failures
 
 
-def _image_row(output_dir: Path, image: AnatImage, failure: tuple[float, str] | None) -> dict:
+def _image_row(
+    output_dir: Path,
+    image: AnatImage,
+    failure: tuple[float, str] | None,
+    thresholds: Mapping[str, Threshold],
+) -> dict:
     """The image's QC row: ``ok`` if its last derivative (the measures; for an image of a
     derivatives dataset, its registration QC) was written after its last crash."""
     measures_file = (
@@ -173,14 +179,15 @@ def _image_row(output_dir: Path, image: AnatImage, failure: tuple[float, str] | 
     )
     written = measures_file.stat().st_mtime if measures_file.exists() else -math.inf
     if failure is not None and failure[0] >= written:
-        return outputs.qc_row(image, None, failure[1])
+        return outputs.qc_row(image, None, failure[1], thresholds)
     if written == -math.inf:
-        return outputs.qc_row(image, None, "not processed: see the log and the work directory")
+        error = "not processed: see the log and the work directory"
+        return outputs.qc_row(image, None, error, thresholds)
     columns = json.loads(measures_file.read_text())
     for path in outputs.network_paths(output_dir, image):
         if path.exists():
             columns |= json.loads(path.read_text())
-    return outputs.qc_row(image, columns, None)
+    return outputs.qc_row(image, columns, None, thresholds)
 
 
 def write_participant_outputs(
@@ -219,6 +226,18 @@ def run_group(opts: Namespace) -> int:
         )
         return EXIT_USAGE
     table = pd.concat([outputs.read_qc_table(path) for path in tables], ignore_index=True)
+    decided = [decide(row, opts.thresholds, outputs.QC_COLUMNS) for row in table.to_dict("records")]
+    table[["decision", "reasons"]] = pd.DataFrame(decided, index=table.index)
+    exclude, passing = outputs.write_group_decisions(table, opts.output_dir)
+    LOGGER.warning(
+        "%d image(s) fail, %d to review; '%s' lists the failures, '%s' the %d participant(s) "
+        "without any.",
+        (table["decision"] == "fail").sum(),
+        (table["decision"] == "review").sum(),
+        exclude,
+        passing,
+        len(passing.read_text().split()),
+    )
     for modality, rows in table.groupby("modality", sort=True):
         rows = rows.reset_index(drop=True)
         tsv = outputs.write_qc_table(

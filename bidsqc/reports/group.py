@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from bidsqc.decisions import DECISIONS
 from bidsqc.metrics import MeasureInfo
 from bidsqc.reports import (
     describe,
@@ -126,11 +127,23 @@ def render_group_report(
         columns=columns,
         infos=infos,
         images=images,
-        # Failed images first, then the most extreme outliers.
+        # Failures first, then the images to review, then the most extreme outliers.
         attention=sorted(
-            (image for image in images if image["failed"] or image["flags"]),
-            key=lambda image: (not image["failed"], -image["worst"]),
+            (
+                image
+                for image in images
+                if image["failed"] or image["flags"] or image["decision"] != "pass"
+            ),
+            key=lambda image: (
+                -DECISIONS.index(image["decision"]),
+                not image["failed"],
+                -image["worst"],
+            ),
         ),
+        decisions={
+            decision: sum(image["decision"] == decision for image in images)
+            for decision in DECISIONS
+        },
         plots=[_plot(column, infos[column], values[column], images) for column in values],
         n_failed=sum(image["failed"] for image in images),
         n_flagged=sum(bool(image["flags"]) for image in images),
@@ -151,6 +164,8 @@ def _image(record: dict, columns: list[str], scores: dict[str, float]) -> dict:
         "status": record["status"],
         "failed": record["status"] != "ok",
         "error": format_value(record["error"]),
+        "decision": record["decision"],
+        "reasons": format_value(record["reasons"]),
         "cells": cells,
         "flags": flags,
         "worst": max((abs(cell["z"]) for cell in flags.values()), default=0.0),

@@ -95,6 +95,8 @@ def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, Measur
         "status": row["status"],
         "failed": row["status"] != "ok",
         "error": format_value(row["error"]),
+        "decision": row["decision"],
+        "reasons": format_value(row["reasons"]),
         "figures": [
             {
                 "name": name,

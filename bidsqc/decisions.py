@@ -1,0 +1,119 @@
+"""One decision per image: pass, review or fail, with the reasons.
+
+Every QC column can carry two thresholds: crossing ``review`` sends the image to a person,
+crossing ``fail`` excludes it. Which way is worse comes from the column's description
+(:attr:`bidsqc.metrics.MeasureInfo.better`): for a column where lower is better, a value at or
+above a threshold crosses it; where higher is better, a value at or below. A missing value
+(``n/a``) crosses nothing. An image that could not be processed fails.
+
+The defaults, :data:`DEFAULT_THRESHOLDS`, use the networks only: the classical measures have
+no threshold that holds across scanners and protocols (their outliers are flagged in the group
+report instead). ``--thresholds FILE.json`` replaces them, e.g.::
+
+    {"motion_grade": {"review": 1, "fail": 2},
+     "p_misregistered": {"review": 0.5, "fail": 0.9},
+     "cjv": {"review": 0.6}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bidsqc.metrics import MeasureInfo
+
+__all__ = [
+    "DECISIONS",
+    "DEFAULT_THRESHOLDS",
+    "Threshold",
+    "decide",
+    "load_thresholds",
+]
+
+#: The decisions, from best to worst.
+DECISIONS = ("pass", "review", "fail")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The values of one column at which an image goes to review, and fails (None: never)."""
+
+    review: float | None = None
+    fail: float | None = None
+
+    def level(self, value: float, better: str) -> int:
+        """0 (pass), 1 (review) or 2 (fail) for ``value`` of a column where ``better`` is
+        ``"lower"`` or ``"higher"``."""
+        if value is None or not math.isfinite(value):
+            return 0
+        sign = 1 if better == "lower" else -1
+        for level, threshold in ((2, self.fail), (1, self.review)):
+            if threshold is not None and sign * value >= sign * threshold:
+                return level
+        return 0
+
+
+#: Default thresholds: motion grade mild or severe, and registrations the network doubts.
+DEFAULT_THRESHOLDS: dict[str, Threshold] = {
+    "motion_grade": Threshold(review=1, fail=2),
+    "p_misregistered": Threshold(review=0.5, fail=0.9),
+    "p_misregistered_to_t1w": Threshold(review=0.5, fail=0.9),
+}
+
+
+def load_thresholds(
+    path: str | os.PathLike, columns: Mapping[str, MeasureInfo]
+) -> dict[str, Threshold]:
+    """Read a thresholds file (format in the module docstring); ``ValueError`` when it names a
+    column that is not in ``columns`` or that has no better direction, or is malformed."""
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} must hold an object of columns")
+    thresholds = {}
+    for column, values in content.items():
+        if column not in columns or columns[column].better not in ("lower", "higher"):
+            usable = sorted(name for name, info in columns.items() if info.better)
+            raise ValueError(f"{path}: no thresholds for {column!r}; use one of {usable}")
+        if not isinstance(values, dict) or not set(values) <= {"review", "fail"}:
+            raise ValueError(f"{path}: {column!r} must be an object with 'review' and/or 'fail'")
+        if not all(
+            value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+            for value in values.values()
+        ):
+            raise ValueError(f"{path}: the thresholds of {column!r} must be numbers or null")
+        thresholds[column] = Threshold(values.get("review"), values.get("fail"))
+    return thresholds
+
+
+def decide(
+    row: Mapping, thresholds: Mapping[str, Threshold], columns: Mapping[str, MeasureInfo]
+) -> dict[str, str]:
+    """The ``decision`` and ``reasons`` columns of one QC-table row.
+
+    ``reasons`` lists each crossed threshold, worst first, e.g.
+    ``"fail: motion_grade 2 >= 2; review: p_misregistered 0.61 >= 0.5"``, or is ``n/a``.
+    """
+    if row.get("status") != "ok":
+        return {"decision": "fail", "reasons": "fail: not processed"}
+    crossed = []
+    for column, threshold in thresholds.items():
+        value = row.get(column)
+        better = columns[column].better
+        level = threshold.level(value, better) if value is not None else 0
+        if level:
+            limit = threshold.fail if level == 2 else threshold.review
+            sign = ">=" if better == "lower" else "<="
+            crossed.append((level, f"{DECISIONS[level]}: {column} {value:.4g} {sign} {limit:g}"))
+    crossed.sort(key=lambda item: -item[0])
+    return {
+        "decision": DECISIONS[max((level for level, _ in crossed), default=0)],
+        "reasons": "; ".join(reason for _, reason in crossed) or "n/a",
+    }
