@@ -177,3 +177,14 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     assert {"auc", "auc_2_4", "auc_4_plus", "mm_spearman"} <= set(card["validation_metrics"])
     assert len(list((out / "pairs").glob("*.npy"))) == 2
     assert main([*argv, "--crop", "32", "32", "32"]) == 2
+
+
+def test_cuda_without_a_gpu_is_refused_before_any_sample(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for name in ("a_T1w.nii.gz", "b_T1w.nii.gz"):
+        (tmp_path / name).touch()  # never read: the device is checked first
+    for network in ("motion", "registration"):
+        argv = [network, "--images", str(tmp_path), "--out", str(tmp_path / network)]
+        assert main([*argv, "--device", "cuda"]) == 2
+        assert not (tmp_path / network / "samples").exists()
+    assert "No CUDA device" in caplog.text

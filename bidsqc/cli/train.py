@@ -251,6 +251,7 @@ def train_motion(opts: Namespace) -> None:
     SetupError
         When the device, the samples or the split do not allow training.
     """
+    # Imported here, so that --help and usage errors do not wait for torch and ANTs.
     from torch.utils.data import Subset
 
     from bidsqc.simulation import LABELS_TABLE
@@ -261,6 +262,7 @@ def train_motion(opts: Namespace) -> None:
         subject_level_split,
     )
 
+    _check_device(opts)
     _check_crop(opts)
     samples = _samples(opts, corrupted=True)
     try:
@@ -312,6 +314,7 @@ def train_registration(opts: Namespace) -> None:
     from bidsqc.training import registration_metrics, subject_level_split, subject_of
     from bidsqc.training_data import generate_coregistered_pairs, read_pair_list
 
+    _check_device(opts)
     if opts.crop is not None:
         raise SetupError("--crop applies to the motion network only.")
     samples = _samples(opts, corrupted=False)
@@ -365,7 +368,18 @@ def train_registration(opts: Namespace) -> None:
     )
 
 
+def _check_device(opts: Namespace) -> None:
+    """Refuse ``--device cuda`` without a GPU before any sample is made."""
+    import torch
+
+    from bidsqc.training import resolve_device
+
+    if resolve_device(opts.device).type == "cuda" and not torch.cuda.is_available():
+        raise SetupError("No CUDA device is available: use --device cpu (or auto).")
+
+
 def _check_crop(opts: Namespace) -> None:
+    """Refuse a ``--crop`` smaller than the encoder takes or larger than the head box."""
     from bidsqc.data import HEAD_BOX_SHAPE
     from bidsqc.networks import Conv5Encoder
 
@@ -423,8 +437,6 @@ def _fit_and_save(
     )
 
     device = resolve_device(opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SetupError("No CUDA device is available: use --device cpu (or auto).")
     without_sample = sorted(set(map(str, opts.images)) - set(base_images))
     if without_sample:
         LOGGER.warning(
