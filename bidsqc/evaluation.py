@@ -31,7 +31,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +262,32 @@ def _classical_measures(moving: np.ndarray, reference: np.ndarray, kind: str) ->
     return values
 
 
+def _protocol_samples(
+    volumes: Sequence[tuple[str, str, str | os.PathLike, str | os.PathLike | None]],
+    repeats: int,
+    seed: int,
+) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+    """Each volume aligned, then misaligned ``repeats`` times per range: row, moving, reference."""
+    template_t1w = normalise_intensity(load_template(2).t1w)
+    for i, (kind, image, moving_path, reference_path) in enumerate(volumes):
+        moving = normalise_intensity(np.load(moving_path))
+        reference = (
+            template_t1w if reference_path is None else normalise_intensity(np.load(reference_path))
+        )
+        yield {"kind": kind, "image": image, "condition": ALIGNED, "rms_mm": 0.0}, moving, reference
+        for r, (name, span) in enumerate(REGISTRATION_RANGES.items()):
+            for k in range(repeats):
+                misalignment = RandomMisalignment(span, scaling=False).sample(
+                    np.random.default_rng([seed, i, r, k])
+                )
+                row = {"kind": kind, "image": image, "condition": name}
+                yield (
+                    row | {"rms_mm": misalignment.rms_mm},
+                    misaligned(moving, misalignment),
+                    reference,
+                )
+
+
 def registration_protocol(
     network: MotionNet,
     volumes: Sequence[tuple[str, str, str | os.PathLike, str | os.PathLike | None]],
@@ -278,34 +304,15 @@ def registration_protocol(
     seeded by ``(seed, i, r, k)``. One row per sample: kind, image, condition, true RMS, the
     network's columns and the classical measures.
     """
-    template_t1w = normalise_intensity(load_template(2).t1w)
+    rows = []
 
-    def samples():
-        for i, (kind, image, moving_path, reference_path) in enumerate(volumes):
-            moving = normalise_intensity(np.load(moving_path))
-            reference = (
-                template_t1w
-                if reference_path is None
-                else normalise_intensity(np.load(reference_path))
-            )
-            yield (
-                {"kind": kind, "image": image, "condition": ALIGNED, "rms_mm": 0.0},
-                moving,
-                reference,
-            )
-            for r, (name, span) in enumerate(REGISTRATION_RANGES.items()):
-                for k in range(repeats):
-                    rng = np.random.default_rng([seed, i, r, k])
-                    misalignment = RandomMisalignment(span, scaling=False).sample(rng)
-                    row = {"kind": kind, "image": image, "condition": name}
-                    row["rms_mm"] = misalignment.rms_mm
-                    yield row, misaligned(moving, misalignment), reference
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # Measured one at a time and streamed to the network in batches: memory stays flat.
+        for row, moving, reference in _protocol_samples(volumes, repeats, seed):
+            rows.append(row | _classical_measures(moving, reference, row["kind"]))
+            yield moving, reference
 
-    rows, pairs = [], []
-    for row, moving, reference in samples():
-        rows.append(row | _classical_measures(moving, reference, row["kind"]))
-        pairs.append((moving, reference))
-    predictions = predict_registration(network, pairs, batch_size=batch_size)
+    predictions = predict_registration(network, pairs(), batch_size=batch_size)
     for row, prediction in zip(rows, predictions, strict=True):
         row |= prediction.columns()
     table = pd.DataFrame(rows)
