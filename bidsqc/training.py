@@ -1,8 +1,10 @@
-r"""Training engine for the motion network: data, loss, loop, metrics and saved weights.
+r"""Training engine for the networks: data, loss, loop, metrics and saved weights.
 
 The engine (:func:`fit`, :func:`train_epoch`, :func:`evaluate`) knows nothing about motion: it
 receives a network, an optimiser, a loss function and data loaders. The motion-specific parts
-are :class:`MotionSampleDataset`, :class:`MotionLoss` and :func:`motion_metrics`.
+are :class:`MotionSampleDataset`, :class:`MotionLoss` and :func:`motion_metrics`; the
+registration-QC network reuses :class:`MotionLoss` with two classes and is scored by
+:func:`registration_metrics` (its pairs come from :mod:`bidsqc.registration_pairs`).
 
 Training samples on disk
 ------------------------
