@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import sys
 from argparse import Namespace
@@ -24,7 +23,7 @@ from bidsqc.bids import (
     init_layout,
 )
 from bidsqc.decisions import Threshold, decide
-from bidsqc.workflows.base import branch_name, init_bidsqc_wf
+from bidsqc.workflows.base import branch_name, coregistration_branch_name, init_bidsqc_wf
 
 __all__ = ["main"]
 
@@ -34,6 +33,8 @@ GENERATED_BY = f"bidsqc {__version__}"
 #: The exception line of a traceback: ``package.module.SomeError: message``.
 _EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
 _WRAPPERS = {"NodeExecutionError", "RuntimeError"}
+#: Workflows whose crashes are reported: an image's own branch, and a FLAIR's co-registration.
+_BRANCH_PREFIXES = ("anat_qc_", "flair_coreg_")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +108,15 @@ def run_participant(opts: Namespace) -> int:
             if row["status"] == "failed":
                 n_failed += 1
                 LOGGER.warning("%s failed: %s", image.relpath, row["error"])
+            elif _failed_since_written(
+                failures.get(coregistration_branch_name(image)),
+                outputs.coregistration_path(output_dir, image),
+            ):
+                LOGGER.warning(
+                    "%s: co-registration to its T1w failed, so it has no FLAIR-T1w QC: %s",
+                    image.relpath,
+                    failures[coregistration_branch_name(image)][1],
+                )
         write_participant_outputs(output_dir, subject, rows, subject_images)
 
     LOGGER.warning(
@@ -152,7 +162,7 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
     for crash_file in sorted(log_dir.glob("crash-*.txt")):
         lines = crash_file.read_text(errors="replace").splitlines()
         node = lines[0].removeprefix("Node: ").split(".") if lines else []
-        branch = next((part for part in node if part.startswith("anat_qc_")), None)
+        branch = next((part for part in node if part.startswith(_BRANCH_PREFIXES)), None)
         if branch is None:
             continue
         exceptions = [m for line in lines if (m := _EXCEPTION_LINE.match(line.strip()))]
@@ -162,6 +172,13 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
         if branch not in failures or failures[branch][0] < when:
             failures[branch] = (when, f"{node[-1]}: {message}")
     return failures
+
+
+def _failed_since_written(failure: tuple[float, str] | None, path: Path) -> bool:
+    """Whether a crash happened after ``path`` was last written (or ``path`` is missing)."""
+    if failure is None:
+        return False
+    return not path.exists() or failure[0] >= path.stat().st_mtime
 
 
 def _image_row(
@@ -177,10 +194,9 @@ def _image_row(
         if image.dataset == RAW_DATASET
         else outputs.registration_path(output_dir, image)
     )
-    written = measures_file.stat().st_mtime if measures_file.exists() else -math.inf
-    if failure is not None and failure[0] >= written:
+    if _failed_since_written(failure, measures_file):
         return outputs.qc_row(image, None, failure[1], thresholds)
-    if written == -math.inf:
+    if not measures_file.exists():
         error = "not processed: see the log and the work directory"
         return outputs.qc_row(image, None, error, thresholds)
     columns = json.loads(measures_file.read_text())

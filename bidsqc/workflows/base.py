@@ -15,12 +15,23 @@ from bidsqc.workflows.anatomical import (
     init_flair_coreg_wf,
 )
 
-__all__ = ["branch_name", "flair_reference", "init_bidsqc_wf", "init_single_subject_wf"]
+__all__ = [
+    "branch_name",
+    "coregistration_branch_name",
+    "flair_reference",
+    "init_bidsqc_wf",
+    "init_single_subject_wf",
+]
 
 
 def branch_name(image: AnatImage) -> str:
     """Name of the image's branch; it appears in the node paths of crash files."""
     return f"anat_qc_{image.key}_wf"
+
+
+def coregistration_branch_name(flair: AnatImage) -> str:
+    """Name of the FLAIR-to-T1w co-registration branch of a FLAIR."""
+    return f"flair_coreg_{flair.key}_wf"
 
 
 def flair_reference(flair: AnatImage, images: Sequence[AnatImage]) -> AnatImage | None:
@@ -86,7 +97,7 @@ def init_single_subject_wf(
             output_dir=output_dir,
             omp_nthreads=omp_nthreads,
             device=device,
-            name=f"flair_coreg_{flair.key}_wf",
+            name=coregistration_branch_name(flair),
         )
         workflow.connect([
             (branches[flair], coreg_wf, [("resample.out_file", "inputnode.flair_resampled")]),
