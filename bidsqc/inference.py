@@ -42,6 +42,14 @@ def _expectation_mm(distribution: Sequence[float]) -> float:
     return float(np.dot(distribution, MOTION_BINS.centres().numpy()))
 
 
+def _binned(distribution: Sequence[float]) -> dict[str, list[float]]:
+    """A distribution over :data:`bidsqc.networks.MOTION_BINS` with its bin centres, for JSON."""
+    return {
+        "mm_bin_centres": [round(float(c), 4) for c in MOTION_BINS.centres()],
+        "mm_distribution": list(distribution),
+    }
+
+
 def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu") -> MotionNet:
     """Trained weights (``.pt``), in eval mode on ``device``.
 
@@ -96,11 +104,7 @@ class MotionPrediction:
 
     def to_dict(self) -> dict:
         """JSON-ready: the columns, plus the bins and their probabilities for the report."""
-        return {
-            **self.columns(),
-            "mm_bin_centres": [round(float(c), 4) for c in MOTION_BINS.centres()],
-            "mm_distribution": list(self.mm_distribution),
-        }
+        return self.columns() | _binned(self.mm_distribution)
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ class RegistrationPrediction:
             f"p_misregistered{suffix}": self.p_misregistered,
             f"registration_error{suffix}_mm": self.error_mm,
         }
+
+    def to_dict(self, suffix: str = "") -> dict:
+        """JSON-ready: the columns (see :meth:`columns`), plus the error distribution."""
+        return self.columns(suffix) | _binned(self.mm_distribution)
 
 
 def predict_motion(
@@ -172,7 +180,7 @@ def _predict(
     network.eval()
     with torch.inference_mode():
         for batch in _batches(inputs, batch_size):
-            stacked = torch.from_numpy(np.stack(batch).astype(np.float32)).to(device)
+            stacked = torch.from_numpy(np.stack(batch).astype(np.float32, copy=False)).to(device)
             outputs = [network(stacked), network(stacked.flip(2))]
             grade = sum(out.grade_logits.softmax(dim=1) for out in outputs) / 2
             mm = sum(out.mm_log_probs.exp() for out in outputs) / 2

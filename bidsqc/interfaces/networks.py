@@ -66,17 +66,12 @@ class RegistrationQC(SimpleInterface):
         import torch
 
         from bidsqc.inference import load_network, load_preprocessed, predict_registration
-        from bidsqc.networks import MOTION_BINS
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         pair = (load_preprocessed(self.inputs.in_file), load_preprocessed(self.inputs.reference))
         (prediction,) = predict_registration(network, [pair])
-        result = {
-            **prediction.columns(self.inputs.column_suffix),
-            "mm_bin_centres": [round(float(c), 4) for c in MOTION_BINS.centres()],
-            "mm_distribution": list(prediction.mm_distribution),
-        }
+        result = prediction.to_dict(self.inputs.column_suffix)
         out_file = Path(runtime.cwd) / "registration.json"
         out_file.write_text(json.dumps(result, indent=2) + "\n")
         self._results["out_file"] = str(out_file)
