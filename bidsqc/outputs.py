@@ -29,7 +29,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -333,11 +333,19 @@ def column_dictionary(columns: Iterable[str]) -> dict[str, dict]:
     return dictionary
 
 
-def write_qc_table(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write a QC table as TSV (``n/a`` for missing values) with its JSON dictionary beside it."""
+def write_qc_table(
+    rows: list[dict], path: str | os.PathLike, columns: Sequence[str] | None = None
+) -> Path:
+    """Write a QC table as TSV (``n/a`` for missing values) with its JSON dictionary beside it.
+
+    ``columns`` gives the columns and their order (by default those of the first row), so that
+    a table without rows still has its header.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(ID_COLUMNS))
+    if columns is None:
+        columns = list(rows[0]) if rows else list(ID_COLUMNS)
+    table = pd.DataFrame(rows, columns=list(columns))
     table.to_csv(path, sep="\t", index=False, na_rep=NA, float_format="%.6g")
     dictionary = column_dictionary(table.columns)
     path.with_suffix(".json").write_text(json.dumps(dictionary, indent=2) + "\n")
@@ -355,12 +363,9 @@ def write_group_decisions(table: pd.DataFrame, out_dir: str | os.PathLike) -> tu
     out_dir = Path(out_dir)
     columns = ["filename", "participant_id", "session_id", "modality", "dataset", "reasons"]
     failing = table[table["decision"] == "fail"]
-    exclude = write_qc_table(failing[columns].to_dict("records"), out_dir / "group_exclude.tsv")
-    if failing.empty:  # write_qc_table needs a row to know the columns
-        exclude.write_text("\t".join(columns) + "\n")
-        exclude.with_suffix(".json").write_text(
-            json.dumps(column_dictionary(columns), indent=2) + "\n"
-        )
+    exclude = write_qc_table(
+        failing[columns].to_dict("records"), out_dir / "group_exclude.tsv", columns
+    )
     raw = table[table["dataset"] == RAW_DATASET]
     excluded = set(raw.loc[raw["decision"] == "fail", "participant_id"])
     passing = sorted(set(raw["participant_id"]) - excluded)
