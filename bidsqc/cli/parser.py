@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from bidsqc import __version__
-from bidsqc.bids import DEFAULT_BIDS_QUERIES, BIDSError, load_bids_filters
+from bidsqc.bids import DEFAULT_BIDS_QUERIES, RAW_DATASET, BIDSError, load_bids_filters
 
 __all__ = ["absolute_path", "build_parser", "image_list", "parse_args", "positive_int"]
 
@@ -182,10 +182,10 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
         if opts.analysis_level == "participant" and not folder.is_dir():
             parser.error(f"Derivatives folder '{folder}' is not an existing directory.")
     names = [folder.name for folder in derivatives]
-    if len(set(names)) < len(names) or "raw" in names:
+    if len(set(names)) < len(names) or RAW_DATASET in names:
         parser.error(
-            "--derivatives folders must have distinct names, other than 'raw': they name the "
-            f"'dataset' of their rows (got {', '.join(names)})."
+            f"--derivatives folders must have distinct names, other than '{RAW_DATASET}': they "
+            f"name the 'dataset' of their rows (got {', '.join(names)})."
         )
     opts.derivatives = derivatives
     if opts.thresholds is None:
