@@ -48,7 +48,10 @@ __all__ = [
     "generate_motion_samples",
     "generate_template_space_images",
     "generate_coregistered_pairs",
+    "read_coregistered_pairs",
     "read_pair_list",
+    "read_template_space_images",
+    "CoregisteredPair",
     "save_template_space_sample",
     "to_template_space",
 ]
@@ -111,8 +114,13 @@ def save_template_space_sample(image: nb.Nifti1Image, stem: Path) -> str | None:
         LOGGER.warning("Dropping %s: %s", stem.name, err)
         return None
     path = stem.with_name(f"{stem.name}.npy")
-    np.save(path, normalise_intensity(volume).astype(np.float16))
+    _save_scaled(volume, path)
     return path.name
+
+
+def _save_scaled(volume: np.ndarray, path: Path) -> None:
+    """Save a template-space volume scaled by :func:`normalise_intensity`, as float16."""
+    np.save(path, normalise_intensity(volume).astype(np.float16))
 
 
 def generate_motion_samples(
@@ -164,8 +172,46 @@ def generate_template_space_images(
     )
 
 
+def read_template_space_images(table: str | os.PathLike) -> list[tuple[Path, str]]:
+    """The ``(volume, base image)`` of each row of the table that
+    :func:`generate_template_space_images` returns; ``FileNotFoundError`` without the table."""
+    table = Path(table)
+    if not table.is_file():
+        raise FileNotFoundError(f"no {table.name} in {table.parent}")
+    with table.open(newline="") as stream:
+        rows = csv.DictReader(stream, delimiter="\t")
+        return [(table.parent / row["filename"], row["base_image"]) for row in rows]
+
+
 #: The table of :func:`generate_coregistered_pairs`, one row per pair.
 PAIRS_TABLE = "pairs.tsv"
+
+
+@dataclass(frozen=True)
+class CoregisteredPair:
+    """One real FLAIR/T1w pair as :func:`generate_coregistered_pairs` wrote it."""
+
+    #: The FLAIR and the T1w on the template grid (``.npy``).
+    moving: Path
+    reference: Path
+    #: The source images.
+    moving_image: str
+    reference_image: str
+
+
+def read_coregistered_pairs(table: str | os.PathLike) -> list[CoregisteredPair]:
+    """The pairs listed in the table that :func:`generate_coregistered_pairs` returns."""
+    table = Path(table)
+    with table.open(newline="") as stream:
+        return [
+            CoregisteredPair(
+                table.parent / row["moving"],
+                table.parent / row["reference"],
+                row["moving_image"],
+                row["base_image"],
+            )
+            for row in csv.DictReader(stream, delimiter="\t")
+        ]
 
 
 def read_pair_list(path: str | os.PathLike) -> list[tuple[Path, Path]]:
@@ -201,8 +247,7 @@ def _coregistered_pair(moving: Path, reference: Path, stem: Path) -> dict | None
         LOGGER.warning("Dropping the pair %s, %s: %s", moving, reference, err)
         return None
     for key, img in (("moving", coregistered), ("reference", registered.registered)):
-        volume = normalise_intensity(np.asarray(img.dataobj, dtype=np.float32))
-        np.save(stem.parent / names[key], volume.astype(np.float16))
+        _save_scaled(np.asarray(img.dataobj, dtype=np.float32), stem.parent / names[key])
     return row
 
 

@@ -178,7 +178,9 @@ def evaluate_registration(opts: Namespace) -> None:
     from bidsqc.training_data import (
         generate_coregistered_pairs,
         generate_template_space_images,
+        read_coregistered_pairs,
         read_pair_list,
+        read_template_space_images,
     )
 
     network = _network(opts)
@@ -187,15 +189,14 @@ def evaluate_registration(opts: Namespace) -> None:
         labels = generate_template_space_images(
             opts.images, opts.out / "samples", seed=opts.seed, n_jobs=opts.jobs
         )
-        for row in pd.read_csv(labels, sep="\t").itertuples():
-            volumes.append(("template", row.base_image, labels.parent / row.filename, None))
+        for volume, base_image in read_template_space_images(labels):
+            volumes.append(("template", base_image, volume, None))
     if opts.pairs is not None:
         table = generate_coregistered_pairs(
             read_pair_list(opts.pairs), opts.out / "pairs", n_jobs=opts.jobs
         )
-        for row in pd.read_csv(table, sep="\t").itertuples():
-            files = (table.parent / row.moving, table.parent / row.reference)
-            volumes.append(("coregistered", row.moving_image, *files))
+        for pair in read_coregistered_pairs(table):
+            volumes.append(("coregistered", pair.moving_image, pair.moving, pair.reference))
     if not volumes:
         raise ValueError(f"no image could be preprocessed (see {LABELS_TABLE} in {opts.out})")
     table = evaluation.registration_protocol(

@@ -302,7 +302,6 @@ def train_registration(opts: Namespace) -> None:
     SetupError
         When the device, the base images or the split do not allow training.
     """
-    import pandas as pd
     import torch
 
     from bidsqc.registration_pairs import (
@@ -312,7 +311,12 @@ def train_registration(opts: Namespace) -> None:
     )
     from bidsqc.simulation import LABELS_TABLE
     from bidsqc.training import registration_metrics, subject_level_split, subject_of
-    from bidsqc.training_data import generate_coregistered_pairs, read_pair_list
+    from bidsqc.training_data import (
+        generate_coregistered_pairs,
+        read_coregistered_pairs,
+        read_pair_list,
+        read_template_space_images,
+    )
 
     _check_device(opts)
     if opts.crop is not None:
@@ -320,7 +324,10 @@ def train_registration(opts: Namespace) -> None:
     samples = _samples(opts, corrupted=False)
     training_files = [samples / LABELS_TABLE]
     try:
-        volumes, sources = _sample_table(samples / LABELS_TABLE)
+        images = read_template_space_images(samples / LABELS_TABLE)
+        if not images:
+            raise ValueError(f"{samples / LABELS_TABLE} lists no volume")
+        volumes, sources = zip(*images, strict=True)
         train_index, val_index = subject_level_split(sources, opts.val_fraction, opts.seed)
         pairs = {True: [], False: []}  # by whether the T1w's subject validates
         if opts.pairs:
@@ -329,9 +336,9 @@ def train_registration(opts: Namespace) -> None:
             )
             training_files.append(table)
             val_subjects = {subject_of(sources[i]) for i in val_index}
-            for row in pd.read_csv(table, sep="\t").itertuples():
-                files = (table.parent / row.moving, table.parent / row.reference)
-                pairs[subject_of(row.base_image) in val_subjects].append(files)
+            for pair in read_coregistered_pairs(table):
+                validates = subject_of(pair.reference_image) in val_subjects
+                pairs[validates].append((pair.moving, pair.reference))
     except (FileNotFoundError, ValueError) as err:
         raise SetupError(f"Cannot train on the base volumes in '{samples}': {err}") from err
     per_image = opts.samples_per_image
@@ -390,19 +397,6 @@ def _check_crop(opts: Namespace) -> None:
                 f"--crop {' '.join(map(str, opts.crop))} must lie between {smallest} voxels and "
                 f"the head box, {' x '.join(map(str, HEAD_BOX_SHAPE))}, along each axis."
             )
-
-
-def _sample_table(table: Path) -> tuple[list[Path], list[str]]:
-    """Volumes and base images listed in a labels table."""
-    import csv
-
-    if not table.is_file():
-        raise FileNotFoundError(f"no {table.name} in {table.parent}")
-    with table.open(newline="") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t"))
-    if not rows:
-        raise ValueError(f"{table} lists no volume")
-    return [table.parent / row["filename"] for row in rows], [row["base_image"] for row in rows]
 
 
 def _fit_and_save(
