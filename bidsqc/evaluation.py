@@ -42,7 +42,7 @@ from bidsqc.inference import predict_motion, predict_registration
 from bidsqc.loading import load_anatomical
 from bidsqc.metrics import estimate_brain_mask, mask_dice, mask_hd95_mm, nmi, nmi_region
 from bidsqc.networks import MotionNet
-from bidsqc.registration_pairs import RandomMisalignment, misaligned
+from bidsqc.registration_pairs import RandomMisalignment, misaligned, template_reference
 from bidsqc.simulation import RandomCorruption, RandomMotion, generate_corrupted_dataset
 from bidsqc.training import (
     PARTICIPANT_FOLDER,
@@ -268,11 +268,12 @@ def _protocol_samples(
     seed: int,
 ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """Each volume aligned, then misaligned ``repeats`` times per range: row, moving, reference."""
-    template_t1w = normalise_intensity(load_template(2).t1w)
     for i, (kind, image, moving_path, reference_path) in enumerate(volumes):
         moving = normalise_intensity(np.load(moving_path))
         reference = (
-            template_t1w if reference_path is None else normalise_intensity(np.load(reference_path))
+            template_reference()
+            if reference_path is None
+            else normalise_intensity(np.load(reference_path))
         )
         yield {"kind": kind, "image": image, "condition": ALIGNED, "rms_mm": 0.0}, moving, reference
         for r, (name, span) in enumerate(REGISTRATION_RANGES.items()):

@@ -52,6 +52,7 @@ __all__ = [
     "random_acquisition",
     "random_label_map",
     "render_labels",
+    "template_reference",
 ]
 
 #: Registration error (Jenkinson RMS, mm) from which a pair counts as misregistered.
@@ -67,6 +68,14 @@ def brain_centre_mm() -> tuple[float, float, float]:
     template = load_template(2)
     index = np.argwhere(template.brain_mask).mean(axis=0)
     return tuple(float(x) for x in template.affine[:3, :3] @ index + template.affine[:3, 3])
+
+
+@cache
+def template_reference() -> np.ndarray:
+    """The template T1w as the network takes it, the reference of template pairs (read-only)."""
+    reference = normalise_intensity(load_template(2).t1w)
+    reference.setflags(write=False)
+    return reference
 
 
 @dataclass(frozen=True)
@@ -326,7 +335,7 @@ class RegistrationPairDataset(Dataset):
             base = _load(self.volumes[rng.integers(len(self.volumes))])
             if kind == "template":
                 moving = random_acquisition(base, rng)
-                reference = normalise_intensity(load_template(2).t1w)
+                reference = template_reference()
             else:
                 moving = _random_intensity_map(base, rng)
                 reference = _random_intensity_map(base, rng)
