@@ -45,9 +45,9 @@ class Threshold:
     review: float | None = None
     fail: float | None = None
 
-    def level(self, value: float, better: str) -> int:
+    def level(self, value: float | None, better: str) -> int:
         """0 (pass), 1 (review) or 2 (fail) for ``value`` of a column where ``better`` is
-        ``"lower"`` or ``"higher"``."""
+        ``"lower"`` or ``"higher"``; a missing value (None, NaN) crosses nothing."""
         if value is None or not math.isfinite(value):
             return 0
         sign = 1 if better == "lower" else -1
@@ -107,7 +107,7 @@ def decide(
     for column, threshold in thresholds.items():
         value = row.get(column)
         better = columns[column].better
-        level = threshold.level(value, better) if value is not None else 0
+        level = threshold.level(value, better)
         if level:
             limit = threshold.fail if level == 2 else threshold.review
             sign = ">=" if better == "lower" else "<="
