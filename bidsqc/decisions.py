@@ -57,11 +57,19 @@ class Threshold:
         return 0
 
 
-#: Default thresholds: motion grade mild or severe, and registrations the network doubts.
+#: Default thresholds: motion grade mild or severe, registrations the network doubts, any
+#: artefact more likely than not (review only: most can be corrected, or only matter to some
+#: analyses), and a quality score below 6 (an artefact of severity 0.67, or two milder ones)
+#: or 3 (one severe artefact and more).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
     "p_misregistered": Threshold(review=0.5, fail=0.9),
     "p_misregistered_to_t1w": Threshold(review=0.5, fail=0.9),
+    **{
+        column: Threshold(review=0.5)
+        for column in ("p_ghosting", "p_spike", "p_inhomogeneity", "p_noise", "p_blur")
+    },
+    "quality_score": Threshold(review=6, fail=3),
 }
 
 

@@ -22,6 +22,14 @@ each range of :data:`REGISTRATION_RANGES` (Jenkinson RMS, mm). For each range, t
 with the true RMS; the classical measures of the foundation (``mask_dice``, ``mask_hd95_mm``,
 ``nmi``) get the same AUCs and Spearman, on the same samples.
 
+Artefact network (:func:`generate_artefact_protocol_samples`): every held-out image clean, and
+with each artefact of :data:`bidsqc.networks.ARTEFACT_NAMES` alone at each severity of
+:data:`ARTEFACT_LEVELS` (mild 0.3, moderate 0.6), simulated at native resolution and
+preprocessed as the pipeline does. Per artefact and level, the AUC of its probability against
+the clean images, and against the clean images and the other artefacts (the pairwise check of
+the issue), with sensitivity and specificity at :data:`ARTEFACT_THRESHOLD`; the R² of
+``quality_score`` and the fraction of clean scans flagged with any artefact.
+
 Results are given overall and per source, the folder of the image (MSLUB's participant
 folders are skipped, so its sources are its cohorts).
 """
@@ -38,12 +46,27 @@ import numpy as np
 import pandas as pd
 
 from bidsqc.data import load_template
-from bidsqc.inference import predict_motion, predict_registration
+from bidsqc.inference import predict_artefacts, predict_motion, predict_registration
 from bidsqc.loading import load_anatomical
 from bidsqc.metrics import estimate_brain_mask, mask_dice, mask_hd95_mm, nmi, nmi_region
-from bidsqc.networks import MotionNet
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
+from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.registration_pairs import RandomMisalignment, misaligned, template_reference
-from bidsqc.simulation import RandomCorruption, RandomMotion, generate_corrupted_dataset
+from bidsqc.simulation import (
+    ARTEFACTS,
+    Artefact,
+    BiasField,
+    Blur,
+    Ghosting,
+    Noise,
+    RandomArtefact,
+    RandomBiasField,
+    RandomCorruption,
+    RandomMotion,
+    Spike,
+    generate_corrupted_dataset,
+    quality_score,
+)
 from bidsqc.training import (
     PARTICIPANT_FOLDER,
     balanced_accuracy,
@@ -54,9 +77,20 @@ from bidsqc.training import (
     spearman,
     specificity,
 )
-from bidsqc.training_data import save_template_space_sample, to_template_space
+from bidsqc.training_data import (
+    ArtefactSampleWriter,
+    save_template_space_sample,
+    to_template_space,
+)
 
 __all__ = [
+    "ARTEFACT_LEVELS",
+    "ARTEFACT_THRESHOLD",
+    "ArtefactAtSeverity",
+    "artefact_metrics_table",
+    "artefact_summary",
+    "generate_artefact_protocol_samples",
+    "predict_artefact_samples",
     "MOTION_RANGES",
     "REGISTRATION_RANGES",
     "registration_metrics_table",
@@ -350,3 +384,142 @@ def registration_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
                     result["aligned_flagged"] = float((aligned[column] >= 0.5).mean())
                 results.append(result)
     return pd.DataFrame(results)
+
+
+# --- artefact network -------------------------------------------------------------------------
+
+#: Severity of each level of the artefact protocol (:attr:`bidsqc.simulation.Artefact.severity`).
+ARTEFACT_LEVELS: dict[str, float] = {"mild": 0.3, "moderate": 0.6}
+#: The decision threshold on each artefact probability that the evaluation scores.
+ARTEFACT_THRESHOLD = 0.5
+
+
+class ArtefactAtSeverity(RandomArtefact):
+    """One artefact of the artefact network at an exact severity, its other parameters random.
+
+    Ghosting: 2 or 3 ghosts (as many as the severity allows) along a random axis. Spike: one,
+    at a uniformly random k-space position. Bias: a random order-3 field, scaled to the
+    strength. Blur and noise have no other parameter (the noise seed aside).
+    """
+
+    def __init__(self, name: str, severity: float) -> None:
+        if name not in ARTEFACT_NAMES:
+            raise ValueError(f"unknown artefact {name!r}; known: {ARTEFACT_NAMES}")
+        if not 0 < severity <= 1:
+            raise ValueError(f"severity must be in (0, 1], got {severity}")
+        self.name = name
+        self.strength = severity * ARTEFACTS[name].full_scale
+
+    def sample(self, rng: np.random.Generator) -> Artefact:
+        if self.name == "ghosting":
+            counts = [n for n in (2, 3) if self.strength * n <= 1]
+            count = int(rng.choice(counts))
+            return Ghosting(count, int(rng.integers(3)), self.strength * count)
+        if self.name == "spike":
+            return Spike(positions=rng.random((1, 3)), intensity=self.strength)
+        if self.name == "bias":
+            field = RandomBiasField(coefficients=(1.0, 1.0)).sample(rng)
+            scale = self.strength / field.strength
+            return BiasField([c * scale for c in field.coefficients], field.order)
+        if self.name == "blur":
+            return Blur(fwhm=self.strength)
+        return Noise(std=self.strength, seed=int(rng.integers(2**32)))
+
+
+def generate_artefact_protocol_samples(
+    images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    repeats: int,
+    seed: int,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Write every image clean, and ``repeats`` times with each artefact at each level of
+    :data:`ARTEFACT_LEVELS`, preprocessed as the pipeline does: each corrupted copy is
+    registered itself (:class:`bidsqc.training_data.ArtefactSampleWriter` with
+    ``register_copies``) and resampled from its native resolution onto the 1 mm head box.
+
+    ``out_dir/<condition>/`` holds the samples of each condition (``clean``, ``noise-mild``...)
+    as :func:`bidsqc.simulation.generate_corrupted_dataset` writes them, so a stopped run
+    resumes. Returns their labels with the columns ``condition``, ``artefact``, ``level`` and
+    ``path`` added.
+    """
+    out_dir = Path(out_dir)
+    conditions = {CLEAN: ([], CLEAN, CLEAN, 1)} | {
+        f"{name}-{level}": ([ArtefactAtSeverity(name, severity)], name, level, repeats)
+        for name in ARTEFACT_NAMES
+        for level, severity in ARTEFACT_LEVELS.items()
+    }
+    tables = []
+    for condition, (artefacts, artefact, level, n_per_image) in conditions.items():
+        LOGGER.info("Generating the %s samples.", condition)
+        labels = generate_corrupted_dataset(
+            images,
+            out_dir / condition,
+            n_per_image=n_per_image,
+            seed=seed,
+            corruption=RandomCorruption(artefacts, probabilities=1.0),
+            n_jobs=n_jobs,
+            save_sample=ArtefactSampleWriter(register_copies=True),
+        )
+        table = pd.read_csv(labels, sep="\t")
+        table["condition"], table["artefact"], table["level"] = condition, artefact, level
+        table["path"] = [str(labels.parent / filename) for filename in table["filename"]]
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def predict_artefact_samples(network: ArtefactNet, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the artefact columns of each sample's prediction and its true
+    ``quality_true`` (:func:`bidsqc.simulation.quality_score` of its severities)."""
+    predictions = [
+        predict_artefacts(network, np.load(path).astype(np.float32)).columns()
+        for path in table["path"]
+    ]
+    severities = table[[f"severity_{name}" for name in ARTEFACTS]].to_numpy()
+    quality = [quality_score(dict(zip(ARTEFACTS, row, strict=True))) for row in severities]
+    return table.assign(quality_true=quality).join(pd.DataFrame(predictions, index=table.index))
+
+
+def artefact_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per artefact and level: the AUC of its probability against the clean images and against
+    the clean images and those with another artefact at the same level, and, at
+    :data:`ARTEFACT_THRESHOLD`, the sensitivity and the specificity on those two sets."""
+    rows = []
+    clean = table["condition"] == CLEAN
+    for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
+        for level in ARTEFACT_LEVELS:
+            corrupted = (table["artefact"] == name) & (table["level"] == level)
+            others = clean | ((table["level"] == level) & ~corrupted)
+            scores, flagged = table[column], table[column] >= ARTEFACT_THRESHOLD
+            rows.append(
+                {
+                    "artefact": name,
+                    "level": level,
+                    "n": int(corrupted.sum()),
+                    "auc_vs_clean": _auc(corrupted, clean, scores),
+                    "auc_vs_clean_and_others": _auc(corrupted, others, scores),
+                    "sensitivity": float(flagged[corrupted].mean()),
+                    "specificity_clean": float(1 - flagged[clean].mean()),
+                    "specificity_others": float(1 - flagged[others].mean()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def artefact_summary(table: pd.DataFrame) -> dict[str, float]:
+    """R² and Spearman of ``quality_score`` over every sample, and the fraction of clean real
+    scans flagged with any artefact at :data:`ARTEFACT_THRESHOLD`."""
+    clean = table[table["condition"] == CLEAN]
+    columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
+    return {
+        "quality_r2": r2_score(table["quality_true"], table["quality_score"]),
+        "quality_spearman": spearman(table["quality_true"], table["quality_score"]),
+        "clean_flagged_any": float((clean[columns] >= ARTEFACT_THRESHOLD).any(axis=1).mean()),
+        "clean_images": len(clean),
+    }
+
+
+def _auc(positive: pd.Series, negative: pd.Series, scores: pd.Series) -> float:
+    keep = positive | negative
+    return roc_auc(positive[keep].to_numpy(), scores[keep].to_numpy())

@@ -22,16 +22,28 @@ import nibabel as nb
 import numpy as np
 import torch
 
-from bidsqc.data import MODELS_DIR
-from bidsqc.networks import MOTION_BINS, MotionNet
+from bidsqc.data import MODELS_DIR, head_box, head_box_brain_mask
+from bidsqc.networks import ARTEFACT_NAMES, MOTION_BINS, ArtefactNet, EncoderNet, MotionNet
+from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.tiles import (
+    MIN_BRAIN_FRACTION,
+    aggregate_tiles,
+    extract_tiles,
+    tile_fractions,
+    tile_map,
+    tile_origins,
+)
 from bidsqc.training import load_model, normalise_intensity, resolve_device
 
 __all__ = [
+    "ARCHITECTURES",
+    "ArtefactPrediction",
     "MotionPrediction",
     "RegistrationPrediction",
     "load_bundled_network",
     "load_network",
     "load_preprocessed",
+    "predict_artefacts",
     "predict_motion",
     "predict_registration",
 ]
@@ -50,20 +62,28 @@ def _binned(distribution: Sequence[float]) -> dict[str, list[float]]:
     }
 
 
-def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu") -> MotionNet:
+#: The network classes a model card's ``architecture`` may name.
+ARCHITECTURES: dict[str, type[EncoderNet]] = {cls.__name__: cls for cls in (MotionNet, ArtefactNet)}
+
+
+def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderNet:
     """Trained weights (``.pt``), in eval mode on ``device``.
 
-    The network's constructor arguments come from the model card beside the weights (same
-    name, ``.json``), so the card and the weights cannot disagree.
+    The network's class and constructor arguments come from the model card beside the weights
+    (same name, ``.json``), so the card and the weights cannot disagree.
     """
     weights = Path(weights)
     card = json.loads(weights.with_suffix(".json").read_text())
-    network = load_model(weights, MotionNet, **card["hyperparameters"]["network"])
+    architecture = card.get("architecture", MotionNet.__name__)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"{weights}: unknown architecture {architecture!r}")
+    network = load_model(weights, ARCHITECTURES[architecture], **card["hyperparameters"]["network"])
     return network.to(resolve_device(str(device)))
 
 
-def load_bundled_network(name: str, device: str | torch.device = "cpu") -> MotionNet:
-    """The bundled network ``name`` (``"motion"``), in eval mode on ``device``."""
+def load_bundled_network(name: str, device: str | torch.device = "cpu") -> EncoderNet:
+    """The bundled network ``name`` (``"motion"``, ``"registration"`` or ``"artefact"``), in
+    eval mode on ``device``."""
     return load_network(MODELS_DIR / f"{name}.pt", device)
 
 
@@ -136,6 +156,109 @@ class RegistrationPrediction:
     def to_dict(self, suffix: str = "") -> dict:
         """JSON-ready: the columns (see :meth:`columns`), plus the error distribution."""
         return self.columns(suffix) | _binned(self.mm_distribution)
+
+
+@dataclass(frozen=True)
+class ArtefactPrediction:
+    """What the artefact network says about one image, and about each of its tiles."""
+
+    #: Probability of each artefact of :data:`bidsqc.networks.ARTEFACT_NAMES` in the image.
+    probabilities: tuple[float, ...]
+    #: The image's 0-10 quality score.
+    quality_score: float
+    #: Origins of the tiles on the 1 mm head box, shape (N, 3) (:func:`bidsqc.tiles.tile_origins`).
+    tile_origins: np.ndarray
+    #: Each tile's artefact probabilities, shape (N, 5), and quality score, shape (N,).
+    tile_probabilities: np.ndarray
+    tile_quality: np.ndarray
+    #: Each tile's say in the image's answer (:func:`bidsqc.tiles.aggregate_tiles`), shape (N,).
+    tile_weights: np.ndarray
+
+    def columns(self) -> dict[str, float]:
+        """The QC-table columns (:data:`bidsqc.outputs.ARTEFACT_COLUMNS`)."""
+        named = zip(ARTEFACT_NAMES, self.probabilities, strict=True)
+        return {ARTEFACT_PROBABILITY_COLUMNS[name]: float(p) for name, p in named} | {
+            "quality_score": float(self.quality_score)
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the columns, plus every tile's origin, weight and answers."""
+        return self.columns() | {
+            "tiles": [
+                {
+                    "origin_voxel": [int(v) for v in origin],
+                    "weight": round(float(weight), 4),
+                    "quality_score": round(float(quality), 4),
+                    **{
+                        ARTEFACT_PROBABILITY_COLUMNS[name]: round(float(p), 4)
+                        for name, p in zip(ARTEFACT_NAMES, probabilities, strict=True)
+                    },
+                }
+                for origin, weight, quality, probabilities in zip(
+                    self.tile_origins,
+                    self.tile_weights,
+                    self.tile_quality,
+                    self.tile_probabilities,
+                    strict=True,
+                )
+            ]
+        }
+
+    def artefact_map(self, shape: Sequence[int]) -> np.ndarray:
+        """Tile answers spread over the head box of ``shape``, shape (*shape, 6): each artefact's
+        probability, then the quality score; NaN where no tile reaches (:func:`tile_map`)."""
+        values = np.column_stack([self.tile_probabilities, self.tile_quality])
+        return tile_map(values, self.tile_origins, shape)
+
+
+def predict_artefacts(
+    network: ArtefactNet, volume: np.ndarray, *, batch_size: int = 12
+) -> ArtefactPrediction:
+    """Detect artefacts in one volume on the 1 mm head box (:func:`load_preprocessed` of the
+    ``res-1`` image), tile by tile.
+
+    Tiles with less brain than :data:`bidsqc.tiles.MIN_BRAIN_FRACTION` (the brain being the
+    template brain mask inside the scan's field of view) are skipped, unless every tile is;
+    the image's presence logits and quality are the brain-weighted means of the others'
+    (:func:`bidsqc.tiles.aggregate_tiles`). Unlike the whole-image networks, tiles are not
+    mirrored: the mirror would double the cost for an answer already averaged over ~27 tiles.
+    """
+    if volume.shape != head_box(1)[0]:
+        raise ValueError(
+            f"expected a volume on the 1 mm head box {head_box(1)[0]}, got {volume.shape}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    origins = tile_origins(volume.shape)
+    weights = tile_fractions(head_box_brain_mask(1) & (volume > 0), origins)
+    if (weights >= MIN_BRAIN_FRACTION).any():
+        origins, weights = (
+            origins[weights >= MIN_BRAIN_FRACTION],
+            weights[weights >= MIN_BRAIN_FRACTION],
+        )
+    device = next(network.parameters()).device
+    network.eval()
+    logits, quality = [], []
+    with torch.inference_mode():
+        for start in range(0, len(origins), batch_size):
+            tiles = extract_tiles(volume, origins[start : start + batch_size])
+            output = network(torch.from_numpy(tiles[:, None].astype(np.float32)).to(device))
+            logits.append(output.presence_logits.cpu().numpy())
+            quality.append(output.quality.cpu().numpy())
+    tile_logits, tile_quality = np.concatenate(logits), np.concatenate(quality)
+    image = aggregate_tiles(np.column_stack([tile_logits, tile_quality]), weights)
+    return ArtefactPrediction(
+        probabilities=tuple(float(p) for p in _sigmoid(image[:-1])),
+        quality_score=float(image[-1]),
+        tile_origins=origins,
+        tile_probabilities=_sigmoid(tile_logits),
+        tile_quality=tile_quality,
+        tile_weights=weights,
+    )
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-logits))
 
 
 def predict_motion(

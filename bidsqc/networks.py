@@ -16,6 +16,9 @@ MotionNet      the encoder, a two-layer FC trunk and two heads: motion grade (no
                with two input channels and two classes, the registration-QC network
 EdgeAlignment  normalised-gradient-field features of an image pair (Haber & Modersitzki 2006),
                which the registration-QC network computes before its encoder
+ArtefactNet    the encoder on a 64 mm tile of the 1 mm head box, a one-layer trunk and two heads:
+               presence of five artefacts and a 0-10 quality score (MIQA, Kitware)
+EncoderNet     what they share: the encoder, the trunk, embeddings and a frozen encoder
 SoftBins       bins of that distribution: Gaussian soft labels and their expectation in mm;
                MOTION_BINS holds the network's (50 bins, 0 to 24.5 mm)
 ============== ==================================================================================
@@ -42,9 +45,13 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "ARTEFACT_NAMES",
     "MOTION_BINS",
+    "ArtefactNet",
+    "ArtefactOutput",
     "Conv5Encoder",
     "EdgeAlignment",
+    "EncoderNet",
     "MotionNet",
     "MotionOutput",
     "SoftBins",
@@ -241,16 +248,65 @@ class MotionOutput(NamedTuple):
     mm_log_probs: Tensor
 
 
-class MotionNet(nn.Module):
-    """Motion grade and motion amount (mm) from one registered image.
-
-    A :class:`Conv5Encoder`, then a fully connected trunk (dropout, linear, ReLU per layer) and
-    two linear heads, as in Conv5FC3 (Loizillon et al. 2023) with a second, SFCN-style head
-    (Bricout et al.) giving a distribution over :class:`SoftBins`.
+class EncoderNet(nn.Module):
+    """A :class:`Conv5Encoder` and a fully connected trunk (dropout, linear, ReLU per layer),
+    for the heads of a subclass to read; what every bidsqc network shares.
 
     For transfer learning, :meth:`embed` gives the encoder's output and :meth:`freeze_encoder`
     fixes the encoder, so that only the trunk and heads train (as Loizillon et al. fine-tune the
     three FC layers). A frozen encoder stays in eval mode, so its batch statistics are kept too.
+
+    Args:
+        in_channels: number of input channels of the encoder.
+        channels: output channels of each encoder block.
+        hidden_features: width of each layer of the trunk.
+        dropout: dropout probability before each trunk layer.
+        features: a module applied to the input before the encoder (none by default).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        hidden_features: Sequence[int],
+        dropout: float,
+        features: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not hidden_features:
+            raise ValueError("hidden_features must list at least one layer width")
+        self.features = nn.Identity() if features is None else features
+        self.encoder = Conv5Encoder(in_channels, channels)
+        layers = []
+        for n_in, n_out in zip(
+            (self.encoder.out_features, *hidden_features[:-1]), hidden_features, strict=True
+        ):
+            layers += [nn.Dropout(dropout), nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]
+        self.trunk = nn.Sequential(*layers)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The encoder's embedding, shape (B, channels[-1])."""
+        return self.encoder(self.features(x))
+
+    def freeze_encoder(self) -> None:
+        """Stop training the encoder: no gradients, and batch norm kept in eval mode."""
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True) -> EncoderNet:
+        super().train(mode)
+        if not any(parameter.requires_grad for parameter in self.encoder.parameters()):
+            self.encoder.eval()
+        return self
+
+
+class MotionNet(EncoderNet):
+    """Motion grade and motion amount (mm) from one registered image.
+
+    An :class:`EncoderNet` and two linear heads, as in Conv5FC3 (Loizillon et al. 2023) with a
+    second, SFCN-style head (Bricout et al.) giving a distribution over :class:`SoftBins`.
 
     The registration-QC network is the same network with ``in_channels=2`` (moving image and
     reference), ``n_grades=2`` (aligned, misregistered) and ``edge_alignment=True``, which puts
@@ -283,28 +339,13 @@ class MotionNet(nn.Module):
         n_bins: int = MOTION_BINS.n_bins,
         edge_alignment: bool = False,
     ) -> None:
-        super().__init__()
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if not hidden_features:
-            raise ValueError("hidden_features must list at least one layer width")
         if edge_alignment and in_channels != 2:
             raise ValueError(f"edge_alignment needs a pair (in_channels=2), got {in_channels}")
-        self.features = EdgeAlignment() if edge_alignment else nn.Identity()
+        features = EdgeAlignment() if edge_alignment else None
         encoder_channels = EdgeAlignment.out_channels if edge_alignment else in_channels
-        self.encoder = Conv5Encoder(encoder_channels, channels)
-        layers = []
-        for n_in, n_out in zip(
-            (self.encoder.out_features, *hidden_features[:-1]), hidden_features, strict=True
-        ):
-            layers += [nn.Dropout(dropout), nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]
-        self.trunk = nn.Sequential(*layers)
+        super().__init__(encoder_channels, channels, hidden_features, dropout, features)
         self.grade_head = nn.Linear(hidden_features[-1], n_grades)
         self.mm_head = nn.Linear(hidden_features[-1], n_bins)
-
-    def embed(self, x: Tensor) -> Tensor:
-        """The encoder's embedding, shape (B, channels[-1])."""
-        return self.encoder(self.features(x))
 
     def forward(self, x: Tensor) -> MotionOutput:
         features = self.trunk(self.embed(x))
@@ -313,13 +354,55 @@ class MotionNet(nn.Module):
             mm_log_probs=torch.log_softmax(self.mm_head(features), dim=1),
         )
 
-    def freeze_encoder(self) -> None:
-        """Stop training the encoder: no gradients, and batch norm kept in eval mode."""
-        self.encoder.requires_grad_(False)
-        self.encoder.eval()
 
-    def train(self, mode: bool = True) -> MotionNet:
-        super().train(mode)
-        if not any(parameter.requires_grad for parameter in self.encoder.parameters()):
-            self.encoder.eval()
-        return self
+#: Artefacts the artefact network detects, by their :mod:`bidsqc.simulation` names.
+ARTEFACT_NAMES = ("ghosting", "spike", "bias", "noise", "blur")
+
+
+class ArtefactOutput(NamedTuple):
+    """What :class:`ArtefactNet` returns, for a batch of B tiles."""
+
+    #: Presence logit of each of :data:`ARTEFACT_NAMES`, shape (B, 5).
+    presence_logits: Tensor
+    #: Quality score in [0, 10], shape (B,).
+    quality: Tensor
+
+
+class ArtefactNet(EncoderNet):
+    """Presence of each artefact and a 0-10 quality score from one 64 mm tile (MIQA-style).
+
+    An :class:`EncoderNet` and two linear heads: one logit per artefact of
+    :data:`ARTEFACT_NAMES` (several may be present at once, so each is its own sigmoid), and a
+    quality score squashed into [0, 10] by ``10 * sigmoid``. On a 64^3 tile the five pooling
+    blocks end at 2^3 voxels, so the first block sees the noise and stripes at 1 mm and the
+    last sees a 32 mm neighbourhood, enough for ghosts, blurred edges and a smooth bias field.
+
+    Args:
+        channels: output channels of each encoder block.
+        hidden_features: width of each layer of the trunk.
+        dropout: dropout probability before each trunk layer.
+
+    Input shape ``(1, X, Y, Z)``; outputs of shapes ``(5,)`` and ``()``.
+
+    Examples:
+        >>> net = ArtefactNet()
+        >>> net(torch.zeros(2, 1, 64, 64, 64)).presence_logits.shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (8, 16, 32, 64, 128),
+        hidden_features: Sequence[int] = (64,),
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__(1, channels, hidden_features, dropout)
+        self.presence_head = nn.Linear(hidden_features[-1], len(ARTEFACT_NAMES))
+        self.quality_head = nn.Linear(hidden_features[-1], 1)
+
+    def forward(self, x: Tensor) -> ArtefactOutput:
+        features = self.trunk(self.embed(x))
+        return ArtefactOutput(
+            presence_logits=self.presence_head(features),
+            quality=10 * torch.sigmoid(self.quality_head(features)[:, 0]),
+        )

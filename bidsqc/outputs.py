@@ -7,10 +7,13 @@ All names are computed here and nowhere else. For a source image
     sub-01/ses-1/anat/sub-01_ses-1_run-1_from-T1w_to-MNI152NLin2009cSym_mode-image_xfm.mat
     sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-motion_T1w.json
     sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-registration_T1w.json
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-artefacts_T1w.json
+    sub-01/ses-1/anat/sub-01_ses-1_run-1_space-MNI152NLin2009cSym_res-2_desc-artefactmap_T1w.nii.gz
     sub-01/ses-1/anat/sub-01_ses-1_run-1_desc-measures_T1w.json
     sub-01/figures/sub-01_ses-1_run-1_desc-raw_T1w.png
     sub-01/figures/sub-01_ses-1_run-1_desc-registered_T1w.png
     sub-01/figures/sub-01_ses-1_run-1_desc-motion_T1w.png
+    sub-01/figures/sub-01_ses-1_run-1_desc-artefacts_T1w.png
     sub-01/sub-01_qc.tsv  and  sub-01/sub-01_qc.json
     sub-01.html
 
@@ -42,11 +45,15 @@ from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, decide
 from bidsqc.metrics import MEASURES, MeasureInfo
 
 __all__ = [
+    "ARTEFACT_COLUMNS",
+    "ARTEFACT_PROBABILITY_COLUMNS",
     "ID_COLUMNS",
     "MOTION_COLUMNS",
     "NA",
     "QC_COLUMNS",
     "REGISTRATION_COLUMNS",
+    "artefact_map_path",
+    "artefacts_path",
     "column_dictionary",
     "derivative_path",
     "figure_path",
@@ -172,8 +179,55 @@ REGISTRATION_COLUMNS: dict[str, MeasureInfo] = {
         "lower",
     ),
 }
+_ARTEFACT_SCALE = (
+    "Averaged over the 64 mm tiles of the 1 mm head box that hold brain, weighted by their "
+    "brain fraction; each tile's value is in the desc-artefacts JSON and the desc-artefactmap "
+    "image (docs/outputs.md)."
+)
+#: The QC-table column of each artefact of the artefact network
+#: (:data:`bidsqc.networks.ARTEFACT_NAMES`), in its order.
+ARTEFACT_PROBABILITY_COLUMNS = {
+    "ghosting": "p_ghosting",
+    "spike": "p_spike",
+    "bias": "p_inhomogeneity",
+    "noise": "p_noise",
+    "blur": "p_blur",
+}
+_ARTEFACT_DESCRIPTIONS = {
+    "ghosting": "ghosting: shifted copies of the head along the phase-encoding axis",
+    "spike": "spikes: herringbone stripes from bright points in k-space",
+    "bias": "intensity inhomogeneity: a smooth bias field from the receive coil",
+    "noise": "noise: thermal (Rician) noise above what the scan normally carries",
+    "blur": "blur: a loss of resolution, as from a wide point-spread function",
+}
+#: The artefact network's columns.
+ARTEFACT_COLUMNS: dict[str, MeasureInfo] = {
+    **{
+        column: MeasureInfo(
+            f"P({_ARTEFACT_DESCRIPTIONS[name].split(':')[0]})",
+            "Probability, from the artefact network, that the image shows "
+            f"{_ARTEFACT_DESCRIPTIONS[name]}. " + _ARTEFACT_SCALE,
+            "probability",
+            "lower",
+        )
+        for name, column in ARTEFACT_PROBABILITY_COLUMNS.items()
+    },
+    "quality_score": MeasureInfo(
+        "Quality score",
+        "Overall quality from 0 (unusable) to 10 (no artefact), from the artefact network, "
+        "trained on 10 - 6 x the summed severities of simulated artefacts (motion included; "
+        "docs/simulation.md). " + _ARTEFACT_SCALE,
+        "score",
+        "higher",
+    ),
+}
 #: Every measured column of a QC table, in table order.
-QC_COLUMNS: dict[str, MeasureInfo] = {**MEASURES, **MOTION_COLUMNS, **REGISTRATION_COLUMNS}
+QC_COLUMNS: dict[str, MeasureInfo] = {
+    **MEASURES,
+    **MOTION_COLUMNS,
+    **REGISTRATION_COLUMNS,
+    **ARTEFACT_COLUMNS,
+}
 
 
 def _prefix(image: AnatImage) -> str:
@@ -256,17 +310,32 @@ def coregistration_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     return derivative_path(out_dir, image, desc="coregistration", extension=".json")
 
 
+def artefacts_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The artefact network's prediction for one image and each of its tiles, as JSON."""
+    return derivative_path(out_dir, image, desc="artefacts", extension=".json")
+
+
+def artefact_map_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The artefact network's tile probabilities, a 4D image on the grid of the preproc image
+    (one volume per column of :data:`ARTEFACT_PROBABILITY_COLUMNS`, in its order)."""
+    return derivative_path(
+        out_dir, image, space=TEMPLATE_NAME, res="2", desc="artefactmap", extension=".nii.gz"
+    )
+
+
 def network_paths(out_dir: str | os.PathLike, image: AnatImage) -> list[Path]:
     """The JSON files whose columns join an image's QC row, besides its measures."""
     return [
         motion_path(out_dir, image),
         registration_path(out_dir, image),
         coregistration_path(out_dir, image),
+        artefacts_path(out_dir, image),
     ]
 
 
 def figure_path(out_dir: str | os.PathLike, image: AnatImage, desc: str) -> Path:
-    """A report figure (``desc`` is ``raw``, ``registered``, ``motion`` or ``coregistration``)."""
+    """A report figure (``desc`` is ``raw``, ``registered``, ``motion``, ``artefacts`` or
+    ``coregistration``)."""
     return derivative_path(out_dir, image, datatype="figures", desc=desc, extension=".png")
 
 

@@ -28,7 +28,7 @@ import nibabel as nb
 import numpy as np
 from scipy import ndimage as ndi
 
-from bidsqc.data import Template, load_template
+from bidsqc.data import Template, head_box, load_template
 from bidsqc.metrics import nmi
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "head_like_template",
     "register_to_template",
     "reorient_to_ras",
+    "resample_through_transform",
     "resample_to_template",
     "resample_to_zoom",
     "set_ants_threads",
@@ -87,12 +88,17 @@ def resample_to_zoom(img: nb.Nifti1Image, zoom: float = 2.0) -> nb.Nifti1Image:
     difference, :math:`\\sigma = \\sqrt{z^2 - z_0^2} / 2.355`, so that downsampling a 0.7 mm
     image does not alias its noise into the 2 mm grid.
     """
-    image = _to_ants(img)
+    image = _anti_aliased(_to_ants(img), zoom)
+    return _to_nibabel(ants.resample_image(image, (zoom,) * 3, use_voxels=False, interp_type=0))
+
+
+def _anti_aliased(image: ants.ANTsImage, zoom: float) -> ants.ANTsImage:
+    """Low-pass filter the axes finer than ``zoom`` mm (see :func:`resample_to_zoom`)."""
     native = np.array(image.spacing)
     sigma = np.sqrt(np.clip(zoom**2 - native**2, 0, None)) / 2.355
     if np.any(sigma > 0):
         image = ants.smooth_image(image, tuple(sigma), sigma_in_physical_coordinates=True)
-    return _to_nibabel(ants.resample_image(image, (zoom,) * 3, use_voxels=False, interp_type=0))
+    return image
 
 
 @cache
@@ -197,7 +203,7 @@ def register_to_template(
             f"{'; '.join(rejected)}): not a brain, or a wrong header orientation"
         )
     _, variant, warped, transform = max(candidates, key=lambda c: c[0])
-    registered = _on_template_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl)
+    registered = _on_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl.affine)
     return RegistrationResult(registered, transform, variant)
 
 
@@ -214,7 +220,24 @@ def resample_to_template(
     fixed = _to_ants(nb.Nifti1Image(np.zeros(tpl.shape, np.float32), tpl.affine))
     moving = _to_ants(resample_to_zoom(reorient_to_ras(img), tpl.resolution))
     resampled = _to_nibabel(ants.resample_image_to_target(moving, fixed, interp_type="linear"))
-    return _on_template_grid(np.asanyarray(resampled.dataobj), tpl)
+    return _on_grid(np.asanyarray(resampled.dataobj), tpl.affine)
+
+
+def resample_through_transform(
+    img: nb.Nifti1Image, transform: str | os.PathLike, resolution: int = 1
+) -> nb.Nifti1Image:
+    """Resample an image onto the head box at ``resolution`` mm through its template transform.
+
+    ``transform`` is the :attr:`RegistrationResult.transform` of the same scan, registered at
+    2 mm; it maps world points, so it applies to the scan at its native resolution too. The
+    artefact network reads the 1 mm box this gives: resampling the native image once keeps the
+    fine texture of noise, spikes and blur that the 2 mm grid would average away.
+    """
+    shape, affine = head_box(resolution)
+    fixed = _to_ants(nb.Nifti1Image(np.zeros(shape, np.float32), affine))
+    moving = _anti_aliased(_to_ants(reorient_to_ras(img)), resolution)
+    warped = ants.apply_transforms(fixed, moving, [str(transform)], interpolator="linear")
+    return _on_grid(np.asanyarray(_to_nibabel(warped).dataobj), affine)
 
 
 def coregister_to_reference(
@@ -250,11 +273,11 @@ def coregister_to_reference(
     warped = ants.apply_transforms(
         fixed, _to_ants(moving), [str(reference_transform), str(rigid)], interpolator="linear"
     )
-    return _on_template_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl), rigid
+    return _on_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl.affine), rigid
 
 
-def _on_template_grid(data: np.ndarray, tpl: Template) -> nb.Nifti1Image:
-    img = nb.Nifti1Image(np.asarray(data, dtype=np.float32), tpl.affine)
+def _on_grid(data: np.ndarray, affine: np.ndarray) -> nb.Nifti1Image:
+    img = nb.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
     img.header.set_xyzt_units("mm")
     return img
 

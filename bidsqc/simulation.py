@@ -34,7 +34,7 @@ import json
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +55,7 @@ __all__ = [
     "LABELS_TABLE",
     "LABEL_COLUMNS",
     "MOTION_GRADE_THRESHOLDS_MM",
+    "QUALITY_COST",
     "Artefact",
     "BiasField",
     "Blur",
@@ -77,6 +78,7 @@ __all__ = [
     "jenkinson_rms",
     "motion_grade",
     "motion_rms_mm",
+    "quality_score",
     "rigid_affine",
     "save_nifti_sample",
 ]
@@ -691,6 +693,20 @@ ARTEFACTS: dict[str, type[Artefact]] = {
 }
 
 
+#: Quality points, out of 10, that one artefact of severity 1 costs (see :func:`quality_score`).
+QUALITY_COST = 6.0
+
+
+def quality_score(severities: Mapping[str, float]) -> float:
+    r"""The 0-10 quality of an image from the severities of its artefacts (MIQA-style).
+
+    :math:`q = \max(0,\ 10 - c \sum_a s_a)` with :math:`c` = :data:`QUALITY_COST`: a clean
+    image scores 10, each artefact lowers the score in proportion to its severity :math:`s_a`
+    (one severe artefact leaves 4, a mild one at 0.3 costs 1.8), and artefacts add up.
+    """
+    return max(0.0, 10.0 - QUALITY_COST * sum(severities.values()))
+
+
 # --- random artefacts -------------------------------------------------------------------------
 
 
@@ -915,6 +931,11 @@ class Corruption:
         return {name: applied.get(name, 0.0) for name in ARTEFACTS}
 
     @property
+    def quality_score(self) -> float:
+        """:func:`quality_score` of :attr:`severities`."""
+        return quality_score(self.severities)
+
+    @property
     def motion_rms_mm(self) -> float:
         """:func:`motion_rms_mm` of the motion artefact, 0 without one."""
         return next((a.strength for a in self.artefacts if isinstance(a, Motion)), 0.0)
@@ -1007,8 +1028,12 @@ LABEL_COLUMNS = (
 )
 
 
-def save_nifti_sample(image: nb.Nifti1Image, stem: Path) -> str:
-    """Save a corrupted volume as it is, at native resolution: ``<stem>.nii.gz``."""
+def save_nifti_sample(image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image) -> str:
+    """Save a corrupted volume as it is, at native resolution: ``<stem>.nii.gz``.
+
+    ``original``, the uncorrupted image, is part of the ``save_sample`` protocol of
+    :func:`generate_corrupted_dataset`; a volume saved as it is does not need it.
+    """
     path = stem.with_name(f"{stem.name}.nii.gz")
     nb.save(image, path)
     return path.name
@@ -1021,7 +1046,7 @@ def _corrupt_one_image(
     n_per_image: int,
     seeds: np.random.SeedSequence,
     corruption: RandomCorruption,
-    save_sample: Callable[[nb.Nifti1Image, Path], str | None],
+    save_sample: Callable[[nb.Nifti1Image, Path, nb.Nifti1Image], str | None],
 ) -> list[dict]:
     """Write the ``n_per_image`` corrupted copies of one base image; return their label rows.
 
@@ -1038,7 +1063,7 @@ def _corrupt_one_image(
         if sidecar is None:
             image = load_anatomical(path) if image is None else image
             corrupted, record = corruption(image, np.random.default_rng(seed))
-            filename = save_sample(corrupted, out_dir / name)
+            filename = save_sample(corrupted, out_dir / name, image)
             if filename is None:
                 continue
             sidecar = {
@@ -1093,7 +1118,7 @@ def generate_corrupted_dataset(
     seed: int,
     corruption: RandomCorruption | None = None,
     n_jobs: int = 1,
-    save_sample: Callable[[nb.Nifti1Image, Path], str | None] = save_nifti_sample,
+    save_sample: Callable[[nb.Nifti1Image, Path, nb.Nifti1Image], str | None] = save_nifti_sample,
 ) -> Path:
     """Write corrupted copies of real images, with their labels, for training.
 
@@ -1122,9 +1147,10 @@ def generate_corrupted_dataset(
     n_jobs : int
         Worker processes, one base image at a time each (one torch thread per worker).
     save_sample : callable
-        ``save_sample(image, stem)`` writes one corrupted volume under the path ``stem`` (no
-        extension) and returns the file name it wrote, or None to drop the sample. The default
-        keeps the native volume; :mod:`bidsqc.training_data` preprocesses it first.
+        ``save_sample(image, stem, original)`` writes one corrupted volume under the path
+        ``stem`` (no extension) and returns the file name it wrote, or None to drop the sample;
+        ``original`` is the uncorrupted base image, the same object for all its copies. The
+        default keeps the native volume; :mod:`bidsqc.training_data` preprocesses it first.
 
     Returns
     -------

@@ -70,16 +70,23 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from bidsqc import __version__
-from bidsqc.networks import MOTION_BINS, MotionOutput, SoftBins
-from bidsqc.simulation import LABELS_TABLE
+from bidsqc.data import head_box_brain_mask
+from bidsqc.networks import ARTEFACT_NAMES, MOTION_BINS, ArtefactOutput, MotionOutput, SoftBins
+from bidsqc.simulation import ARTEFACTS, LABELS_TABLE, quality_score
+from bidsqc.tiles import MIN_BRAIN_FRACTION, TILE_SIZE
 
 __all__ = [
+    "ARTEFACT_SAMPLE_COLUMNS",
+    "ArtefactLoss",
+    "ArtefactTileDataset",
     "EpochRecord",
     "History",
     "MotionLoss",
     "MotionSampleDataset",
+    "artefact_metrics",
     "augment_volume",
     "random_crop",
+    "read_sample_table",
     "balanced_accuracy",
     "evaluate",
     "file_sha256",
@@ -194,16 +201,7 @@ class MotionSampleDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         table = self.root / LABELS_TABLE
-        if not table.is_file():
-            raise FileNotFoundError(f"no {LABELS_TABLE} in the sample folder: {table}")
-        with table.open(newline="") as stream:
-            reader = csv.DictReader(stream, delimiter="\t")
-            missing = sorted(set(SAMPLE_COLUMNS) - set(reader.fieldnames or ()))
-            if missing:
-                raise ValueError(f"{table} lacks the column(s) {', '.join(missing)}")
-            rows = list(reader)
-        if not rows:
-            raise ValueError(f"{table} lists no sample")
+        rows = read_sample_table(table, SAMPLE_COLUMNS)
         self.files = [self.root / row["filename"] for row in rows]
         self.sources = [row["base_image"] for row in rows]
         self.rms_mm = np.array([float(row["motion_rms_mm"]) for row in rows])
@@ -234,6 +232,157 @@ class MotionSampleDataset(Dataset):
             "rms_mm": torch.tensor(self.rms_mm[index], dtype=torch.float32),
         }
         return volume, target
+
+
+def read_sample_table(table: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a samples table, checked to have ``columns`` and at least one row."""
+    if not table.is_file():
+        raise FileNotFoundError(f"no {LABELS_TABLE} in the sample folder: {table}")
+    with table.open(newline="") as stream:
+        reader = csv.DictReader(stream, delimiter="\t")
+        missing = sorted(set(columns) - set(reader.fieldnames or ()))
+        if missing:
+            raise ValueError(f"{table} lacks the column(s) {', '.join(missing)}")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{table} lists no sample")
+    return rows
+
+
+#: Columns of the labels table that the artefact dataset needs.
+ARTEFACT_SAMPLE_COLUMNS = ("filename", "base_image", *(f"severity_{name}" for name in ARTEFACTS))
+
+
+class ArtefactTileDataset(Dataset):
+    """Random 64^3 tiles of pre-generated artefact samples, labelled with their volume's artefacts.
+
+    The samples are those of :func:`bidsqc.training_data.generate_artefact_samples`: float16
+    volumes on the 1 mm head box (:func:`bidsqc.data.head_box`), listed in ``labels.tsv`` with
+    ``severity_<artefact>`` columns. Item ``i`` is a tile of sample ``samples[i //
+    tiles_per_volume]`` whose brain fraction, inside the template brain mask and the scan's
+    field of view (non-zero voxels), is at least :data:`bidsqc.tiles.MIN_BRAIN_FRACTION`, as
+    the tiles that the image's answer averages are. Its target is ``{"presence": float32 (5,)``
+    (1 for each of :data:`bidsqc.networks.ARTEFACT_NAMES` applied), ``"quality": float32}``
+    (:func:`bidsqc.simulation.quality_score` of all severities, motion included).
+
+    Parameters
+    ----------
+    root : path-like
+        Folder that holds ``labels.tsv``.
+    samples : sequence of int, optional
+        Rows of the table to use (e.g. one side of :func:`subject_level_split`); all by default.
+    tiles_per_volume : int
+        Tiles drawn from each sample per pass.
+    augment : bool
+        Apply :func:`augment_volume` to each tile (for training only).
+    seed : int, optional
+        Fix the tile of every item (for validation). Without it, tiles are drawn anew from
+        torch's generator, which :func:`fit` seeds.
+
+    Attributes
+    ----------
+    sources : list of str
+        Base image of each row of the table.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        samples: Sequence[int] | None = None,
+        tiles_per_volume: int = 4,
+        augment: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        rows = read_sample_table(self.root / LABELS_TABLE, ARTEFACT_SAMPLE_COLUMNS)
+        self.sources = [row["base_image"] for row in rows]
+        self.samples = list(range(len(rows))) if samples is None else list(samples)
+        self.files = [self.root / row["filename"] for row in rows]
+        severities = [{name: float(row[f"severity_{name}"]) for name in ARTEFACTS} for row in rows]
+        self.presence = np.array(
+            [[severity[name] > 0 for name in ARTEFACT_NAMES] for severity in severities],
+            dtype=np.float32,
+        )
+        self.quality = np.array([quality_score(severity) for severity in severities], np.float32)
+        if tiles_per_volume < 1:
+            raise ValueError(f"tiles_per_volume must be at least 1, got {tiles_per_volume}")
+        self.tiles_per_volume = tiles_per_volume
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.tiles_per_volume
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        sample = self.samples[index // self.tiles_per_volume]
+        seed = torch.randint(2**62, ()).item() if self.seed is None else (self.seed, index)
+        rng = np.random.default_rng(seed)
+        volume = np.load(self.files[sample], mmap_mode="r")
+        tile = _random_brain_tile(volume, head_box_brain_mask(1), rng)
+        tile = torch.from_numpy(tile.astype(np.float32))[None]
+        if self.augment:
+            tile = augment_volume(tile)
+        target = {
+            "presence": torch.from_numpy(self.presence[sample]),
+            "quality": torch.tensor(self.quality[sample]),
+        }
+        return tile, target
+
+
+def _random_brain_tile(
+    volume: np.ndarray, brain: np.ndarray, rng: np.random.Generator, attempts: int = 50
+) -> np.ndarray:
+    """A tile at a uniformly random origin holding enough brain; the best of ``attempts``
+    origins when none does (a scan with a small field of view)."""
+    best, best_fraction = None, -1.0
+    for _ in range(attempts):
+        x, y, z = (int(rng.integers(0, n - TILE_SIZE + 1)) for n in volume.shape)
+        window = np.s_[x : x + TILE_SIZE, y : y + TILE_SIZE, z : z + TILE_SIZE]
+        tile = np.asarray(volume[window])
+        fraction = float(np.mean(brain[window] & (tile > 0)))
+        if fraction >= MIN_BRAIN_FRACTION:
+            return tile
+        if fraction > best_fraction:
+            best, best_fraction = tile, fraction
+    return best
+
+
+class ArtefactLoss(nn.Module):
+    r"""Focal loss on each artefact's presence plus the squared error of the quality score.
+
+    .. math::
+
+        L = \frac{1}{K} \sum_{a=1}^{K} \mathrm{FL}(p_a, y_a)
+            + \lambda \left(\frac{\hat q - q}{10}\right)^2,
+        \qquad \mathrm{FL}(p, y) = -\alpha_t (1 - p_t)^\gamma \log p_t
+
+    with :math:`p_t = p` for a present artefact and :math:`1 - p` otherwise (Lin et al. 2017).
+    The focal term :math:`(1 - p_t)^\gamma` discounts the easy tiles, most of them clean, so the
+    rare and faint artefacts drive training; :math:`\alpha_t = \alpha` for present artefacts
+    and :math:`1 - \alpha` otherwise. Both terms start near 0.1 per tile, so :math:`\lambda = 1`
+    weighs them alike. Averaged over the batch.
+
+    References
+    ----------
+    T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollar, "Focal loss for dense object
+    detection", ICCV 2017, doi:10.1109/ICCV.2017.324.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.5, quality_weight: float = 1.0) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.alpha = alpha
+        self.quality_weight = quality_weight
+
+    def forward(self, output: ArtefactOutput, target: Mapping[str, Tensor]) -> Tensor:
+        presence = target["presence"]
+        log_p = nn.functional.logsigmoid(output.presence_logits)
+        log_not_p = nn.functional.logsigmoid(-output.presence_logits)
+        log_p_t = presence * log_p + (1 - presence) * log_not_p
+        alpha_t = presence * self.alpha + (1 - presence) * (1 - self.alpha)
+        focal = -alpha_t * (1 - log_p_t.exp()) ** self.gamma * log_p_t
+        quality = ((output.quality - target["quality"]) / 10) ** 2
+        return focal.mean() + self.quality_weight * quality.mean()
 
 
 def subject_of(image: str | os.PathLike) -> str:
@@ -441,6 +590,26 @@ def registration_metrics(
         "mm_r2": r2_score(rms, estimate),
         "mm_spearman": spearman(rms, estimate),
         "mm_mae": float(np.mean(np.abs(rms - estimate))),
+    }
+
+
+def artefact_metrics(output: ArtefactOutput, target: Mapping[str, Tensor]) -> dict[str, float]:
+    """Validation metrics of an artefact network over a whole set of tiles.
+
+    ``auc_<artefact>``: tiles with the artefact against those without it, for each of
+    :data:`bidsqc.networks.ARTEFACT_NAMES`; ``quality_r2`` and ``quality_mae`` of the score.
+    """
+    presence = target["presence"].cpu().numpy()
+    logits = output.presence_logits.cpu().numpy()
+    quality = target["quality"].cpu().numpy()
+    estimate = output.quality.cpu().numpy()
+    metrics = {
+        f"auc_{name}": roc_auc(presence[:, k], logits[:, k])
+        for k, name in enumerate(ARTEFACT_NAMES)
+    }
+    return metrics | {
+        "quality_r2": r2_score(quality, estimate),
+        "quality_mae": float(np.mean(np.abs(quality - estimate))),
     }
 
 

@@ -32,19 +32,28 @@ from bidsqc.preprocessing import (
     coregister_to_reference,
     register_to_template,
     reorient_to_ras,
+    resample_through_transform,
     resample_to_zoom,
 )
 from bidsqc.simulation import (
     Motion,
     RandomArtefact,
+    RandomBiasField,
+    RandomBlur,
     RandomCorruption,
+    RandomGhosting,
     RandomMotion,
+    RandomNoise,
+    RandomSpike,
     generate_corrupted_dataset,
 )
 from bidsqc.training import normalise_intensity
 
 __all__ = [
+    "ArtefactSampleWriter",
     "RandomMotionLevel",
+    "artefact_corruption",
+    "generate_artefact_samples",
     "generate_motion_samples",
     "generate_template_space_images",
     "generate_coregistered_pairs",
@@ -103,10 +112,14 @@ def to_template_space(img: nb.Nifti1Image) -> np.ndarray:
     return np.asarray(result.registered.dataobj, dtype=np.float32)
 
 
-def save_template_space_sample(image: nb.Nifti1Image, stem: Path) -> str | None:
+def save_template_space_sample(
+    image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image
+) -> str | None:
     """Preprocess a corrupted volume, scale it, and save it as ``<stem>.npy`` (float16).
 
-    Returns None, dropping the sample, when its registration to the template is implausible.
+    The corrupted volume is registered itself, as the pipeline would register it, since motion
+    changes the pose the registration finds; ``original`` is not needed. Returns None,
+    dropping the sample, when its registration to the template is implausible.
     """
     try:
         volume = to_template_space(image)
@@ -146,6 +159,98 @@ def generate_motion_samples(
         corruption=RandomCorruption([RandomMotionLevel()], probabilities=1 - clean_fraction),
         n_jobs=n_jobs,
         save_sample=save_template_space_sample,
+    )
+
+
+def artefact_corruption(probability: float = 0.2) -> RandomCorruption:
+    """The artefacts the artefact network learns, each applied with ``probability``.
+
+    The five artefacts the network detects are drawn with severities from about 0.2 to 1:
+    weaker ones hide in the noise and texture of real scans, so labelling them present would
+    teach label noise. Motion (:class:`RandomMotionLevel`, severities from about 0.1) comes with
+    probability 0.15, as it costs the most to simulate: it only lowers the quality score, the
+    motion network grades it. With the default, 28 % of the
+    samples are clean (0.85 x 0.8^5).
+    """
+    return RandomCorruption(
+        [
+            RandomMotionLevel(),
+            RandomBiasField(coefficients=(0.05, 0.2)),
+            RandomGhosting(num_ghosts=(2, 4), intensity=(0.4, 1.0)),
+            RandomSpike(num_spikes=(1, 3), intensity=(0.1, 0.3)),
+            RandomBlur(fwhm=(0.8, 4.0)),
+            RandomNoise(std=(0.04, 0.2)),
+        ],
+        probabilities=[0.15, *[probability] * 5],
+    )
+
+
+class ArtefactSampleWriter:
+    """``save_sample`` for artefact samples: the 1 mm head box, through the clean scan's
+    registration, saved as ``<stem>.npy`` (float16, scaled by :func:`normalise_intensity`).
+
+    By default the clean base image is registered to the template once, and every corrupted
+    copy of it is resampled through that transform (:func:`resample_through_transform`), as
+    the pipeline resamples a scan through its own registration. The artefacts do not move the
+    head (in simulated motion the unmoved pose fills the centre of k-space), so this is the
+    transform the pipeline would find for the copy, less the small changes an artefact makes
+    to the optimiser's path, at a fraction of the cost. With ``register_copies``, each copy is
+    registered itself, exactly as the pipeline does (for evaluation). A registration that is
+    implausible gives no sample.
+    """
+
+    def __init__(self, register_copies: bool = False) -> None:
+        self.register_copies = register_copies
+        self._registered: tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, Path | None]
+        self._registered = None  # type: ignore[assignment]
+
+    def __call__(self, image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image) -> str | None:
+        transform = self._transform(image if self.register_copies else original)
+        if transform is None:
+            return None
+        path = stem.with_name(f"{stem.name}.npy")
+        volume = resample_through_transform(image, transform, resolution=1)
+        _save_scaled(np.asarray(volume.dataobj), path)
+        return path.name
+
+    def _transform(self, image: nb.Nifti1Image) -> Path | None:
+        """The template transform of ``image``, registered when first asked for."""
+        if self._registered is None or self._registered[0] is not image:
+            scratch = tempfile.TemporaryDirectory(prefix="bidsqc_")
+            try:
+                result = register_to_template(
+                    resample_to_zoom(reorient_to_ras(image)), scratch.name
+                )
+                self._registered = (image, scratch, result.transform)
+            except ValueError as err:
+                LOGGER.warning("No artefact sample: %s", err)
+                scratch.cleanup()
+                self._registered = (image, None, None)
+        return self._registered[2]
+
+
+def generate_artefact_samples(
+    base_images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    n_per_image: int,
+    seed: int,
+    n_jobs: int = 1,
+) -> Path:
+    """Write ``n_per_image`` artefact samples (:func:`artefact_corruption`) of each base image
+    on the 1 mm head box (:class:`ArtefactSampleWriter`) and return their labels table.
+
+    The table and the seeding are those of :func:`bidsqc.simulation.generate_corrupted_dataset`;
+    its ``severity_<artefact>`` columns are the network's labels.
+    """
+    return generate_corrupted_dataset(
+        base_images,
+        out_dir,
+        n_per_image=n_per_image,
+        seed=seed,
+        corruption=artefact_corruption(),
+        n_jobs=n_jobs,
+        save_sample=ArtefactSampleWriter(),
     )
 
 

@@ -4,7 +4,8 @@
 motion ranges on held-out images (``--images``), and rated real motion (``--bids`` with
 ``--scores``). ``bidsqc-evaluate registration`` misaligns held-out images (against the
 template) and real FLAIR/T1w pairs (``--pairs``) by known rigid transforms, and compares the
-network with the classical measures. See ``docs/benchmarks.md`` for the results on ``val``.
+network with the classical measures. ``bidsqc-evaluate artefact`` corrupts held-out images with
+each artefact at two severities. See ``docs/benchmarks.md`` for the results on ``val``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import pandas as pd
 from bidsqc import __version__
 from bidsqc.cli.parser import absolute_path, image_list, positive_int
 
-__all__ = ["build_parser", "evaluate_motion", "evaluate_registration", "main", "markdown_table"]
+__all__ = [
+    "build_parser",
+    "evaluate_artefact",
+    "evaluate_motion",
+    "evaluate_registration",
+    "main",
+    "markdown_table",
+]
 
 LOGGER = logging.getLogger("bidsqc.evaluate")
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -82,6 +90,19 @@ def build_parser() -> ArgumentParser:
         help="real FLAIR/T1w pairs of one session: a text file of 'FLAIR<tab>T1w' lines",
     )
     registration.set_defaults(evaluate=evaluate_registration)
+
+    artefact = networks.add_parser(
+        "artefact",
+        help="the artefact network: each artefact alone at mild and moderate severity",
+        description="Evaluate the artefact network. --images: each image clean, and with "
+        "ghosting, a spike, a bias field, noise and blur alone at severity 0.3 (mild) and 0.6 "
+        "(moderate), each registered and resampled onto the 1 mm head box as the pipeline does.",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_common_arguments(artefact)
+    artefact.set_defaults(evaluate=evaluate_artefact)
     return parser
 
 
@@ -125,8 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("give --images, or --bids with --scores (or both)")
         if (opts.bids is None) != (opts.scores is None):
             parser.error("--bids and --scores go together")
-    elif opts.images is None and opts.pairs is None:
+    elif opts.network == "registration" and opts.images is None and opts.pairs is None:
         parser.error("give --images, --pairs, or both")
+    elif opts.network == "artefact" and opts.images is None:
+        parser.error("give --images")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
@@ -204,6 +227,22 @@ def evaluate_registration(opts: Namespace) -> None:
     )
     table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
     _write_metrics(evaluation.registration_metrics_table(table), opts)
+
+
+def evaluate_artefact(opts: Namespace) -> None:
+    """Run the artefact protocol and write its tables into ``opts.out``."""
+    from bidsqc import evaluation
+
+    network = _network(opts)
+    samples = evaluation.generate_artefact_protocol_samples(
+        opts.images, opts.out / "samples", repeats=opts.repeats, seed=opts.seed, n_jobs=opts.jobs
+    )
+    table = evaluation.predict_artefact_samples(network, samples)
+    table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
+    _write_metrics(evaluation.artefact_metrics_table(table), opts)
+    summary = json.dumps(evaluation.artefact_summary(table), indent=2)
+    (opts.out / "summary.json").write_text(summary + "\n")
+    print(summary)
 
 
 def _network(opts: Namespace):

@@ -27,9 +27,12 @@ from bidsqc.cli.parser import absolute_path, image_list, positive_int
 
 if TYPE_CHECKING:
     from torch import Tensor
+    from torch.nn import Module
     from torch.utils.data import Dataset
 
-__all__ = ["build_parser", "main", "train_motion", "train_registration"]
+    from bidsqc.networks import EncoderNet
+
+__all__ = ["build_parser", "main", "train_artefact", "train_motion", "train_registration"]
 
 LOGGER = logging.getLogger("bidsqc.train")
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -94,6 +97,26 @@ def build_parser() -> ArgumentParser:
         "are co-registered as the pipeline does and drawn as aligned or misaligned pairs",
     )
     registration.set_defaults(train=train_registration)
+    artefact = networks.add_parser(
+        "artefact",
+        help="artefact presence and a 0-10 quality score on 64 mm tiles: ArtefactNet",
+        description="Train the artefact network (ArtefactNet) on random 64^3 tiles of the base "
+        "images corrupted with random combinations and severities of bias field, ghosting, "
+        "spikes, blur, noise and motion, simulated at native resolution and resampled onto the "
+        "1 mm head box.",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_training_arguments(artefact)
+    artefact.add_argument(
+        "--tiles-per-volume",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="random tiles drawn from each sample per epoch (default: %(default)s)",
+    )
+    artefact.set_defaults(train=train_artefact)
     return parser
 
 
@@ -254,6 +277,7 @@ def train_motion(opts: Namespace) -> None:
     # Imported here, so that --help and usage errors do not wait for torch and ANTs.
     from torch.utils.data import Subset
 
+    from bidsqc.networks import MotionNet
     from bidsqc.simulation import LABELS_TABLE
     from bidsqc.training import (
         MotionSampleDataset,
@@ -264,7 +288,7 @@ def train_motion(opts: Namespace) -> None:
 
     _check_device(opts)
     _check_crop(opts)
-    samples = _samples(opts, corrupted=True)
+    samples = _samples(opts, "motion")
     try:
         train_data = MotionSampleDataset(samples, augment=True, crop=opts.crop)
         val_data = MotionSampleDataset(samples)
@@ -277,10 +301,11 @@ def train_motion(opts: Namespace) -> None:
     _fit_and_save(
         opts,
         task="motion",
+        network_cls=MotionNet,
         network={},
+        **_motion_loss(grade_class_weights(train_data.grades[train_index])),
         train_set=Subset(train_data, train_index),
         val_set=Subset(val_data, val_index),
-        class_weights=grade_class_weights(train_data.grades[train_index]),
         metrics=motion_metrics,
         base_images=sorted(set(train_data.sources)),
         val_images=val_images,
@@ -304,6 +329,7 @@ def train_registration(opts: Namespace) -> None:
     """
     import torch
 
+    from bidsqc.networks import MotionNet
     from bidsqc.registration_pairs import (
         MISREGISTRATION_THRESHOLD_MM,
         PAIR_KINDS,
@@ -321,7 +347,7 @@ def train_registration(opts: Namespace) -> None:
     _check_device(opts)
     if opts.crop is not None:
         raise SetupError("--crop applies to the motion network only.")
-    samples = _samples(opts, corrupted=False)
+    samples = _samples(opts, "registration")
     training_files = [samples / LABELS_TABLE]
     try:
         images = read_template_space_images(samples / LABELS_TABLE)
@@ -356,10 +382,11 @@ def train_registration(opts: Namespace) -> None:
     _fit_and_save(
         opts,
         task="registration",
+        network_cls=MotionNet,
         network={"in_channels": 2, "n_grades": 2, "edge_alignment": True},
+        **_motion_loss(class_weights),
         train_set=train_set,
         val_set=val_set,
-        class_weights=class_weights,
         metrics=registration_metrics,
         base_images=sorted(set(sources)),
         val_images=sorted({sources[i] for i in val_index}),
@@ -371,6 +398,73 @@ def train_registration(opts: Namespace) -> None:
             "aligned_fraction": train_set.aligned_fraction,
             "misalignment_rms_mm": train_set.misalignment.rms_range,
             "misregistration_threshold_mm": MISREGISTRATION_THRESHOLD_MM,
+        },
+    )
+
+
+def train_artefact(opts: Namespace) -> None:
+    """Generate (or reuse) the artefact samples, train ArtefactNet on random tiles of them and
+    save it with its card: ``opts.out/artefact.pt`` and ``opts.out/artefact.json``.
+
+    Training tiles are drawn anew every epoch; validation tiles are fixed by the seed and come
+    from the other subjects' samples.
+
+    Raises
+    ------
+    SetupError
+        When the device, the samples or the split do not allow training.
+    """
+    from bidsqc.networks import ArtefactNet
+    from bidsqc.simulation import LABELS_TABLE, QUALITY_COST
+    from bidsqc.training import (
+        ArtefactLoss,
+        ArtefactTileDataset,
+        artefact_metrics,
+        subject_level_split,
+    )
+    from bidsqc.training_data import artefact_corruption
+
+    _check_device(opts)
+    if opts.crop is not None:
+        raise SetupError("--crop applies to the motion network only: ArtefactNet reads tiles.")
+    samples = _samples(opts, "artefact")
+    per_volume = opts.tiles_per_volume
+    try:
+        sources = ArtefactTileDataset(samples).sources
+        train_index, val_index = subject_level_split(sources, opts.val_fraction, opts.seed)
+    except (FileNotFoundError, ValueError) as err:
+        raise SetupError(f"Cannot train on the samples in '{samples}': {err}") from err
+    loss = ArtefactLoss()
+    corruption = artefact_corruption()
+    _fit_and_save(
+        opts,
+        task="artefact",
+        network_cls=ArtefactNet,
+        network={},
+        loss=loss,
+        loss_settings={
+            "focal_gamma": loss.gamma,
+            "focal_alpha": loss.alpha,
+            "quality_weight": loss.quality_weight,
+        },
+        train_set=ArtefactTileDataset(samples, train_index, per_volume, augment=True),
+        val_set=ArtefactTileDataset(samples, val_index, per_volume, seed=opts.seed),
+        metrics=artefact_metrics,
+        base_images=sorted(set(sources)),
+        val_images=sorted({sources[i] for i in val_index}),
+        training_files=[samples / LABELS_TABLE],
+        data_settings={
+            "samples_per_image": opts.samples_per_image,
+            "tiles_per_volume_per_epoch": per_volume,
+            "augment": True,
+            "artefact_probabilities": dict(
+                zip(
+                    (type(a).__name__ for a in corruption.artefacts),
+                    corruption.probabilities,
+                    strict=True,
+                )
+            ),
+            "quality_cost_per_severity": QUALITY_COST,
         },
     )
 
@@ -403,26 +497,26 @@ def _fit_and_save(
     opts: Namespace,
     *,
     task: str,
+    network_cls: type[EncoderNet],
     network: Mapping[str, Any],
+    loss: Module,
+    loss_settings: Mapping[str, Any],
     train_set: Dataset,
     val_set: Dataset,
-    class_weights: Tensor,
     metrics: Callable[..., dict[str, float]],
     base_images: Sequence[str],
     val_images: Sequence[str],
     training_files: Sequence[Path],
     data_settings: Mapping[str, Any],
 ) -> None:
-    """Train a :class:`~bidsqc.networks.MotionNet` built with ``network`` (over its defaults)
-    with :func:`bidsqc.training.fit`, and save the best epoch's weights with their model card
-    as ``opts.out/<task>.pt``; print its validation metrics."""
+    """Train a ``network_cls`` built with ``network`` (over its defaults) on ``loss`` with
+    :func:`bidsqc.training.fit`, and save the best epoch's weights with their model card as
+    ``opts.out/<task>.pt``; print its validation metrics. ``loss_settings`` go to the card."""
     import torch
     from torch.utils.data import DataLoader
 
     from bidsqc.inference import load_network
-    from bidsqc.networks import MotionNet
     from bidsqc.training import (
-        MotionLoss,
         file_sha256,
         fit,
         resolve_device,
@@ -447,10 +541,10 @@ def _fit_and_save(
     )
     network = {
         name: parameter.default
-        for name, parameter in inspect.signature(MotionNet).parameters.items()
+        for name, parameter in inspect.signature(network_cls).parameters.items()
     } | dict(network)
     seed_everything(opts.seed)
-    model = MotionNet(**network)
+    model = network_cls(**network)
     if opts.init_weights is not None:
         try:
             model.load_state_dict(load_network(opts.init_weights).state_dict())
@@ -459,7 +553,6 @@ def _fit_and_save(
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
     # Cosine decay to 0 over the run: large steps first, fine ones at the end of a short run.
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=opts.epochs)
-    loss = MotionLoss(class_weights)
     loader_options = {
         "batch_size": opts.batch_size,
         "pin_memory": device.type == "cuda",
@@ -492,11 +585,7 @@ def _fit_and_save(
             **data_settings,
             "val_fraction": opts.val_fraction,
             "crop": opts.crop,
-            "loss": {
-                "class_weights": class_weights.tolist(),
-                "sigma_mm": loss.sigma_mm,
-                "kl_weight": loss.kl_weight,
-            },
+            "loss": dict(loss_settings),
         },
         "seed": opts.seed,
         "initial_weights": None
@@ -525,46 +614,61 @@ def _fit_and_save(
         print(f"  {name:<22}{value:.4f}")
 
 
-def _samples(opts: Namespace, corrupted: bool) -> Path:
-    """Generate the samples into ``opts.out/samples``, unless they are there already: motion
-    samples (``corrupted``) or each base image once, preprocessed.
+def _samples(opts: Namespace, task: str) -> Path:
+    """Generate the samples of ``task`` into ``opts.out/samples``, unless they are there already:
+    motion or artefact samples, or each base image once, preprocessed, for registration.
 
     Returns the folder. Generation costs seconds per sample, so a rerun reuses finished samples
     (see :func:`_reusable_samples`).
     """
     from bidsqc.simulation import LABELS_TABLE
-    from bidsqc.training_data import generate_motion_samples, generate_template_space_images
+    from bidsqc.training_data import (
+        generate_artefact_samples,
+        generate_motion_samples,
+        generate_template_space_images,
+    )
 
     samples = opts.out / SAMPLES_DIR
+    per_image = 1 if task == "registration" else opts.samples_per_image
     settings = {
         "images": [str(image) for image in opts.images],
-        "samples_per_image": opts.samples_per_image if corrupted else 1,
+        "samples_per_image": per_image,
         "seed": opts.seed,
     }
     if _reusable_samples(samples / LABELS_TABLE, settings):
         LOGGER.info("Reusing the samples in '%s' (delete it to generate them again).", samples)
+        return samples
+    samples.mkdir(parents=True, exist_ok=True)
+    (samples / GENERATION_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    LOGGER.info(
+        "Generating %d samples of %d images into '%s' with %d process(es); each takes "
+        "seconds (registration to the template).",
+        per_image * len(opts.images),
+        len(opts.images),
+        samples,
+        opts.jobs,
+    )
+    if task == "registration":
+        generate_template_space_images(opts.images, samples, seed=opts.seed, n_jobs=opts.jobs)
     else:
-        samples.mkdir(parents=True, exist_ok=True)
-        (samples / GENERATION_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-        LOGGER.info(
-            "Generating %d samples of %d images into '%s' with %d process(es); each takes "
-            "seconds (registration to the template).",
-            settings["samples_per_image"] * len(opts.images),
-            len(opts.images),
-            samples,
-            opts.jobs,
+        generate = {"motion": generate_motion_samples, "artefact": generate_artefact_samples}
+        generate[task](
+            opts.images, samples, n_per_image=per_image, seed=opts.seed, n_jobs=opts.jobs
         )
-        if corrupted:
-            generate_motion_samples(
-                opts.images,
-                samples,
-                n_per_image=opts.samples_per_image,
-                seed=opts.seed,
-                n_jobs=opts.jobs,
-            )
-        else:
-            generate_template_space_images(opts.images, samples, seed=opts.seed, n_jobs=opts.jobs)
     return samples
+
+
+def _motion_loss(class_weights: Tensor) -> dict[str, Any]:
+    """The ``loss`` and ``loss_settings`` of :func:`_fit_and_save` for a MotionNet."""
+    from bidsqc.training import MotionLoss
+
+    loss = MotionLoss(class_weights)
+    settings = {
+        "class_weights": class_weights.tolist(),
+        "sigma_mm": loss.sigma_mm,
+        "kl_weight": loss.kl_weight,
+    }
+    return {"loss": loss, "loss_settings": settings}
 
 
 def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:

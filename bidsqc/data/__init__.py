@@ -19,6 +19,8 @@ __all__ = [
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "Template",
+    "head_box",
+    "head_box_brain_mask",
     "load_template",
     "template_path",
 ]
@@ -82,3 +84,31 @@ def load_template(resolution: int = 2) -> Template:
         wm=read("label-WM_probseg"),
         csf=read("label-CSF_probseg"),
     )
+
+
+def head_box(resolution: int) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine of the head box at ``resolution`` mm (1 or 2).
+
+    The box covers the same 192 x 224 x 192 mm at every resolution, so each 2 mm voxel of the
+    template grid holds exactly 2 x 2 x 2 voxels of the 1 mm box.
+    """
+    if resolution not in (1, 2):
+        raise ValueError(f"the head box has 1 mm and 2 mm grids, not {resolution} mm")
+    factor = 2 // resolution
+    affine = load_template(2).affine.copy()
+    affine[:3, :3] /= factor
+    # The corner of the box stays put: the first voxel centre moves by half the new voxel size.
+    affine[:3, 3] += (resolution - 2) / 2
+    shape = tuple(n * factor for n in HEAD_BOX_SHAPE)
+    return shape, affine
+
+
+@cache
+def head_box_brain_mask(resolution: int) -> np.ndarray:
+    """The template brain mask on :func:`head_box` at ``resolution`` mm (read-only)."""
+    factor = 2 // resolution
+    mask = load_template(2).brain_mask
+    for axis in range(3):
+        mask = np.repeat(mask, factor, axis=axis)
+    mask.setflags(write=False)
+    return mask

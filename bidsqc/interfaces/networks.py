@@ -9,7 +9,7 @@ from nipype.interfaces.base import File, SimpleInterface, traits
 
 from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
 
-__all__ = ["MotionQC", "RegistrationQC"]
+__all__ = ["ArtefactQC", "MotionQC", "RegistrationQC"]
 
 
 class _NetworkInputSpec(ThreadedImageInputSpec):
@@ -75,4 +75,44 @@ class RegistrationQC(SimpleInterface):
         out_file = Path(runtime.cwd) / "registration.json"
         out_file.write_text(json.dumps(result, indent=2) + "\n")
         self._results["out_file"] = str(out_file)
+        return runtime
+
+
+class _ArtefactQCOutputSpec(ImageOutputSpec):
+    out_map = File(exists=True, desc="tile probabilities, 4D, on the 2 mm head box")
+
+
+class ArtefactQC(SimpleInterface):
+    """Detect artefacts, tile by tile, in an image on the 1 mm head box with an artefact
+    network.
+
+    Writes ``artefacts.json`` (the columns of :class:`bidsqc.inference.ArtefactPrediction` and
+    every tile's answers) and ``artefactmap.nii.gz``: each tile's artefact probabilities spread
+    over the voxels it covers, one volume per artefact, on the 2 mm head box of the preproc
+    image (tile edges rounded to 2 mm), NaN where no tile holding brain reaches.
+    """
+
+    input_spec = _NetworkInputSpec
+    output_spec = _ArtefactQCOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+        import torch
+
+        from bidsqc.data import head_box
+        from bidsqc.inference import load_network, load_preprocessed, predict_artefacts
+        from bidsqc.tiles import TILE_SIZE, tile_map
+
+        torch.set_num_threads(self.inputs.num_threads)
+        network = load_network(self.inputs.weights, self.inputs.device)
+        prediction = predict_artefacts(network, load_preprocessed(self.inputs.in_file))
+        out_file = Path(runtime.cwd) / "artefacts.json"
+        out_file.write_text(json.dumps(prediction.to_dict(), indent=2) + "\n")
+        shape, affine = head_box(2)
+        probabilities = tile_map(
+            prediction.tile_probabilities, prediction.tile_origins // 2, shape, TILE_SIZE // 2
+        )
+        out_map = Path(runtime.cwd) / "artefactmap.nii.gz"
+        nb.save(nb.Nifti1Image(probabilities, affine), out_map)
+        self._results.update(out_file=str(out_file), out_map=str(out_map))
         return runtime

@@ -19,6 +19,7 @@ from bidsqc.preprocessing import (
     coregister_to_reference,
     register_to_template,
     reorient_to_ras,
+    resample_through_transform,
     resample_to_template,
     resample_to_zoom,
     set_ants_threads,
@@ -28,6 +29,7 @@ __all__ = [
     "CheckImage",
     "CoregisterToReference",
     "RegisterToTemplate",
+    "ResampleThroughTransform",
     "ResampleToTemplate",
     "ResampleToZoom",
 ]
@@ -96,6 +98,29 @@ class RegisterToTemplate(SimpleInterface):
             out_file=str(out_file),
             out_transform=str(result.transform),
         )
+        return runtime
+
+
+class _ResampleThroughTransformInputSpec(ThreadedImageInputSpec):
+    transform = File(exists=True, mandatory=True, desc="the image's template transform")
+    resolution = traits.Enum(1, 2, usedefault=True, desc="voxel size of the head box, mm")
+
+
+class ResampleThroughTransform(SimpleInterface):
+    """Resample the checked source image onto the head box through its template transform,
+    from its native resolution (the artefact network's 1 mm input)."""
+
+    input_spec = _ResampleThroughTransformInputSpec
+    output_spec = ImageOutputSpec
+
+    def _run_interface(self, runtime):
+        set_ants_threads(self.inputs.num_threads)
+        resampled = resample_through_transform(
+            load_anatomical(self.inputs.in_file), self.inputs.transform, self.inputs.resolution
+        )
+        out_file = Path(runtime.cwd) / f"res-{self.inputs.resolution}.nii"  # fast: no gzip
+        nb.save(resampled, out_file)
+        self._results["out_file"] = str(out_file)
         return runtime
 
 

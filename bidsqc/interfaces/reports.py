@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nibabel as nb
+import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, isdefined, traits
 
 from bidsqc.data import load_template
@@ -18,11 +19,16 @@ __all__ = ["PlotMosaic", "PlotMotion"]
 class _PlotMosaicInputSpec(ImageInputSpec):
     template_outline = traits.Bool(False, usedefault=True, desc="outline the template brain")
     edges_of = File(exists=True, desc="draw the white-matter edges of this registered T1w instead")
+    artefact_map = File(
+        exists=True, desc="outline the tiles of this map (ArtefactQC) where an artefact is likely"
+    )
 
 
 class PlotMosaic(SimpleInterface):
-    """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline or
-    the edges of another image on the same grid (a FLAIR with its T1w's)."""
+    """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline, the
+    edges of another image on the same grid (a FLAIR with its T1w's), or the outline of the
+    tiles where the artefact network finds an artefact more likely than not, named in the
+    title."""
 
     input_spec = _PlotMosaicInputSpec
     output_spec = ImageOutputSpec
@@ -31,8 +37,10 @@ class PlotMosaic(SimpleInterface):
         from bidsqc.reports.figures import edge_mask, plot_mosaic
 
         img = reorient_to_ras(nb.load(self.inputs.in_file))
-        outline = None
-        if isdefined(self.inputs.edges_of):
+        outline, title = None, None
+        if isdefined(self.inputs.artefact_map):
+            outline, title = _likely_artefacts(nb.load(self.inputs.artefact_map))
+        elif isdefined(self.inputs.edges_of):
             other = nb.load(self.inputs.edges_of)  # a registered T1w, on the template grid
             edges = edge_mask(other.get_fdata(), load_template(2).brain_mask)
             outline = nb.Nifti1Image(edges.astype("uint8"), other.affine)
@@ -40,9 +48,30 @@ class PlotMosaic(SimpleInterface):
             template = load_template(2)
             outline = nb.Nifti1Image(template.brain_mask.astype("uint8"), template.affine)
         out_file = Path(runtime.cwd) / "mosaic.png"
-        plot_mosaic(img, out_file, outline=outline)
+        plot_mosaic(img, out_file, outline=outline, title=title)
         self._results["out_file"] = str(out_file)
         return runtime
+
+
+def _likely_artefacts(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
+    """The voxels where some artefact has a tile probability of 0.5 or more, and a title that
+    names those artefacts."""
+    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+
+    probabilities = np.nan_to_num(np.asarray(artefact_map.dataobj, dtype=np.float32))
+    likely = probabilities >= 0.5
+    found = likely.any(axis=(0, 1, 2))
+    names = [
+        column.removeprefix("p_")
+        for column, present in zip(ARTEFACT_PROBABILITY_COLUMNS.values(), found, strict=True)
+        if present
+    ]
+    title = (
+        f"Outlined: tiles with likely {', '.join(names)}"
+        if names
+        else "No tile where an artefact is more likely than not"
+    )
+    return nb.Nifti1Image(likely.any(axis=-1).astype(np.uint8), artefact_map.affine), title
 
 
 class PlotMotion(SimpleInterface):

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from bidsqc.metrics import MeasureInfo
+from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.reports import (
     data_uri,
     describe,
@@ -29,6 +30,9 @@ FIGURE_CAPTIONS = {
     "the template brain outline: it should hug the brain edge.",
     "motion": "The motion network's distribution over head motion (RMS displacement, mm), "
     "shaded by grade: none, mild, severe. A narrow peak is a confident estimate.",
+    "artefacts": "The registered image with the artefact network's 64 mm tiles outlined where an "
+    "artefact is more likely than not (the title names them). Artefacts that span the "
+    "whole image outline every tile; one tile alone points at a local problem.",
     "coregistration": "FLAIR co-registered to the T1w of its session, on the template grid. "
     "The red lines are the T1w's white-matter edges: they should follow the FLAIR's.",
 }
@@ -112,6 +116,7 @@ def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, Measur
             for suffix, reference in (("", "template"), ("_to_t1w", "T1w"))
             if (summary := _registration_summary(row, suffix, reference))
         ],
+        "artefacts": _artefact_summary(row),
         "measures": [
             {"key": key, "info": describe(key, measures), "value": value}
             for key, value in values.items()
@@ -144,3 +149,16 @@ def _registration_summary(row: Mapping, suffix: str, reference: str) -> dict | N
         "probability": format_value(probability),
         "mm": format_value(row[f"registration_error{suffix}_mm"]),
     }
+
+
+def _artefact_summary(row: Mapping) -> dict | None:
+    """The quality score and the artefacts more likely than not; None if absent."""
+    quality = row.get("quality_score")
+    if quality is None or not math.isfinite(quality):
+        return None
+    likely = [
+        column.removeprefix("p_")
+        for column in ARTEFACT_PROBABILITY_COLUMNS.values()
+        if row.get(column, 0) >= 0.5
+    ]
+    return {"quality": format_value(quality), "likely": likely}

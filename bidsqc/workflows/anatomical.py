@@ -12,15 +12,17 @@ from bidsqc.bids import AnatImage
 from bidsqc.data import MODELS_DIR, TEMPLATE_NAME, template_path
 from bidsqc.interfaces.bids import WriteDerivatives
 from bidsqc.interfaces.measures import ComputeMeasures
-from bidsqc.interfaces.networks import MotionQC, RegistrationQC
+from bidsqc.interfaces.networks import ArtefactQC, MotionQC, RegistrationQC
 from bidsqc.interfaces.preprocessing import (
     CheckImage,
     CoregisterToReference,
     RegisterToTemplate,
+    ResampleThroughTransform,
     ResampleToTemplate,
     ResampleToZoom,
 )
 from bidsqc.interfaces.reports import PlotMosaic, PlotMotion
+from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 
 __all__ = ["file_stamp", "init_anat_qc_wf", "init_derivative_qc_wf", "init_flair_coreg_wf"]
 
@@ -91,8 +93,9 @@ def init_anat_qc_wf(
     Workflow Graph
         check_image -> resample -> register -> measures -> ds_derivatives, and
         register -> motion_qc -> plot_motion, register -> registration_qc (against the
-        template); plot_raw (from the checked image), plot_registered and the network outputs
-        also feed ds_derivatives.
+        template), check_image + register (transform) -> resample_fine (1 mm) -> artefact_qc
+        -> plot_artefacts; plot_raw (from the checked image), plot_registered and the network
+        outputs also feed ds_derivatives.
 
     Parameters
     ----------
@@ -138,6 +141,21 @@ def init_anat_qc_wf(
         mem_gb=1.0,
     )
     plot_motion = pe.Node(PlotMotion(), name="plot_motion")
+    resample_fine = pe.Node(
+        ResampleThroughTransform(resolution=1, num_threads=omp_nthreads),
+        name="resample_fine",
+        n_procs=omp_nthreads,
+        mem_gb=1.0,
+    )
+    artefact_qc = pe.Node(
+        ArtefactQC(
+            weights=str(MODELS_DIR / "artefact.pt"), num_threads=omp_nthreads, device=device
+        ),
+        name="artefact_qc",
+        n_procs=omp_nthreads,
+        mem_gb=1.5,
+    )
+    plot_artefacts = pe.Node(PlotMosaic(), name="plot_artefacts")
     registration_qc = _registration_qc_node(omp_nthreads, device)
     plot_raw = pe.Node(PlotMosaic(), name="plot_raw", mem_gb=1.0)
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
@@ -151,8 +169,14 @@ def init_anat_qc_wf(
         (register, motion_qc, [("out_file", "in_file")]),
         (motion_qc, plot_motion, [("out_file", "in_file")]),
         (register, registration_qc, [("out_file", "in_file")]),
+        (check_image, resample_fine, [("out_file", "in_file")]),
+        (register, resample_fine, [("out_transform", "transform")]),
+        (resample_fine, artefact_qc, [("out_file", "in_file")]),
+        (register, plot_artefacts, [("out_file", "in_file")]),
+        (artefact_qc, plot_artefacts, [("out_map", "artefact_map")]),
     ])  # fmt: skip
     preproc = outputs.preproc_path(output_dir, image)
+    artefact_map = outputs.artefact_map_path(output_dir, image)
     _write_derivatives(
         workflow,
         [
@@ -163,6 +187,9 @@ def init_anat_qc_wf(
             (motion_qc, "out_file", outputs.motion_path(output_dir, image)),
             (plot_motion, "out_file", outputs.figure_path(output_dir, image, "motion")),
             (registration_qc, "out_file", outputs.registration_path(output_dir, image)),
+            (artefact_qc, "out_file", outputs.artefacts_path(output_dir, image)),
+            (artefact_qc, "out_map", artefact_map),
+            (plot_artefacts, "out_file", outputs.figure_path(output_dir, image, "artefacts")),
             # Last, so that its presence means every other derivative of this run is in place.
             (measures, "out_file", outputs.measures_path(output_dir, image)),
         ],
@@ -172,7 +199,15 @@ def init_anat_qc_wf(
                 "SpatialReference": TEMPLATE_NAME,
                 "Resolution": "2 mm isotropic, 96 x 112 x 96 head box",
                 "SkullStripped": False,
-            }
+            },
+            str(artefact_map).replace(".nii.gz", ".json"): {
+                "Sources": [f"bids:raw:{image.relpath}"],
+                "SpatialReference": TEMPLATE_NAME,
+                "Description": "Artefact probability of each 64 mm tile of the artefact "
+                "network, spread over the voxels the tile covers (mean where tiles overlap, "
+                "NaN where no tile holding brain reaches).",
+                "Volumes": list(ARTEFACT_PROBABILITY_COLUMNS.values()),
+            },
         },
     )
     return workflow
