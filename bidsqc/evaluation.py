@@ -39,9 +39,10 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 import pandas as pd
 
@@ -141,21 +142,43 @@ def generate_protocol_samples(
     ``6-8``), as :func:`bidsqc.simulation.generate_corrupted_dataset` writes them, so a stopped
     run resumes. The table adds the columns ``condition`` and ``path`` (of the ``.npy``).
     """
-    out_dir = Path(out_dir)
-    conditions = {CLEAN: (RandomMotion(), 0.0, 1)} | {
-        name: (RandomMotion(span, span), 1.0, repeats) for name, span in MOTION_RANGES.items()
+    conditions = {CLEAN: (RandomCorruption([]), 1)} | {
+        name: (RandomCorruption([RandomMotion(span, span)], probabilities=1.0), repeats)
+        for name, span in MOTION_RANGES.items()
     }
+    return _generate_conditions(
+        images,
+        out_dir,
+        conditions,
+        seed=seed,
+        n_jobs=n_jobs,
+        save_sample=save_template_space_sample,
+    )
+
+
+def _generate_conditions(
+    images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    conditions: Mapping[str, tuple[RandomCorruption, int]],
+    *,
+    seed: int,
+    n_jobs: int,
+    save_sample: Callable[[nb.Nifti1Image, Path, nb.Nifti1Image], str | None],
+) -> pd.DataFrame:
+    """Write ``n_per_image`` samples of every image per condition ``name: (corruption,
+    n_per_image)`` into ``out_dir/<name>/``; return their labels, with ``condition`` and
+    ``path`` (of the saved sample) added."""
     tables = []
-    for name, (motion, probability, n_per_image) in conditions.items():
+    for name, (corruption, n_per_image) in conditions.items():
         LOGGER.info("Generating the %s samples.", name)
         labels = generate_corrupted_dataset(
             images,
-            out_dir / name,
+            Path(out_dir) / name,
             n_per_image=n_per_image,
             seed=seed,
-            corruption=RandomCorruption([motion], probabilities=probability),
+            corruption=corruption,
             n_jobs=n_jobs,
-            save_sample=save_template_space_sample,
+            save_sample=save_sample,
         )
         table = pd.read_csv(labels, sep="\t")
         table["condition"] = name
@@ -444,29 +467,23 @@ def generate_artefact_protocol_samples(
     resumes. Returns their labels with the columns ``condition``, ``artefact``, ``level`` and
     ``path`` added.
     """
-    out_dir = Path(out_dir)
-    conditions = {CLEAN: ([], CLEAN, CLEAN, 1)} | {
-        f"{name}-{level}": ([ArtefactAtSeverity(name, severity)], name, level, repeats)
-        for name in ARTEFACT_NAMES
-        for level, severity in ARTEFACT_LEVELS.items()
-    }
-    tables = []
-    for condition, (artefacts, artefact, level, n_per_image) in conditions.items():
-        LOGGER.info("Generating the %s samples.", condition)
-        labels = generate_corrupted_dataset(
-            images,
-            out_dir / condition,
-            n_per_image=n_per_image,
-            seed=seed,
-            corruption=RandomCorruption(artefacts, probabilities=1.0),
-            n_jobs=n_jobs,
-            save_sample=ArtefactSampleWriter(register_copies=True),
-        )
-        table = pd.read_csv(labels, sep="\t")
-        table["condition"], table["artefact"], table["level"] = condition, artefact, level
-        table["path"] = [str(labels.parent / filename) for filename in table["filename"]]
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+    levels = {CLEAN: (CLEAN, CLEAN)}
+    conditions = {CLEAN: (RandomCorruption([]), 1)}
+    for name in ARTEFACT_NAMES:
+        for level, severity in ARTEFACT_LEVELS.items():
+            levels[f"{name}-{level}"] = (name, level)
+            artefact = ArtefactAtSeverity(name, severity)
+            conditions[f"{name}-{level}"] = (RandomCorruption([artefact], 1.0), repeats)
+    table = _generate_conditions(
+        images,
+        out_dir,
+        conditions,
+        seed=seed,
+        n_jobs=n_jobs,
+        save_sample=ArtefactSampleWriter(register_copies=True),
+    )
+    table["artefact"], table["level"] = zip(*table["condition"].map(levels), strict=True)
+    return table
 
 
 def predict_artefact_samples(network: ArtefactNet, table: pd.DataFrame) -> pd.DataFrame:

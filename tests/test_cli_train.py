@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from bidsqc.cli.train import build_parser, main
-from bidsqc.data import load_template
-from bidsqc.networks import MotionNet
+from bidsqc.cli.train import build_parser, main, train_artefact
+from bidsqc.data import head_box_brain_mask, load_template
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
+from bidsqc.simulation import ARTEFACTS, LABEL_COLUMNS, LABELS_TABLE
 from bidsqc.training import file_sha256, load_model
 
 
@@ -188,3 +189,106 @@ def test_cuda_without_a_gpu_is_refused_before_any_sample(tmp_path, monkeypatch, 
         assert main([*argv, "--device", "cuda"]) == 2
         assert not (tmp_path / network / "samples").exists()
     assert "No CUDA device" in caplog.text
+
+
+# --- the artefact network -----------------------------------------------------------------------
+
+
+def test_artefact_takes_tiles_per_volume(capsys, tmp_path):
+    for name in ("a_T1w.nii.gz", "b_T1w.nii.gz"):
+        (tmp_path / name).touch()
+    argv = ["artefact", "--images", str(tmp_path), "--out", str(tmp_path / "run")]
+    opts = build_parser().parse_args(argv)
+    assert opts.tiles_per_volume == 4
+    assert opts.train is train_artefact
+    assert build_parser().parse_args([*argv, "--tiles-per-volume", "2"]).tiles_per_volume == 2
+    assert "--tiles-per-volume" in usage_error(capsys, [*argv, "--tiles-per-volume", "0"])
+    # Only the artefact network draws tiles.
+    motion = ["motion", "--images", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert "--tiles-per-volume" in usage_error(capsys, [*motion, "--tiles-per-volume", "2"])
+
+
+def test_artefact_refuses_crop_before_any_sample(tmp_path, caplog):
+    for name in ("a_T1w.nii.gz", "b_T1w.nii.gz"):
+        (tmp_path / name).touch()  # never read: the crop is refused first
+    out = tmp_path / "artefact"
+    argv = ["artefact", "--images", str(tmp_path), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--crop", "64", "64", "64"]) == 2
+    assert "--crop applies to the motion network only" in caplog.text
+    assert not (out / "samples").exists()
+
+
+def write_artefact_samples(
+    out: Path, base_images: list[Path], per_image: int, seed: int, task: str = "artefact"
+) -> Path:
+    """Pre-made artefact samples in ``out/samples``, with the labels.tsv and generation.json
+    that ``bidsqc-train artefact`` would have written for these settings, so that it reuses
+    them instead of generating (and registering) any."""
+    samples = out / "samples"
+    samples.mkdir(parents=True)
+    brain = head_box_brain_mask(1)
+    rows = []
+    for i, base in enumerate(base_images):
+        for j in range(per_image):
+            name = f"{i:04d}_{base.name.split('.')[0]}_corrupt-{j:03d}.npy"
+            np.save(samples / name, np.where(brain, 1 + i + j, 0).astype(np.float16))
+            severities = dict.fromkeys(ARTEFACTS, 0.0) | {"noise": 0.5 * j, "blur": 0.2 * i}
+            rows.append([name, str(base), j, 0.0, 0, *(severities[key] for key in ARTEFACTS)])
+    lines = ["\t".join(LABEL_COLUMNS)] + ["\t".join(map(str, row)) for row in rows]
+    (samples / LABELS_TABLE).write_text("\n".join(lines) + "\n")
+    settings = {
+        "task": task,
+        "images": [str(path) for path in base_images],
+        "samples_per_image": per_image,
+        "seed": seed,
+    }
+    (samples / "generation.json").write_text(json.dumps(settings))
+    return samples
+
+
+def premade_artefact_run(tmp_path: Path, task: str) -> tuple[list[str], Path, list[Path]]:
+    """The command line of a tiny artefact training on samples pre-made for ``task``."""
+    images = tmp_path / "images"
+    images.mkdir()
+    base_images = [images / f"sub-0{i}_T1w.nii.gz" for i in (1, 2)]
+    for path in base_images:
+        path.write_bytes(path.name.encode())  # never read, only hashed for the card
+    out = tmp_path / "artefact"
+    write_artefact_samples(out, base_images, per_image=2, seed=0, task=task)
+    argv = ["artefact", "--images", str(images), "--out", str(out), "--epochs", "1"]
+    argv += ["--samples-per-image", "2", "--tiles-per-volume", "1", "--batch-size", "2"]
+    argv += ["--val-fraction", "0.5", "--device", "cpu", "--seed", "0"]
+    return argv, out, base_images
+
+
+def test_samples_of_another_network_are_not_reused(tmp_path, caplog):
+    argv, out, _ = premade_artefact_run(tmp_path, task="motion")
+    assert main(argv) == 2
+    assert "another task" in caplog.text
+    assert not (out / "artefact.pt").exists()
+
+
+def test_artefact_training_on_premade_samples(tmp_path, monkeypatch):
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the pre-made samples should have been reused")
+
+    monkeypatch.setattr("bidsqc.training_data.generate_artefact_samples", no_generation)
+    argv, out, base_images = premade_artefact_run(tmp_path, task="artefact")
+    samples = out / "samples"
+    assert main(argv) == 0
+    assert (out / "artefact.pt").is_file()
+    card = json.loads((out / "artefact.json").read_text())
+    assert card["task"] == "artefact"
+    assert card["architecture"] == "ArtefactNet"
+    hyperparameters = card["hyperparameters"]
+    assert set(hyperparameters["loss"]) == {"focal_gamma", "focal_alpha", "quality_weight"}
+    assert hyperparameters["tiles_per_volume_per_epoch"] == 1
+    assert hyperparameters["crop"] is None
+    assert card["split"]["training_samples"] == card["split"]["validation_samples"] == 2
+    assert card["split"]["validation_images"] in ([str(path)] for path in base_images)
+    files = [entry["path"] for entry in card["training_files"]]
+    assert files == [*map(str, base_images), str(samples / LABELS_TABLE)]
+    expected = {f"auc_{name}" for name in ARTEFACT_NAMES} | {"quality_r2", "quality_mae"}
+    assert expected <= set(card["validation_metrics"])
+    model = load_model(out / "artefact.pt", ArtefactNet, **hyperparameters["network"])
+    assert isinstance(model, ArtefactNet)

@@ -87,3 +87,68 @@ def test_group_decisions_list_failures_and_passing_participants(tmp_path):
     exclude, passing = write_group_decisions(table, tmp_path)
     assert pd.read_csv(exclude, sep="\t").empty
     assert passing.read_text() == "01\n02\n"
+
+
+# --- the artefact network's columns -------------------------------------------------------------
+
+ARTEFACT_PROBABILITIES = ("p_ghosting", "p_spike", "p_inhomogeneity", "p_noise", "p_blur")
+
+
+def artefacts(quality_score: float = 9.0, **probabilities: float) -> dict:
+    """A row with every artefact probability at 0.1 unless given, and ``quality_score``."""
+    values = dict.fromkeys(ARTEFACT_PROBABILITIES, 0.1) | probabilities
+    return row(motion_grade=0, p_misregistered=0.1, quality_score=quality_score, **values)
+
+
+def test_default_thresholds_cover_the_artefact_columns():
+    for column in ARTEFACT_PROBABILITIES:
+        assert DEFAULT_THRESHOLDS[column] == Threshold(review=0.5)
+        assert QC_COLUMNS[column].better == "lower"
+    assert DEFAULT_THRESHOLDS["quality_score"] == Threshold(review=6, fail=3)
+    assert QC_COLUMNS["quality_score"].better == "higher"
+
+
+def test_a_likely_artefact_sends_the_image_to_review():
+    decision = decide(artefacts(p_noise=0.7), DEFAULT_THRESHOLDS, QC_COLUMNS)
+    assert decision == {"decision": "review", "reasons": "review: p_noise 0.7 >= 0.5"}
+    for column in ARTEFACT_PROBABILITIES:
+        at_threshold = decide(artefacts(**{column: 0.5}), DEFAULT_THRESHOLDS, QC_COLUMNS)
+        assert at_threshold["decision"] == "review"
+        assert column in at_threshold["reasons"]
+    # No artefact probability fails an image on its own.
+    assert decide(artefacts(p_blur=1.0), DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] == "review"
+
+
+@pytest.mark.parametrize(
+    ("quality", "decision", "reasons"),
+    [
+        (9.0, "pass", "n/a"),
+        (6.01, "pass", "n/a"),
+        (6.0, "review", "review: quality_score 6 <= 6"),
+        (4.2, "review", "review: quality_score 4.2 <= 6"),
+        (3.0, "fail", "fail: quality_score 3 <= 3"),
+        (2.5, "fail", "fail: quality_score 2.5 <= 3"),
+    ],
+)
+def test_a_low_quality_score_reviews_then_fails(quality, decision, reasons):
+    # Higher is better: a score at or below a threshold crosses it.
+    assert decide(artefacts(quality), DEFAULT_THRESHOLDS, QC_COLUMNS) == {
+        "decision": decision,
+        "reasons": reasons,
+    }
+
+
+def test_artefact_reasons_come_worst_first():
+    decision = decide(artefacts(2.5, p_noise=0.7, p_spike=0.9), DEFAULT_THRESHOLDS, QC_COLUMNS)
+    assert decision["decision"] == "fail"
+    assert decision["reasons"] == (
+        "fail: quality_score 2.5 <= 3; review: p_spike 0.9 >= 0.5; review: p_noise 0.7 >= 0.5"
+    )
+
+
+def test_missing_artefact_columns_cross_nothing():
+    missing = artefacts(math.nan, **dict.fromkeys(ARTEFACT_PROBABILITIES, math.nan))
+    assert decide(missing, DEFAULT_THRESHOLDS, QC_COLUMNS) == {"decision": "pass", "reasons": "n/a"}
+    # A row written before the artefact network existed has no such columns at all.
+    old = {"status": "ok", "motion_grade": 0, "p_misregistered": 0.1}
+    assert decide(old, DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] == "pass"

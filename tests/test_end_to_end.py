@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_demo_dataset_description(demo_run):
 
 def test_demo_participant_tables(demo_run):
     out = demo_run[0]
-    expected = {"sub-01": 2, "sub-02": 2}
+    expected = {"sub-01": 3, "sub-02": 2}
     for participant, n_rows in expected.items():
         table = read_qc_table(out / participant / f"{participant}_qc.tsv")
         assert list(table.columns) == [*ID_COLUMNS, *QC_COLUMNS]
@@ -108,6 +109,32 @@ def test_demo_motion_image_is_graded_above_its_clean_twin(demo_run):
     )
     assert len(motion["mm_distribution"]) == 50
     assert (demo_run[0] / "sub-01" / "figures" / "sub-01_run-2_desc-motion_T1w.png").is_file()
+
+
+def test_demo_noisy_image_scores_worse_than_its_clean_twin(demo_run):
+    """run-3 is run-1 with Rician noise of severity 0.6 (data/demo/code/make_demo.py)."""
+    out = demo_run[0]
+    table = read_qc_table(out / "sub-01" / "sub-01_qc.tsv").set_index("filename")
+    clean = table.loc["sub-01/anat/sub-01_run-1_T1w.nii.gz"]
+    noisy = table.loc["sub-01/anat/sub-01_run-3_T1w.nii.gz"]
+    assert clean["p_noise"] < 0.5 < noisy["p_noise"]
+    assert noisy["quality_score"] < clean["quality_score"] - 1
+    assert "p_noise" in noisy["reasons"]
+    anat = out / "sub-01" / "anat"
+    artefacts = json.loads((anat / "sub-01_run-3_desc-artefacts_T1w.json").read_text())
+    assert artefacts["p_noise"] == pytest.approx(noisy["p_noise"], rel=1e-4)
+    assert len(artefacts["tiles"]) > 10
+    artefact_map = nb.load(
+        anat / "sub-01_run-3_space-MNI152NLin2009cSym_res-2_desc-artefactmap_T1w.nii.gz"
+    )
+    assert artefact_map.shape == (96, 112, 96, 5)
+    sidecar = json.loads(
+        (anat / "sub-01_run-3_space-MNI152NLin2009cSym_res-2_desc-artefactmap_T1w.json").read_text()
+    )
+    assert sidecar["Volumes"][3] == "p_noise"
+    assert np.nanmax(artefact_map.dataobj[..., 3]) >= 0.5
+    assert (out / "sub-01" / "figures" / "sub-01_run-3_desc-artefacts_T1w.png").is_file()
+    assert re.search(r"quality [\d.]+/10: [a-z, ]*noise", (out / "sub-01.html").read_text())
 
 
 def test_demo_derivatives(demo_run):
@@ -167,7 +194,7 @@ def test_demo_group_tables(demo_run):
     out = demo_run[0]
     t1w = read_qc_table(out / "group_T1w.tsv")
     flair = read_qc_table(out / "group_FLAIR.tsv")
-    assert len(t1w) == 3
+    assert len(t1w) == 4
     assert len(flair) == 1
     assert set(t1w["participant_id"]) == {"sub-01", "sub-02"}
     html = (out / "group_T1w.html").read_text()
@@ -178,7 +205,7 @@ def test_demo_group_tables(demo_run):
 def test_demo_rerun_resumes_from_the_cache(demo_run):
     out = demo_run[0]
     results = sorted((out / "work").rglob("register/result_register.pklz"))
-    assert len(results) == 4
+    assert len(results) == 5
     stamps = [path.stat().st_mtime_ns for path in results]
     table = (out / "sub-01" / "sub-01_qc.tsv").read_text()
     assert main([str(DEMO), str(out), "participant", "--participant-label", "01"]) == 0

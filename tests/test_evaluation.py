@@ -5,17 +5,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from bidsqc.cli.evaluate import main, markdown_table
+from bidsqc.cli.evaluate import build_parser, evaluate_artefact, main, markdown_table
+from bidsqc.data import head_box_brain_mask
 from bidsqc.evaluation import (
+    ARTEFACT_LEVELS,
+    ArtefactAtSeverity,
+    artefact_metrics_table,
+    artefact_summary,
+    generate_artefact_protocol_samples,
     motion_protocol_metrics,
+    predict_artefact_samples,
     rated_motion_metrics,
     read_scores,
     registration_metrics_table,
 )
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet
+from bidsqc.outputs import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.simulation import ARTEFACTS, Ghosting
 
 DEMO = Path(__file__).parents[1] / "data" / "demo"
 
@@ -142,3 +154,226 @@ def test_evaluate_registration_command(tmp_path: Path, capsys) -> None:
     assert "| template | all | network |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):
         main(["registration", "--out", str(out)])
+
+
+# --- artefact network ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ARTEFACT_NAMES)
+@pytest.mark.parametrize("severity", [0.3, 0.6])
+def test_artefact_at_severity_gives_exactly_that_severity(name: str, severity: float) -> None:
+    draw = ArtefactAtSeverity(name, severity)
+    # TorchIO computes the bias field, whose log-range is its strength, in float32.
+    tolerance = 1e-6 if name == "bias" else 1e-9
+    for seed in range(4):
+        artefact = draw.sample(np.random.default_rng(seed))
+        assert isinstance(artefact, ARTEFACTS[name])
+        assert abs(artefact.severity - severity) < tolerance
+        if isinstance(artefact, Ghosting):
+            assert artefact.intensity <= 1
+            assert artefact.num_ghosts in (2, 3)
+
+
+def test_artefact_at_severity_varies_the_other_parameters() -> None:
+    rng = np.random.default_rng(0)
+    ghosts = [ArtefactAtSeverity("ghosting", 0.6).sample(rng) for _ in range(20)]
+    assert {ghost.num_ghosts for ghost in ghosts} == {2, 3}
+    assert {ghost.axis for ghost in ghosts} == {0, 1, 2}
+    # Severity 1 allows 2 ghosts only: 3 would need an attenuation of 1.5.
+    assert {ArtefactAtSeverity("ghosting", 1.0).sample(rng).num_ghosts for _ in range(5)} == {2}
+    noises = [ArtefactAtSeverity("noise", 0.3).sample(rng) for _ in range(3)]
+    assert len({noise.seed for noise in noises}) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "severity"),
+    [("motion", 0.3), ("no_such_artefact", 0.3), ("noise", 0.0), ("noise", -0.1), ("blur", 1.01)],
+)
+def test_artefact_at_severity_refuses_bad_settings(name: str, severity: float) -> None:
+    with pytest.raises(ValueError):
+        ArtefactAtSeverity(name, severity)
+
+
+def artefact_table() -> pd.DataFrame:
+    """Predictions of the artefact protocol, made by hand.
+
+    Every corrupted sample scores 0.9 for its artefact, every other probability is 0.1,
+    except: clean ``c0`` has p_noise 0.55 and ``c2`` p_inhomogeneity exactly 0.5 (both
+    flagged); the second mild blur sample is missed (0.4); the second mild spike sample scores
+    0.65, below the p_spike 0.7 of the first mild ghosting sample; and the first moderate
+    ghosting sample has p_spike 0.95, which must not count against the mild spikes.
+    """
+    columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
+    rows = []
+    for index in range(3):
+        rows.append({"condition": "clean", "artefact": "clean", "level": "clean", "copy": index})
+    for name in ARTEFACT_NAMES:
+        for level in ARTEFACT_LEVELS:
+            for copy in range(2):
+                rows.append(
+                    {"condition": f"{name}-{level}", "artefact": name, "level": level, "copy": copy}
+                )
+    table = pd.DataFrame(rows)
+    for column in columns:
+        table[column] = 0.1
+    for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
+        table.loc[table["artefact"] == name, column] = 0.9
+
+    def at(condition: str, copy: int) -> pd.Series:
+        return (table["condition"] == condition) & (table["copy"] == copy)
+
+    table.loc[at("clean", 0), "p_noise"] = 0.55
+    table.loc[at("clean", 2), "p_inhomogeneity"] = 0.5
+    table.loc[at("blur-mild", 1), "p_blur"] = 0.4
+    table.loc[at("spike-mild", 1), "p_spike"] = 0.65
+    table.loc[at("ghosting-mild", 0), "p_spike"] = 0.7
+    table.loc[at("ghosting-moderate", 0), "p_spike"] = 0.95
+    severity = table["level"].map(ARTEFACT_LEVELS).fillna(0.0)
+    table["quality_true"] = 10 - 6 * severity
+    table["quality_score"] = table["quality_true"] - 0.5
+    return table
+
+
+def test_artefact_metrics_table() -> None:
+    metrics = artefact_metrics_table(artefact_table()).set_index(["artefact", "level"])
+    assert list(metrics.index) == [
+        (name, level) for name in ARTEFACT_NAMES for level in ("mild", "moderate")
+    ]
+    assert (metrics["n"] == 2).all()
+    # Every artefact's probability ranks its samples above the clean images.
+    assert (metrics["auc_vs_clean"] == 1.0).all()
+    # Clean images and the 4 other artefacts at the same level: 3 + 8 negatives.
+    assert metrics.loc[("spike", "mild"), "auc_vs_clean_and_others"] == pytest.approx(21 / 22)
+    assert metrics.loc[("spike", "mild"), "sensitivity"] == 1.0
+    assert metrics.loc[("spike", "mild"), "specificity_clean"] == 1.0
+    assert metrics.loc[("spike", "mild"), "specificity_others"] == pytest.approx(10 / 11)
+    assert metrics.loc[("spike", "moderate"), "auc_vs_clean_and_others"] == pytest.approx(20 / 22)
+    assert metrics.loc[("spike", "moderate"), "specificity_others"] == pytest.approx(10 / 11)
+    assert metrics.loc[("blur", "mild"), "auc_vs_clean_and_others"] == 1.0
+    assert metrics.loc[("blur", "mild"), "sensitivity"] == 0.5
+    assert metrics.loc[("blur", "moderate"), "sensitivity"] == 1.0
+    for level in ARTEFACT_LEVELS:
+        noise, bias = metrics.loc[("noise", level)], metrics.loc[("bias", level)]
+        assert noise["specificity_clean"] == pytest.approx(2 / 3)  # c0 at 0.55
+        assert noise["specificity_others"] == pytest.approx(10 / 11)
+        assert bias["specificity_clean"] == pytest.approx(2 / 3)  # c2 at exactly 0.5
+        assert metrics.loc[("ghosting", level), "specificity_others"] == 1.0
+        assert metrics.loc[("ghosting", level), "auc_vs_clean_and_others"] == 1.0
+    assert "| spike | mild | 2 |" in markdown_table(metrics.reset_index())
+
+
+def test_artefact_metrics_table_separates_perfectly() -> None:
+    table = artefact_table()
+    columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
+    table[columns] = 0.1
+    for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
+        table.loc[table["artefact"] == name, column] = 0.9
+    metrics = artefact_metrics_table(table)
+    for score in ("auc_vs_clean", "auc_vs_clean_and_others", "sensitivity"):
+        assert (metrics[score] == 1.0).all()
+    assert (metrics[["specificity_clean", "specificity_others"]] == 1.0).all().all()
+
+
+def test_artefact_summary() -> None:
+    table = artefact_table()
+    summary = artefact_summary(table)
+    truth = table["quality_true"].to_numpy()
+    expected_r2 = 1 - 0.25 * len(truth) / np.sum((truth - truth.mean()) ** 2)
+    assert summary["quality_r2"] == pytest.approx(expected_r2)
+    assert summary["quality_spearman"] == pytest.approx(1.0)
+    assert summary["clean_images"] == 3
+    assert summary["clean_flagged_any"] == pytest.approx(2 / 3)  # c0 and c2, at >= 0.5
+    # Flags on corrupted samples do not count; a clean row below 0.5 everywhere is not flagged.
+    table.loc[table["condition"] == "clean", ["p_noise", "p_inhomogeneity"]] = 0.49
+    assert artefact_summary(table)["clean_flagged_any"] == 0.0
+    json.dumps(artefact_summary(table))
+
+
+def test_evaluate_artefact_needs_images(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["artefact", "--out", str(tmp_path / "eval")])
+    assert exit_info.value.code == 2
+    assert "give --images" in capsys.readouterr().err
+    (tmp_path / "a_T1w.nii.gz").touch()
+    opts = build_parser().parse_args(
+        ["artefact", "--images", str(tmp_path), "--out", str(tmp_path / "eval")]
+    )
+    assert opts.network == "artefact"
+    assert opts.images == [tmp_path / "a_T1w.nii.gz"]
+    assert opts.evaluate is evaluate_artefact
+    assert (opts.repeats, opts.seed) == (2, 0)
+    assert not (tmp_path / "eval").exists()
+
+
+class FakeArtefactWriter:
+    """Stands in for ArtefactSampleWriter: saves the corrupted volume as it is, no registration."""
+
+    def __init__(self, register_copies: bool = False) -> None:
+        assert register_copies, "the protocol registers each corrupted copy itself"
+
+    def __call__(self, image, stem: Path, original) -> str:
+        path = stem.with_name(f"{stem.name}.npy")
+        np.save(path, np.asarray(image.dataobj, dtype=np.float16))
+        return path.name
+
+
+def test_artefact_protocol_samples_every_artefact_at_every_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bidsqc.evaluation.ArtefactSampleWriter", FakeArtefactWriter)
+    grid = np.indices((24, 24, 24)) - 11.5
+    ball = (np.sqrt((grid**2).sum(axis=0)) < 9) * 100.0 + 1.0
+    images = []
+    for index in range(2):
+        path = tmp_path / f"sub-0{index + 1}_T1w.nii.gz"
+        nb.save(nb.Nifti1Image(ball.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), path)
+        images.append(path)
+    table = generate_artefact_protocol_samples(images, tmp_path / "samples", repeats=1, seed=0)
+    assert len(table) == 2 * (1 + len(ARTEFACT_NAMES) * len(ARTEFACT_LEVELS))
+    clean = table[table["condition"] == "clean"]
+    assert (clean["artefact"] == "clean").all() and (clean["level"] == "clean").all()
+    severities = [f"severity_{name}" for name in ARTEFACTS]
+    assert (clean[severities] == 0).all().all()
+    for name in ARTEFACT_NAMES:
+        for level, severity in ARTEFACT_LEVELS.items():
+            rows = table[table["condition"] == f"{name}-{level}"]
+            assert len(rows) == 2
+            assert (rows["artefact"] == name).all() and (rows["level"] == level).all()
+            # That artefact alone, at that severity.
+            np.testing.assert_allclose(rows[f"severity_{name}"], severity, atol=1e-6)
+            others = [column for column in severities if column != f"severity_{name}"]
+            assert (rows[others] == 0).all().all()
+            assert all(Path(path).parent.name == f"{name}-{level}" for path in rows["path"])
+    assert all(Path(path).is_file() for path in table["path"])
+    # Its conditions are those the metrics read.
+    scored = table.assign(**dict.fromkeys(ARTEFACT_PROBABILITY_COLUMNS.values(), 0.0))
+    metrics = artefact_metrics_table(scored)
+    assert len(metrics) == len(ARTEFACT_NAMES) * len(ARTEFACT_LEVELS)
+    assert (metrics["n"] == 2).all()
+
+
+def test_predict_artefact_samples(tmp_path: Path) -> None:
+    # A field of view of a 48 mm cube in the brain: few tiles hold brain, so it runs fast.
+    field_of_view = np.zeros(head_box_brain_mask(1).shape, bool)
+    field_of_view[72:120, 88:136, 72:120] = True
+    brain = head_box_brain_mask(1) & field_of_view
+    paths = []
+    for index in range(2):
+        path = tmp_path / f"sample-{index}.npy"
+        np.save(path, np.where(brain, 0.5 + 0.1 * index, 0).astype(np.float16))
+        paths.append(str(path))
+    table = pd.DataFrame({"path": paths, "condition": ["clean", "noise-moderate"]})
+    for name in ARTEFACTS:
+        table[f"severity_{name}"] = 0.0
+    table.loc[1, "severity_noise"] = 0.6
+    table.loc[1, "severity_blur"] = 0.25
+    torch.manual_seed(0)
+    network = ArtefactNet(channels=(4, 8, 8, 16, 16), hidden_features=(16,), dropout=0.0).eval()
+    predicted = predict_artefact_samples(network, table)
+    assert list(predicted.index) == list(table.index)
+    assert predicted["quality_true"].tolist() == pytest.approx([10.0, 10 - 6 * 0.85])
+    assert set(ARTEFACT_COLUMNS) <= set(predicted.columns)
+    for column in ARTEFACT_PROBABILITY_COLUMNS.values():
+        assert predicted[column].between(0, 1).all()
+    assert predicted["quality_score"].between(0, 10).all()
+    assert predicted["path"].tolist() == paths  # the table's columns are kept

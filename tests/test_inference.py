@@ -14,10 +14,11 @@ from bidsqc.inference import (
     MotionPrediction,
     load_bundled_network,
     load_preprocessed,
+    predict_artefacts,
     predict_motion,
     predict_registration,
 )
-from bidsqc.networks import MOTION_BINS, MotionNet
+from bidsqc.networks import MOTION_BINS, ArtefactNet, MotionNet
 from bidsqc.outputs import MOTION_COLUMNS, REGISTRATION_COLUMNS, column_dictionary
 from bidsqc.simulation import MOTION_GRADE_THRESHOLDS_MM
 from bidsqc.training import file_sha256
@@ -128,3 +129,18 @@ def test_bundled_registration_weights_load_and_match_their_card() -> None:
     (prediction,) = predict_registration(network, [(template, template)])
     assert prediction.p_misregistered < 0.5
     assert prediction.error_mm < 2
+
+
+def test_bundled_artefact_weights_load_and_match_their_card() -> None:
+    card = json.loads((MODELS_DIR / "artefact.json").read_text())
+    assert file_sha256(MODELS_DIR / "artefact.pt") == card["weights"]["sha256"]
+    assert card["architecture"] == "ArtefactNet"
+    assert (MODELS_DIR / "artefact.pt").stat().st_size < 5e6
+    network = load_bundled_network("artefact", "cpu")
+    assert isinstance(network, ArtefactNet)
+    assert not network.training
+    template = load_preprocessed(template_path(2, "T1w"))
+    volume = template.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+    prediction = predict_artefacts(network, volume)
+    assert all(0 <= p <= 1 for p in prediction.probabilities)
+    assert 0 <= prediction.quality_score <= 10

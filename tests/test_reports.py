@@ -10,10 +10,12 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 from matplotlib.colors import to_rgb
 from PIL import Image
 
 from bidsqc.metrics import MeasureInfo
+from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.reports import format_value, subject_report_href
 from bidsqc.reports.figures import (
     OUTLINE_COLOR,
@@ -22,7 +24,7 @@ from bidsqc.reports.figures import (
     strip_layout,
 )
 from bidsqc.reports.group import render_group_report, robust_zscores
-from bidsqc.reports.individual import render_subject_report
+from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
 
 INJECTION = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -313,3 +315,50 @@ def test_group_report_puts_failures_then_reviews_first(tmp_path):
     )
     assert "sub-01_T1w" not in attention
     assert "<b>1</b><span>pass</span>" in html and "<b>2</b><span>to review</span>" in html
+
+
+def artefact_row(filename: str, quality: float, **probabilities: float) -> dict:
+    """A row with the artefact network's columns: every probability 0.1 unless given."""
+    values = dict.fromkeys(ARTEFACT_PROBABILITY_COLUMNS.values(), 0.1) | probabilities
+    return row(filename, cjv=0.5, snr=10.0, quality_score=quality, **values)
+
+
+def test_subject_report_shows_the_quality_chip(tmp_path: Path) -> None:
+    rows = [
+        artefact_row("sub-01/anat/sub-01_run-1_T1w.nii.gz", 4.2, p_noise=0.8, p_ghosting=0.5),
+        artefact_row("sub-01/anat/sub-01_run-2_T1w.nii.gz", 9.0, p_blur=0.49),
+        artefact_row(
+            "sub-01/anat/sub-01_run-3_T1w.nii.gz",
+            float("nan"),
+            **dict.fromkeys(ARTEFACT_PROBABILITY_COLUMNS.values(), float("nan")),
+        ),
+    ]
+    html = render_subject_report(
+        "sub-01", rows, {}, MEASURES, tmp_path / "s.html", generated_by="x"
+    ).read_text()
+    # Likely artefacts are named in the order of the columns, without their "p_".
+    assert "quality 4.200/10: ghosting, noise</span>" in html
+    assert "quality 9.000/10, no artefact</span>" in html
+    # Nothing for the image without the network's answer.
+    assert len(re.findall(r">quality [^<]*/10", html)) == 2
+    chip = re.search(r'<span class="chip (\w+)" title="artefact network[^>]*>quality 4', html)
+    assert chip and chip.group(1) == "misregistered"  # the warning colour
+    chip = re.search(r'<span class="chip (\w+)" title="artefact network[^>]*>quality 9', html)
+    assert chip and chip.group(1) == "aligned"
+
+
+def test_subject_report_captions_the_artefact_figure(tmp_path: Path, png: Path) -> None:
+    graded = artefact_row("sub-01/anat/sub-01_T1w.nii.gz", 7.5)
+    caption = FIGURE_CAPTIONS["artefacts"]
+    without = render_subject_report(
+        "sub-01", [graded], {}, MEASURES, tmp_path / "a.html", generated_by="x"
+    ).read_text()
+    assert escape(caption) not in without
+    figures = {graded["filename"]: {"artefacts": png, "raw": png}}
+    html = render_subject_report(
+        "sub-01", [graded], figures, MEASURES, tmp_path / "b.html", generated_by="x"
+    ).read_text()
+    assert f"<figcaption>{escape(caption)}</figcaption>" in html
+    assert 'alt="artefacts mosaic of sub-01_T1w.nii.gz"' in html
+    # Figures in the order of FIGURE_CAPTIONS: the raw image before the artefacts.
+    assert html.index(escape(FIGURE_CAPTIONS["raw"])) < html.index(escape(caption))

@@ -16,6 +16,7 @@ import math
 import sys
 from argparse import ArgumentParser, Namespace, RawDescriptionHelpFormatter
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -185,13 +186,7 @@ def evaluate_motion(opts: Namespace) -> None:
         if rated.empty:
             raise ValueError(f"none of the {len(scores)} rated images is under {opts.bids}")
         rated.to_csv(opts.out / "rated_predictions.tsv", sep="\t", index=False)
-        metrics = evaluation.rated_motion_metrics(rated)
-        text = json.dumps(
-            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()},
-            indent=2,
-        )
-        (opts.out / "rated_metrics.json").write_text(text + "\n")
-        print(text)
+        _write_json(evaluation.rated_motion_metrics(rated), opts.out / "rated_metrics.json")
 
 
 def evaluate_registration(opts: Namespace) -> None:
@@ -240,9 +235,7 @@ def evaluate_artefact(opts: Namespace) -> None:
     table = evaluation.predict_artefact_samples(network, samples)
     table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
     _write_metrics(evaluation.artefact_metrics_table(table), opts)
-    summary = json.dumps(evaluation.artefact_summary(table), indent=2)
-    (opts.out / "summary.json").write_text(summary + "\n")
-    print(summary)
+    _write_json(evaluation.artefact_summary(table), opts.out / "summary.json")
 
 
 def _network(opts: Namespace):
@@ -253,6 +246,16 @@ def _network(opts: Namespace):
     if opts.weights:
         return load_network(opts.weights, opts.device)
     return load_bundled_network(opts.network, opts.device)
+
+
+def _write_json(metrics: dict, path: Path) -> None:
+    """Write and print ``metrics`` as JSON, an undefined (NaN) value as null."""
+    text = json.dumps(
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()},
+        indent=2,
+    )
+    path.write_text(text + "\n")
+    print(text)
 
 
 def _write_metrics(metrics: pd.DataFrame, opts: Namespace) -> None:

@@ -345,8 +345,7 @@ def train_registration(opts: Namespace) -> None:
     )
 
     _check_device(opts)
-    if opts.crop is not None:
-        raise SetupError("--crop applies to the motion network only.")
+    _refuse_crop(opts)
     samples = _samples(opts, "registration")
     training_files = [samples / LABELS_TABLE]
     try:
@@ -425,8 +424,7 @@ def train_artefact(opts: Namespace) -> None:
     from bidsqc.training_data import artefact_corruption
 
     _check_device(opts)
-    if opts.crop is not None:
-        raise SetupError("--crop applies to the motion network only: ArtefactNet reads tiles.")
+    _refuse_crop(opts)
     samples = _samples(opts, "artefact")
     per_volume = opts.tiles_per_volume
     try:
@@ -477,6 +475,12 @@ def _check_device(opts: Namespace) -> None:
 
     if resolve_device(opts.device).type == "cuda" and not torch.cuda.is_available():
         raise SetupError("No CUDA device is available: use --device cpu (or auto).")
+
+
+def _refuse_crop(opts: Namespace) -> None:
+    """Refuse ``--crop`` for the networks that do not take whole head boxes."""
+    if opts.crop is not None:
+        raise SetupError(f"--crop applies to the motion network only, not to {opts.network}.")
 
 
 def _check_crop(opts: Namespace) -> None:
@@ -631,6 +635,7 @@ def _samples(opts: Namespace, task: str) -> Path:
     samples = opts.out / SAMPLES_DIR
     per_image = 1 if task == "registration" else opts.samples_per_image
     settings = {
+        "task": task,
         "images": [str(image) for image in opts.images],
         "samples_per_image": per_image,
         "seed": opts.seed,
@@ -675,8 +680,9 @@ def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:
     """Whether the labels ``table`` of finished samples exists, made with ``settings``.
 
     The table is written last, once every sample is, so a folder without it is generated again.
-    Raises :class:`SetupError` when the samples were made with other images, samples per image
-    or seed: a card must not describe samples that the network did not see.
+    Raises :class:`SetupError` when the samples were made for another network, or with other
+    images, samples per image or seed: a card must not describe samples that the network did
+    not see.
     """
     if not table.is_file():
         return False
