@@ -28,6 +28,7 @@ from bidsqc.metrics import MeasureInfo
 
 __all__ = [
     "DECISIONS",
+    "ARTEFACT_REVIEW_THRESHOLDS",
     "DEFAULT_THRESHOLDS",
     "Threshold",
     "decide",
@@ -57,18 +58,28 @@ class Threshold:
         return 0
 
 
-#: Default thresholds: motion grade mild or severe, registrations the network doubts, any
-#: artefact more likely than not (review only: most can be corrected, or only matter to some
-#: analyses), and a quality score below 6 (an artefact of severity 0.67, or two milder ones)
-#: or 3 (one severe artefact and more).
+#: Review thresholds of the artefact probabilities, as ``bidsqc-evaluate artefact --calibrate``
+#: wrote them for the bundled network (docs/training.md): for each artefact, the lowest that
+#: flags at most 2 % of the network's own validation samples without it (subjects of the
+#: ``train`` split it did not train on), so that about 10 % of clean scans at most get flagged
+#: with any. The image's probability averages its tiles' logits, which pulls it towards the
+#: tiles' prior, so these cuts lie below 0.5.
+ARTEFACT_REVIEW_THRESHOLDS = {
+    "p_ghosting": 0.4565,
+    "p_spike": 0.4687,
+    "p_inhomogeneity": 0.3951,
+    "p_noise": 0.4654,
+    "p_blur": 0.4687,
+}
+#: Default thresholds: motion grade mild or severe, registrations the network doubts, likely
+#: artefacts (review only: most can be corrected, or only matter to some analyses), and a
+#: quality score below 6 (an artefact of severity 0.67, or two milder ones) or 3 (one severe
+#: artefact and more).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
     "p_misregistered": Threshold(review=0.5, fail=0.9),
     "p_misregistered_to_t1w": Threshold(review=0.5, fail=0.9),
-    **{
-        column: Threshold(review=0.5)
-        for column in ("p_ghosting", "p_spike", "p_inhomogeneity", "p_noise", "p_blur")
-    },
+    **{column: Threshold(review=value) for column, value in ARTEFACT_REVIEW_THRESHOLDS.items()},
     "quality_score": Threshold(review=6, fail=3),
 }
 

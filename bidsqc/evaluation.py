@@ -27,7 +27,8 @@ with each artefact of :data:`bidsqc.networks.ARTEFACT_NAMES` alone at each sever
 :data:`ARTEFACT_LEVELS` (mild 0.3, moderate 0.6), simulated at native resolution and
 preprocessed as the pipeline does. Per artefact and level, the AUC of its probability against
 the clean images, and against the clean images and the other artefacts (the pairwise check of
-the issue), with sensitivity and specificity at :data:`ARTEFACT_THRESHOLD`; the R² of
+the issue), with sensitivity and specificity at the shipped review thresholds
+(:data:`bidsqc.decisions.DEFAULT_THRESHOLDS`); the R² of
 ``quality_score`` and the fraction of clean scans flagged with any artefact.
 
 Results are given overall and per source, the folder of the image (MSLUB's participant
@@ -39,7 +40,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nb
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from bidsqc.data import load_template
+from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.inference import predict_artefacts, predict_motion, predict_registration
 from bidsqc.loading import load_anatomical
 from bidsqc.metrics import estimate_brain_mask, mask_dice, mask_hd95_mm, nmi, nmi_region
@@ -55,6 +57,7 @@ from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.registration_pairs import RandomMisalignment, misaligned, template_reference
 from bidsqc.simulation import (
     ARTEFACTS,
+    LABELS_TABLE,
     Artefact,
     BiasField,
     Blur,
@@ -86,12 +89,13 @@ from bidsqc.training_data import (
 
 __all__ = [
     "ARTEFACT_LEVELS",
-    "ARTEFACT_THRESHOLD",
     "ArtefactAtSeverity",
     "artefact_metrics_table",
     "artefact_summary",
     "generate_artefact_protocol_samples",
     "predict_artefact_samples",
+    "predict_training_samples",
+    "calibrated_thresholds",
     "MOTION_RANGES",
     "REGISTRATION_RANGES",
     "registration_metrics_table",
@@ -413,8 +417,11 @@ def registration_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
 
 #: Severity of each level of the artefact protocol (:attr:`bidsqc.simulation.Artefact.severity`).
 ARTEFACT_LEVELS: dict[str, float] = {"mild": 0.3, "moderate": 0.6}
-#: The decision threshold on each artefact probability that the evaluation scores.
-ARTEFACT_THRESHOLD = 0.5
+
+
+def _shipped_threshold(column: str) -> float:
+    """The review threshold of an artefact column in :data:`DEFAULT_THRESHOLDS`."""
+    return DEFAULT_THRESHOLDS[column].review
 
 
 class ArtefactAtSeverity(RandomArtefact):
@@ -501,14 +508,15 @@ def predict_artefact_samples(network: ArtefactNet, table: pd.DataFrame) -> pd.Da
 def artefact_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per artefact and level: the AUC of its probability against the clean images and against
     the clean images and those with another artefact at the same level, and, at
-    :data:`ARTEFACT_THRESHOLD`, the sensitivity and the specificity on those two sets."""
+    the shipped review threshold, the sensitivity and the specificity on those two sets."""
     rows = []
     clean = table["condition"] == CLEAN
     for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
         for level in ARTEFACT_LEVELS:
             corrupted = (table["artefact"] == name) & (table["level"] == level)
             others = clean | ((table["level"] == level) & ~corrupted)
-            scores, flagged = table[column], table[column] >= ARTEFACT_THRESHOLD
+            scores = table[column]
+            flagged = scores >= _shipped_threshold(column)
             rows.append(
                 {
                     "artefact": name,
@@ -526,13 +534,15 @@ def artefact_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def artefact_summary(table: pd.DataFrame) -> dict[str, float]:
     """R² and Spearman of ``quality_score`` over every sample, and the fraction of clean real
-    scans flagged with any artefact at :data:`ARTEFACT_THRESHOLD`."""
+    scans flagged with any artefact at the shipped review thresholds."""
     clean = table[table["condition"] == CLEAN]
     columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
     return {
         "quality_r2": r2_score(table["quality_true"], table["quality_score"]),
         "quality_spearman": spearman(table["quality_true"], table["quality_score"]),
-        "clean_flagged_any": float((clean[columns] >= ARTEFACT_THRESHOLD).any(axis=1).mean()),
+        "clean_flagged_any": float(
+            np.column_stack([clean[c] >= _shipped_threshold(c) for c in columns]).any(axis=1).mean()
+        ),
         "clean_images": len(clean),
     }
 
@@ -540,3 +550,42 @@ def artefact_summary(table: pd.DataFrame) -> dict[str, float]:
 def _auc(positive: pd.Series, negative: pd.Series, scores: pd.Series) -> float:
     keep = positive | negative
     return roc_auc(positive[keep].to_numpy(), scores[keep].to_numpy())
+
+
+def predict_training_samples(
+    network: ArtefactNet, samples: str | os.PathLike, base_images: Collection[str]
+) -> pd.DataFrame:
+    """The labels of the artefact samples in ``samples`` (a ``bidsqc-train artefact`` samples
+    folder) made from ``base_images``, with their predictions (:func:`predict_artefact_samples`)."""
+    samples = Path(samples)
+    table = pd.read_csv(samples / LABELS_TABLE, sep="\t")
+    table = table[table["base_image"].isin(set(base_images))].reset_index(drop=True)
+    if table.empty:
+        raise ValueError(f"no sample of the given base images in {samples / LABELS_TABLE}")
+    table["path"] = [str(samples / filename) for filename in table["filename"]]
+    return predict_artefact_samples(network, table)
+
+
+#: Share of the samples without an artefact that its calibrated threshold may flag: 2 % for
+#: each of the five, so that at most about 10 % of clean scans are flagged with any.
+FALSE_POSITIVE_BUDGET = 0.02
+
+
+def calibrated_thresholds(
+    table: pd.DataFrame, false_positive_budget: float = FALSE_POSITIVE_BUDGET
+) -> dict[str, float]:
+    """For each artefact, the lowest probability threshold that flags at most
+    ``false_positive_budget`` of the samples without it (``severity_<artefact>`` = 0) in
+    ``table``, a table of :func:`predict_training_samples`: the most sensitive threshold within
+    a fixed budget of false alarms."""
+    thresholds = {}
+    for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
+        absent = (table[f"severity_{name}"] == 0).to_numpy()
+        if not absent.any():
+            raise ValueError(f"every sample has {name}: no threshold")
+        negatives = np.sort(table.loc[absent, column].to_numpy())
+        allowed = int(np.floor(false_positive_budget * len(negatives)))
+        # Just above the (allowed + 1)-th highest score of a negative, on a 1e-4 grid.
+        highest_kept = negatives[len(negatives) - 1 - allowed]
+        thresholds[column] = float(np.ceil(highest_kept * 1e4 + 1e-6)) / 1e4
+    return thresholds

@@ -8,7 +8,13 @@ import math
 import pandas as pd
 import pytest
 
-from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, decide, load_thresholds
+from bidsqc.decisions import (
+    ARTEFACT_REVIEW_THRESHOLDS,
+    DEFAULT_THRESHOLDS,
+    Threshold,
+    decide,
+    load_thresholds,
+)
 from bidsqc.outputs import QC_COLUMNS, write_group_decisions
 
 
@@ -102,7 +108,9 @@ def artefacts(quality_score: float = 9.0, **probabilities: float) -> dict:
 
 def test_default_thresholds_cover_the_artefact_columns():
     for column in ARTEFACT_PROBABILITIES:
-        assert DEFAULT_THRESHOLDS[column] == Threshold(review=0.5)
+        review = ARTEFACT_REVIEW_THRESHOLDS[column]
+        assert DEFAULT_THRESHOLDS[column] == Threshold(review=review)
+        assert 0 < review < 1
         assert QC_COLUMNS[column].better == "lower"
     assert DEFAULT_THRESHOLDS["quality_score"] == Threshold(review=6, fail=3)
     assert QC_COLUMNS["quality_score"].better == "higher"
@@ -110,9 +118,11 @@ def test_default_thresholds_cover_the_artefact_columns():
 
 def test_a_likely_artefact_sends_the_image_to_review():
     decision = decide(artefacts(p_noise=0.7), DEFAULT_THRESHOLDS, QC_COLUMNS)
-    assert decision == {"decision": "review", "reasons": "review: p_noise 0.7 >= 0.5"}
+    noise = ARTEFACT_REVIEW_THRESHOLDS["p_noise"]
+    assert decision == {"decision": "review", "reasons": f"review: p_noise 0.7 >= {noise:g}"}
     for column in ARTEFACT_PROBABILITIES:
-        at_threshold = decide(artefacts(**{column: 0.5}), DEFAULT_THRESHOLDS, QC_COLUMNS)
+        threshold = ARTEFACT_REVIEW_THRESHOLDS[column]
+        at_threshold = decide(artefacts(**{column: threshold}), DEFAULT_THRESHOLDS, QC_COLUMNS)
         assert at_threshold["decision"] == "review"
         assert column in at_threshold["reasons"]
     # No artefact probability fails an image on its own.
@@ -141,8 +151,10 @@ def test_a_low_quality_score_reviews_then_fails(quality, decision, reasons):
 def test_artefact_reasons_come_worst_first():
     decision = decide(artefacts(2.5, p_noise=0.7, p_spike=0.9), DEFAULT_THRESHOLDS, QC_COLUMNS)
     assert decision["decision"] == "fail"
+    spike, noise = ARTEFACT_REVIEW_THRESHOLDS["p_spike"], ARTEFACT_REVIEW_THRESHOLDS["p_noise"]
     assert decision["reasons"] == (
-        "fail: quality_score 2.5 <= 3; review: p_spike 0.9 >= 0.5; review: p_noise 0.7 >= 0.5"
+        f"fail: quality_score 2.5 <= 3; review: p_spike 0.9 >= {spike:g}; "
+        f"review: p_noise 0.7 >= {noise:g}"
     )
 
 

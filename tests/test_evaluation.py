@@ -234,6 +234,13 @@ def artefact_table() -> pd.DataFrame:
     return table
 
 
+@pytest.fixture
+def thresholds_at_one_half(monkeypatch):
+    """The hand-computed values below assume a review threshold of 0.5 for every artefact."""
+    monkeypatch.setattr("bidsqc.evaluation._shipped_threshold", lambda column: 0.5)
+
+
+@pytest.mark.usefixtures("thresholds_at_one_half")
 def test_artefact_metrics_table() -> None:
     metrics = artefact_metrics_table(artefact_table()).set_index(["artefact", "level"])
     assert list(metrics.index) == [
@@ -274,6 +281,7 @@ def test_artefact_metrics_table_separates_perfectly() -> None:
     assert (metrics[["specificity_clean", "specificity_others"]] == 1.0).all().all()
 
 
+@pytest.mark.usefixtures("thresholds_at_one_half")
 def test_artefact_summary() -> None:
     table = artefact_table()
     summary = artefact_summary(table)
@@ -377,3 +385,36 @@ def test_predict_artefact_samples(tmp_path: Path) -> None:
         assert predicted[column].between(0, 1).all()
     assert predicted["quality_score"].between(0, 10).all()
     assert predicted["path"].tolist() == paths  # the table's columns are kept
+
+
+def test_evaluation_scores_the_shipped_thresholds() -> None:
+    from bidsqc.decisions import ARTEFACT_REVIEW_THRESHOLDS
+    from bidsqc.evaluation import _shipped_threshold
+
+    for column, value in ARTEFACT_REVIEW_THRESHOLDS.items():
+        assert _shipped_threshold(column) == value
+
+
+def test_calibrated_thresholds_keep_the_false_positive_budget() -> None:
+    from bidsqc.evaluation import calibrated_thresholds
+    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(200):
+        present = {name: index % 5 == k for k, name in enumerate(ARTEFACT_PROBABILITY_COLUMNS)}
+        row = {f"severity_{name}": 0.5 * present[name] for name in ARTEFACT_PROBABILITY_COLUMNS}
+        for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
+            row[column] = rng.uniform(0.3, 0.9) if present[name] else rng.uniform(0.0, 0.6)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    thresholds = calibrated_thresholds(table, false_positive_budget=0.05)
+    for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
+        absent = table[f"severity_{name}"] == 0
+        flagged = table.loc[absent, column] >= thresholds[column]
+        assert flagged.mean() <= 0.05
+        # The next lower candidate would break the budget: the threshold is the lowest one.
+        lower = table.loc[absent, column][~flagged].max()
+        assert (table.loc[absent, column] >= lower).mean() > 0.05
+    with pytest.raises(ValueError, match="every sample"):
+        calibrated_thresholds(table.assign(severity_noise=0.5))

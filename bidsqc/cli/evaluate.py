@@ -103,6 +103,15 @@ def build_parser() -> ArgumentParser:
         allow_abbrev=False,
     )
     _add_common_arguments(artefact)
+    artefact.add_argument(
+        "--calibrate",
+        type=absolute_path,
+        metavar="SAMPLES",
+        help="the samples folder of the network's training run: predict the samples of its "
+        "validation images (listed in the model card) and write thresholds.json, as a "
+        "--thresholds file: for each artefact, the lowest threshold that flags at most 2 %% "
+        "of the samples without it",
+    )
     artefact.set_defaults(evaluate=evaluate_artefact)
     return parser
 
@@ -149,8 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--bids and --scores go together")
     elif opts.network == "registration" and opts.images is None and opts.pairs is None:
         parser.error("give --images, --pairs, or both")
-    elif opts.network == "artefact" and opts.images is None:
-        parser.error("give --images")
+    elif opts.network == "artefact" and opts.images is None and opts.calibrate is None:
+        parser.error("give --images, --calibrate, or both")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
@@ -229,6 +238,19 @@ def evaluate_artefact(opts: Namespace) -> None:
     from bidsqc import evaluation
 
     network = _network(opts)
+    if opts.calibrate is not None:
+        card = json.loads(_weights(opts).with_suffix(".json").read_text())
+        calibration = evaluation.predict_training_samples(
+            network, opts.calibrate, card["split"]["validation_images"]
+        )
+        calibration.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
+        thresholds = evaluation.calibrated_thresholds(calibration)
+        _write_json(
+            {column: {"review": value} for column, value in thresholds.items()},
+            opts.out / "thresholds.json",
+        )
+    if opts.images is None:
+        return
     samples = evaluation.generate_artefact_protocol_samples(
         opts.images, opts.out / "samples", repeats=opts.repeats, seed=opts.seed, n_jobs=opts.jobs
     )
@@ -238,14 +260,19 @@ def evaluate_artefact(opts: Namespace) -> None:
     _write_json(evaluation.artefact_summary(table), opts.out / "summary.json")
 
 
+def _weights(opts: Namespace) -> Path:
+    """The weights to evaluate: ``--weights``, or the bundled ones."""
+    from bidsqc.data import MODELS_DIR
+
+    return opts.weights or MODELS_DIR / f"{opts.network}.pt"
+
+
 def _network(opts: Namespace):
-    """The network to evaluate (``--weights``, or the bundled one); creates ``opts.out``."""
-    from bidsqc.inference import load_bundled_network, load_network
+    """The network to evaluate (:func:`_weights`); creates ``opts.out``."""
+    from bidsqc.inference import load_network
 
     opts.out.mkdir(parents=True, exist_ok=True)
-    if opts.weights:
-        return load_network(opts.weights, opts.device)
-    return load_bundled_network(opts.network, opts.device)
+    return load_network(_weights(opts), opts.device)
 
 
 def _write_json(metrics: dict, path: Path) -> None:
