@@ -27,6 +27,7 @@ from bidsqc.networks import ARTEFACT_NAMES, MOTION_BINS, ArtefactNet, EncoderNet
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.tiles import (
     MIN_BRAIN_FRACTION,
+    TILE_SIZE,
     aggregate_tiles,
     extract_tiles,
     tile_fractions,
@@ -204,11 +205,15 @@ class ArtefactPrediction:
             ]
         }
 
-    def artefact_map(self, shape: Sequence[int]) -> np.ndarray:
+    def artefact_map(self, shape: Sequence[int], voxel_size: int = 1) -> np.ndarray:
         """Tile answers spread over the head box of ``shape``, shape (*shape, 6): each artefact's
-        probability, then the quality score; NaN where no tile reaches (:func:`tile_map`)."""
+        probability, then the quality score; NaN where no tile reaches (:func:`tile_map`).
+
+        ``voxel_size`` is that of the box in mm (2 for the preproc grid): tile origins and
+        edges are divided by it, rounded down.
+        """
         values = np.column_stack([self.tile_probabilities, self.tile_quality])
-        return tile_map(values, self.tile_origins, shape)
+        return tile_map(values, self.tile_origins // voxel_size, shape, TILE_SIZE // voxel_size)
 
 
 def predict_artefacts(

@@ -55,6 +55,7 @@ __all__ = [
     "artefact_map_path",
     "artefacts_path",
     "column_dictionary",
+    "likely_artefacts",
     "derivative_path",
     "figure_path",
     "group_table_path",
@@ -193,6 +194,18 @@ ARTEFACT_PROBABILITY_COLUMNS = {
     "noise": "p_noise",
     "blur": "p_blur",
 }
+
+
+def likely_artefacts(probabilities: Mapping[str, float]) -> list[str]:
+    """The artefacts, in column order and without ``p_``, whose probability in
+    ``probabilities`` (by column) is 0.5 or more: more likely than not."""
+    return [
+        column.removeprefix("p_")
+        for column in ARTEFACT_PROBABILITY_COLUMNS.values()
+        if probabilities.get(column, 0) >= 0.5
+    ]
+
+
 _ARTEFACT_DESCRIPTIONS = {
     "ghosting": "ghosting: shifted copies of the head along the phase-encoding axis",
     "spike": "spikes: herringbone stripes from bright points in k-space",

@@ -201,8 +201,10 @@ class ArtefactSampleWriter:
 
     def __init__(self, register_copies: bool = False) -> None:
         self.register_copies = register_copies
-        self._registered: tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, Path | None]
-        self._registered = None  # type: ignore[assignment]
+        #: The last image registered, the scratch folder holding its transform, the transform.
+        self._registered: (
+            tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, Path | None] | None
+        ) = None
 
     def __call__(self, image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image) -> str | None:
         transform = self._transform(image if self.register_copies else original)

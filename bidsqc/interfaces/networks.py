@@ -101,7 +101,6 @@ class ArtefactQC(SimpleInterface):
 
         from bidsqc.data import head_box
         from bidsqc.inference import load_network, load_preprocessed, predict_artefacts
-        from bidsqc.tiles import TILE_SIZE, tile_map
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
@@ -109,9 +108,7 @@ class ArtefactQC(SimpleInterface):
         out_file = Path(runtime.cwd) / "artefacts.json"
         out_file.write_text(json.dumps(prediction.to_dict(), indent=2) + "\n")
         shape, affine = head_box(2)
-        probabilities = tile_map(
-            prediction.tile_probabilities, prediction.tile_origins // 2, shape, TILE_SIZE // 2
-        )
+        probabilities = prediction.artefact_map(shape, voxel_size=2)[..., :-1]  # not quality
         out_map = Path(runtime.cwd) / "artefactmap.nii.gz"
         nb.save(nb.Nifti1Image(probabilities, affine), out_map)
         self._results.update(out_file=str(out_file), out_map=str(out_map))

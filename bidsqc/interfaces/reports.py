@@ -56,22 +56,18 @@ class PlotMosaic(SimpleInterface):
 def _likely_artefacts(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
     """The voxels where some artefact has a tile probability of 0.5 or more, and a title that
     names those artefacts."""
-    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS, likely_artefacts
 
     probabilities = np.nan_to_num(np.asarray(artefact_map.dataobj, dtype=np.float32))
-    likely = probabilities >= 0.5
-    found = likely.any(axis=(0, 1, 2))
-    names = [
-        column.removeprefix("p_")
-        for column, present in zip(ARTEFACT_PROBABILITY_COLUMNS.values(), found, strict=True)
-        if present
-    ]
+    highest = probabilities.max(axis=(0, 1, 2))
+    names = likely_artefacts(dict(zip(ARTEFACT_PROBABILITY_COLUMNS.values(), highest, strict=True)))
     title = (
         f"Outlined: tiles with likely {', '.join(names)}"
         if names
         else "No tile where an artefact is more likely than not"
     )
-    return nb.Nifti1Image(likely.any(axis=-1).astype(np.uint8), artefact_map.affine), title
+    likely = (probabilities >= 0.5).any(axis=-1)
+    return nb.Nifti1Image(likely.astype(np.uint8), artefact_map.affine), title
 
 
 class PlotMotion(SimpleInterface):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from bidsqc.metrics import MeasureInfo
-from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.outputs import likely_artefacts
 from bidsqc.reports import (
     data_uri,
     describe,
@@ -156,9 +156,4 @@ def _artefact_summary(row: Mapping) -> dict | None:
     quality = row.get("quality_score")
     if quality is None or not math.isfinite(quality):
         return None
-    likely = [
-        column.removeprefix("p_")
-        for column in ARTEFACT_PROBABILITY_COLUMNS.values()
-        if row.get(column, 0) >= 0.5
-    ]
-    return {"quality": format_value(quality), "likely": likely}
+    return {"quality": format_value(quality), "likely": likely_artefacts(row)}
