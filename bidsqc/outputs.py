@@ -55,7 +55,7 @@ __all__ = [
     "artefact_map_path",
     "artefacts_path",
     "column_dictionary",
-    "likely_artefacts",
+    "flagged_artefacts",
     "derivative_path",
     "figure_path",
     "group_table_path",
@@ -196,13 +196,17 @@ ARTEFACT_PROBABILITY_COLUMNS = {
 }
 
 
-def likely_artefacts(probabilities: Mapping[str, float]) -> list[str]:
+def flagged_artefacts(
+    probabilities: Mapping[str, float], thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS
+) -> list[str]:
     """The artefacts, in column order and without ``p_``, whose probability in
-    ``probabilities`` (by column) is 0.5 or more: more likely than not."""
+    ``probabilities`` (by column) crosses its threshold in ``thresholds``: those for which the
+    decision sends an image to review."""
     return [
         column.removeprefix("p_")
         for column in ARTEFACT_PROBABILITY_COLUMNS.values()
-        if probabilities.get(column, 0) >= 0.5
+        if column in thresholds
+        and thresholds[column].level(probabilities.get(column), ARTEFACT_COLUMNS[column].better)
     ]
 
 

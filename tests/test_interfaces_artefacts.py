@@ -15,8 +15,9 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from bidsqc.data import head_box, head_box_brain_mask
+from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.interfaces.networks import ArtefactQC
-from bidsqc.interfaces.reports import PlotMosaic, _likely_artefacts
+from bidsqc.interfaces.reports import PlotMosaic, _flagged_tiles
 from bidsqc.networks import ArtefactNet
 from bidsqc.outputs import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.reports.figures import OUTLINE_COLOR
@@ -139,7 +140,7 @@ def test_plot_mosaic_outlines_the_artefact_map(
         assert png.width >= 600
 
 
-def test_plot_mosaic_outlines_only_likely_tiles(
+def test_plot_mosaic_outlines_only_flagged_tiles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shape, affine = head_box(2)
@@ -167,7 +168,7 @@ def outline_pixels(path: Path) -> int:
     return int((np.abs(rgb - np.array(to_rgb(OUTLINE_COLOR)) * 255).max(axis=-1) < 8).sum())
 
 
-# --- _likely_artefacts --------------------------------------------------------------------------
+# --- _flagged_tiles -----------------------------------------------------------------------------
 
 
 def hand_made_map(**maxima: float) -> nb.Nifti1Image:
@@ -181,11 +182,18 @@ def hand_made_map(**maxima: float) -> nb.Nifti1Image:
     return nb.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]))
 
 
-def test_likely_artefacts_names_those_at_or_above_one_half() -> None:
+def review(column: str) -> float:
+    """The default review threshold of an artefact's probability."""
+    return DEFAULT_THRESHOLDS[column].review
+
+
+def test_flagged_tiles_are_those_at_or_above_the_review_threshold() -> None:
     # Given out of order: the title follows ARTEFACT_PROBABILITY_COLUMNS.
-    artefact_map = hand_made_map(p_blur=0.9, p_ghosting=0.5, p_noise=0.49)
-    outline, title = _likely_artefacts(artefact_map)
-    assert title == "Outlined: tiles with likely ghosting, blur"
+    artefact_map = hand_made_map(
+        p_blur=0.9, p_ghosting=review("p_ghosting") + 0.01, p_noise=review("p_noise") - 0.01
+    )
+    outline, title = _flagged_tiles(artefact_map)
+    assert title == "Outlined: tiles flagged for ghosting, blur"
     assert outline.shape == (6, 7, 5)
     np.testing.assert_array_equal(outline.affine, artefact_map.affine)
     expected = np.zeros((6, 7, 5), np.uint8)
@@ -193,16 +201,16 @@ def test_likely_artefacts_names_those_at_or_above_one_half() -> None:
     np.testing.assert_array_equal(np.asarray(outline.dataobj), expected)
 
 
-def test_likely_artefacts_uses_the_column_names_without_prefix() -> None:
-    _, title = _likely_artefacts(hand_made_map(p_inhomogeneity=0.7, p_spike=0.6))
-    assert title == "Outlined: tiles with likely spike, inhomogeneity"
+def test_flagged_tiles_use_the_column_names_without_prefix() -> None:
+    _, title = _flagged_tiles(hand_made_map(p_inhomogeneity=0.9, p_spike=0.9))
+    assert title == "Outlined: tiles flagged for spike, inhomogeneity"
 
 
-def test_likely_artefacts_without_any() -> None:
-    outline, title = _likely_artefacts(hand_made_map(p_noise=0.49))
-    assert title == "No tile where an artefact is more likely than not"
+def test_flagged_tiles_without_any() -> None:
+    outline, title = _flagged_tiles(hand_made_map(p_noise=review("p_noise") - 0.01))
+    assert title == "No tile flagged"
     assert not np.asarray(outline.dataobj).any()
     all_nan = nb.Nifti1Image(np.full((3, 3, 3, 5), np.nan, np.float32), np.eye(4))
-    outline, title = _likely_artefacts(all_nan)
-    assert title == "No tile where an artefact is more likely than not"
+    outline, title = _flagged_tiles(all_nan)
+    assert title == "No tile flagged"
     assert not np.asarray(outline.dataobj).any()

@@ -14,6 +14,7 @@ from markupsafe import escape
 from matplotlib.colors import to_rgb
 from PIL import Image
 
+from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold
 from bidsqc.metrics import MeasureInfo
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.reports import format_value, subject_report_href
@@ -325,8 +326,17 @@ def artefact_row(filename: str, quality: float, **probabilities: float) -> dict:
 
 def test_subject_report_shows_the_quality_chip(tmp_path: Path) -> None:
     rows = [
-        artefact_row("sub-01/anat/sub-01_run-1_T1w.nii.gz", 4.2, p_noise=0.8, p_ghosting=0.5),
-        artefact_row("sub-01/anat/sub-01_run-2_T1w.nii.gz", 9.0, p_blur=0.49),
+        artefact_row(
+            "sub-01/anat/sub-01_run-1_T1w.nii.gz",
+            4.2,
+            p_noise=0.8,
+            p_ghosting=DEFAULT_THRESHOLDS["p_ghosting"].review,
+        ),
+        artefact_row(
+            "sub-01/anat/sub-01_run-2_T1w.nii.gz",
+            9.0,
+            p_blur=DEFAULT_THRESHOLDS["p_blur"].review - 0.01,
+        ),
         artefact_row(
             "sub-01/anat/sub-01_run-3_T1w.nii.gz",
             float("nan"),
@@ -336,7 +346,7 @@ def test_subject_report_shows_the_quality_chip(tmp_path: Path) -> None:
     html = render_subject_report(
         "sub-01", rows, {}, MEASURES, tmp_path / "s.html", generated_by="x"
     ).read_text()
-    # Likely artefacts are named in the order of the columns, without their "p_".
+    # Flagged artefacts are named in the order of the columns, without their "p_".
     assert "quality 4.200/10: ghosting, noise</span>" in html
     assert "quality 9.000/10, no artefact</span>" in html
     # Nothing for the image without the network's answer.
@@ -345,6 +355,20 @@ def test_subject_report_shows_the_quality_chip(tmp_path: Path) -> None:
     assert chip and chip.group(1) == "misregistered"  # the warning colour
     chip = re.search(r'<span class="chip (\w+)" title="artefact network[^>]*>quality 9', html)
     assert chip and chip.group(1) == "aligned"
+
+
+def test_subject_report_flags_artefacts_at_the_thresholds_in_effect(tmp_path: Path) -> None:
+    rows = [artefact_row("sub-01/anat/sub-01_T1w.nii.gz", 8.0, p_blur=0.3, p_noise=0.3)]
+    html = render_subject_report(
+        "sub-01",
+        rows,
+        {},
+        MEASURES,
+        tmp_path / "s.html",
+        generated_by="x",
+        thresholds={"p_blur": Threshold(review=0.25)},
+    ).read_text()
+    assert "quality 8.000/10: blur</span>" in html
 
 
 def test_subject_report_captions_the_artefact_figure(tmp_path: Path, png: Path) -> None:

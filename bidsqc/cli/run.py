@@ -117,7 +117,7 @@ def run_participant(opts: Namespace) -> int:
                     image.relpath,
                     failures[coregistration_branch_name(image)][1],
                 )
-        write_participant_outputs(output_dir, subject, rows, subject_images)
+        write_participant_outputs(output_dir, subject, rows, subject_images, opts.thresholds)
 
     LOGGER.warning(
         "%d of %d images processed; results in '%s'.",
@@ -207,7 +207,11 @@ def _image_row(
 
 
 def write_participant_outputs(
-    output_dir: Path, subject: str, rows: list[dict], images: list[AnatImage]
+    output_dir: Path,
+    subject: str,
+    rows: list[dict],
+    images: list[AnatImage],
+    thresholds: Mapping[str, Threshold],
 ) -> None:
     """Write ``sub-<label>_qc.tsv``, its dictionary, and the participant's HTML report."""
     from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
@@ -228,6 +232,7 @@ def write_participant_outputs(
         outputs.QC_COLUMNS,
         outputs.participant_report_path(output_dir, subject),
         generated_by=GENERATED_BY,
+        thresholds=thresholds,
     )
 
 

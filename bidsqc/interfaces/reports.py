@@ -20,14 +20,14 @@ class _PlotMosaicInputSpec(ImageInputSpec):
     template_outline = traits.Bool(False, usedefault=True, desc="outline the template brain")
     edges_of = File(exists=True, desc="draw the white-matter edges of this registered T1w instead")
     artefact_map = File(
-        exists=True, desc="outline the tiles of this map (ArtefactQC) where an artefact is likely"
+        exists=True, desc="outline the tiles of this map (ArtefactQC) flagged for an artefact"
     )
 
 
 class PlotMosaic(SimpleInterface):
     """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline, the
     edges of another image on the same grid (a FLAIR with its T1w's), or the outline of the
-    tiles where the artefact network finds an artefact more likely than not, named in the
+    tiles where an artefact's probability crosses its default review threshold, named in the
     title."""
 
     input_spec = _PlotMosaicInputSpec
@@ -39,7 +39,7 @@ class PlotMosaic(SimpleInterface):
         img = reorient_to_ras(nb.load(self.inputs.in_file))
         outline, title = None, None
         if isdefined(self.inputs.artefact_map):
-            outline, title = _likely_artefacts(nb.load(self.inputs.artefact_map))
+            outline, title = _flagged_tiles(nb.load(self.inputs.artefact_map))
         elif isdefined(self.inputs.edges_of):
             other = nb.load(self.inputs.edges_of)  # a registered T1w, on the template grid
             edges = edge_mask(other.get_fdata(), load_template(2).brain_mask)
@@ -53,21 +53,21 @@ class PlotMosaic(SimpleInterface):
         return runtime
 
 
-def _likely_artefacts(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
-    """The voxels where some artefact has a tile probability of 0.5 or more, and a title that
-    names those artefacts."""
-    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS, likely_artefacts
+def _flagged_tiles(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
+    """The voxels whose tiles cross the default review threshold of some artefact, and a title
+    that names those artefacts. The image's probability is a weighted mean of its tiles' logits,
+    so an image flagged for an artefact always has a tile flagged for it."""
+    from bidsqc.decisions import DEFAULT_THRESHOLDS
+    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS, flagged_artefacts
 
+    columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
     probabilities = np.nan_to_num(np.asarray(artefact_map.dataobj, dtype=np.float32))
     highest = probabilities.max(axis=(0, 1, 2))
-    names = likely_artefacts(dict(zip(ARTEFACT_PROBABILITY_COLUMNS.values(), highest, strict=True)))
-    title = (
-        f"Outlined: tiles with likely {', '.join(names)}"
-        if names
-        else "No tile where an artefact is more likely than not"
-    )
-    likely = (probabilities >= 0.5).any(axis=-1)
-    return nb.Nifti1Image(likely.astype(np.uint8), artefact_map.affine), title
+    names = flagged_artefacts(dict(zip(columns, highest, strict=True)))
+    title = f"Outlined: tiles flagged for {', '.join(names)}" if names else "No tile flagged"
+    review = np.array([DEFAULT_THRESHOLDS[column].review for column in columns])
+    flagged = (probabilities >= review).any(axis=-1)
+    return nb.Nifti1Image(flagged.astype(np.uint8), artefact_map.affine), title
 
 
 class PlotMotion(SimpleInterface):

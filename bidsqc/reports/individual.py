@@ -6,8 +6,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold
 from bidsqc.metrics import MeasureInfo
-from bidsqc.outputs import likely_artefacts
+from bidsqc.outputs import flagged_artefacts
 from bidsqc.reports import (
     data_uri,
     describe,
@@ -31,8 +32,8 @@ FIGURE_CAPTIONS = {
     "motion": "The motion network's distribution over head motion (RMS displacement, mm), "
     "shaded by grade: none, mild, severe. A narrow peak is a confident estimate.",
     "artefacts": "The registered image with the artefact network's 64 mm tiles outlined where an "
-    "artefact is more likely than not (the title names them). Artefacts that span the "
-    "whole image outline every tile; one tile alone points at a local problem.",
+    "artefact's probability crosses its review threshold (the title names them). Artefacts "
+    "that span the whole image outline every tile; one tile alone points at a local problem.",
     "coregistration": "FLAIR co-registered to the T1w of its session, on the template grid. "
     "The red lines are the T1w's white-matter edges: they should follow the FLAIR's.",
 }
@@ -46,6 +47,7 @@ def render_subject_report(
     out_file: Path,
     *,
     generated_by: str,
+    thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
 ) -> Path:
     """Write the HTML report of one participant.
 
@@ -64,13 +66,15 @@ def render_subject_report(
         Where to write the report.
     generated_by
         Name and version of the generating software, shown in the footer.
+    thresholds
+        The decision's thresholds (``--thresholds``): the artefacts that cross theirs are named.
 
     Returns
     -------
     Path
         ``out_file``: a single HTML file with the figures embedded.
     """
-    images = [_image(row, figures.get(row["filename"], {}), measures) for row in rows]
+    images = [_image(row, figures.get(row["filename"], {}), measures, thresholds) for row in rows]
     n_failed = sum(image["failed"] for image in images)
     return render_html(
         "subject.html",
@@ -83,7 +87,12 @@ def render_subject_report(
     )
 
 
-def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, MeasureInfo]) -> dict:
+def _image(
+    row: dict,
+    figures: Mapping[str, Path],
+    measures: Mapping[str, MeasureInfo],
+    thresholds: Mapping[str, Threshold],
+) -> dict:
     """Template context of one image."""
     names = [name for name in FIGURE_CAPTIONS if name in figures]
     names += [name for name in figures if name not in FIGURE_CAPTIONS]
@@ -116,7 +125,7 @@ def _image(row: dict, figures: Mapping[str, Path], measures: Mapping[str, Measur
             for suffix, reference in (("", "template"), ("_to_t1w", "T1w"))
             if (summary := _registration_summary(row, suffix, reference))
         ],
-        "artefacts": _artefact_summary(row),
+        "artefacts": _artefact_summary(row, thresholds),
         "measures": [
             {"key": key, "info": describe(key, measures), "value": value}
             for key, value in values.items()
@@ -151,9 +160,9 @@ def _registration_summary(row: Mapping, suffix: str, reference: str) -> dict | N
     }
 
 
-def _artefact_summary(row: Mapping) -> dict | None:
-    """The quality score and the artefacts more likely than not; None if absent."""
+def _artefact_summary(row: Mapping, thresholds: Mapping[str, Threshold]) -> dict | None:
+    """The quality score and the artefacts that cross their thresholds; None if absent."""
     quality = row.get("quality_score")
     if quality is None or not math.isfinite(quality):
         return None
-    return {"quality": format_value(quality), "likely": likely_artefacts(row)}
+    return {"quality": format_value(quality), "flagged": flagged_artefacts(row, thresholds)}
