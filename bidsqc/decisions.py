@@ -63,13 +63,13 @@ class Threshold:
 #: flags at most 2 % of the network's own validation samples without it (subjects of the
 #: ``train`` split it did not train on), so that about 10 % of clean scans at most get flagged
 #: with any. The image's probability averages its tiles' logits, which pulls it towards the
-#: tiles' prior, so these cuts lie below 0.5.
+#: tiles' prior, so most of these cuts lie below 0.5.
 ARTEFACT_REVIEW_THRESHOLDS = {
-    "p_ghosting": 0.4565,
-    "p_spike": 0.4687,
-    "p_inhomogeneity": 0.3951,
-    "p_noise": 0.4654,
-    "p_blur": 0.4687,
+    "p_ghosting": 0.4505,
+    "p_spike": 0.466,
+    "p_inhomogeneity": 0.4089,
+    "p_noise": 0.3698,
+    "p_blur": 0.505,
 }
 #: Default thresholds: motion grade mild or severe, registrations the network doubts, likely
 #: artefacts (review only: most can be corrected, or only matter to some analyses), and a

@@ -46,6 +46,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bidsqc.data import load_template
 from bidsqc.decisions import DEFAULT_THRESHOLDS
@@ -96,6 +97,8 @@ __all__ = [
     "predict_artefact_samples",
     "predict_training_samples",
     "calibrated_thresholds",
+    "calibrated_motion_threshold",
+    "training_validation_samples",
     "MOTION_RANGES",
     "REGISTRATION_RANGES",
     "registration_metrics_table",
@@ -552,18 +555,26 @@ def _auc(positive: pd.Series, negative: pd.Series, scores: pd.Series) -> float:
     return roc_auc(positive[keep].to_numpy(), scores[keep].to_numpy())
 
 
-def predict_training_samples(
-    network: ArtefactNet, samples: str | os.PathLike, base_images: Collection[str]
+def training_validation_samples(
+    samples: str | os.PathLike, base_images: Collection[str]
 ) -> pd.DataFrame:
-    """The labels of the artefact samples in ``samples`` (a ``bidsqc-train artefact`` samples
-    folder) made from ``base_images``, with their predictions (:func:`predict_artefact_samples`)."""
+    """The labels of the samples in ``samples`` (a ``bidsqc-train`` samples folder) made from
+    ``base_images`` (the validation images of the run's model card), with their ``path``."""
     samples = Path(samples)
     table = pd.read_csv(samples / LABELS_TABLE, sep="\t")
     table = table[table["base_image"].isin(set(base_images))].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"no sample of the given base images in {samples / LABELS_TABLE}")
     table["path"] = [str(samples / filename) for filename in table["filename"]]
-    return predict_artefact_samples(network, table)
+    return table
+
+
+def predict_training_samples(
+    network: ArtefactNet, samples: str | os.PathLike, base_images: Collection[str]
+) -> pd.DataFrame:
+    """The artefact samples of :func:`training_validation_samples` with their predictions
+    (:func:`predict_artefact_samples`)."""
+    return predict_artefact_samples(network, training_validation_samples(samples, base_images))
 
 
 #: Share of the samples without an artefact that its calibrated threshold may flag: 2 % for
@@ -583,9 +594,28 @@ def calibrated_thresholds(
         absent = (table[f"severity_{name}"] == 0).to_numpy()
         if not absent.any():
             raise ValueError(f"every sample has {name}: no threshold")
-        negatives = np.sort(table.loc[absent, column].to_numpy())
-        allowed = int(np.floor(false_positive_budget * len(negatives)))
-        # Just above the (allowed + 1)-th highest score of a negative, on a 1e-4 grid.
-        highest_kept = negatives[len(negatives) - 1 - allowed]
-        thresholds[column] = float(np.ceil(highest_kept * 1e4 + 1e-6)) / 1e4
+        thresholds[column] = _lowest_threshold(table.loc[absent, column], false_positive_budget)
     return thresholds
+
+
+def calibrated_motion_threshold(
+    table: pd.DataFrame, false_positive_budget: float = FALSE_POSITIVE_BUDGET
+) -> float:
+    """The lowest threshold of the probability of motion, ``1 - p_motion_none``, that calls
+    motion in at most ``false_positive_budget`` of the unmoved samples (``motion_rms_mm`` = 0)
+    of ``table``, the motion samples of :func:`training_validation_samples` with their
+    predictions (:func:`predict_samples`)."""
+    unmoved = (table["motion_rms_mm"] == 0).to_numpy()
+    if not unmoved.any():
+        raise ValueError("every sample is moved: no threshold")
+    return _lowest_threshold(1 - table.loc[unmoved, "p_motion_none"], false_positive_budget)
+
+
+def _lowest_threshold(negatives: ArrayLike, false_positive_budget: float) -> float:
+    """The lowest threshold, on a 1e-4 grid, that at most ``false_positive_budget`` of the
+    scores of ``negatives`` reach."""
+    negatives = np.sort(np.asarray(negatives, dtype=float))
+    allowed = int(np.floor(false_positive_budget * len(negatives)))
+    # Just above the (allowed + 1)-th highest score of a negative.
+    highest_kept = negatives[len(negatives) - 1 - allowed]
+    return float(np.ceil(highest_kept * 1e4 + 1e-6)) / 1e4

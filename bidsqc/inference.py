@@ -29,16 +29,18 @@ from bidsqc.tiles import (
     MIN_BRAIN_FRACTION,
     TILE_SIZE,
     aggregate_tiles,
-    extract_tiles,
+    overview,
     tile_fractions,
     tile_map,
     tile_origins,
+    tiles_in_context,
 )
 from bidsqc.training import load_model, normalise_intensity, resolve_device
 
 __all__ = [
     "ARCHITECTURES",
     "ArtefactPrediction",
+    "MOTION_THRESHOLD",
     "MotionPrediction",
     "RegistrationPrediction",
     "load_bundled_network",
@@ -48,6 +50,15 @@ __all__ = [
     "predict_motion",
     "predict_registration",
 ]
+
+
+#: The probability of motion, ``1 - p_motion_none``, from which :attr:`MotionPrediction.grade`
+#: calls an image moved, as ``bidsqc-evaluate motion --calibrate`` wrote it for the bundled
+#: network (docs/training.md): the lowest that calls motion in at most 2 % of the unmoved samples
+#: of the network's own validation images. Its grade "none" was trained on motion up to 4.5 mm
+#: too, so an unmoved scan gets ``p_motion_none`` of 0.78-0.99, and moved ones often more than
+#: 0.5: the most probable grade misses them.
+MOTION_THRESHOLD = 0.222
 
 
 def _expectation_mm(distribution: Sequence[float]) -> float:
@@ -104,8 +115,12 @@ class MotionPrediction:
 
     @property
     def grade(self) -> int:
-        """The most probable grade: 0 none, 1 mild, 2 severe."""
-        return int(np.argmax(self.grade_probabilities))
+        """0 none while the probability of motion (mild or severe) is below
+        :data:`MOTION_THRESHOLD`; otherwise the more probable of 1 mild and 2 severe."""
+        none, mild, severe = self.grade_probabilities
+        if 1 - none < MOTION_THRESHOLD:
+            return 0
+        return 1 if mild >= severe else 2
 
     @property
     def motion_mm(self) -> float:
@@ -243,11 +258,12 @@ def predict_artefacts(
         )
     device = next(network.parameters()).device
     network.eval()
+    view = overview(volume)
     logits, quality = [], []
     with torch.inference_mode():
         for start in range(0, len(origins), batch_size):
-            tiles = extract_tiles(volume, origins[start : start + batch_size])
-            output = network(torch.from_numpy(tiles[:, None].astype(np.float32)).to(device))
+            tiles = tiles_in_context(volume, origins[start : start + batch_size], view)
+            output = network(torch.from_numpy(tiles).to(device))
             logits.append(output.presence_logits.cpu().numpy())
             quality.append(output.quality.cpu().numpy())
     tile_logits, tile_quality = np.concatenate(logits), np.concatenate(quality)

@@ -375,18 +375,21 @@ class ArtefactNet(EncoderNet):
     :data:`ARTEFACT_NAMES` (several may be present at once, so each is its own sigmoid), and a
     quality score squashed into [0, 10] by ``10 * sigmoid``. On a 64^3 tile the five pooling
     blocks end at 2^3 voxels, so the first block sees the noise and stripes at 1 mm and the
-    last sees a 32 mm neighbourhood, enough for ghosts, blurred edges and a smooth bias field.
+    last sees a 32 mm neighbourhood, enough for ghosts and blurred edges. A bias field changes
+    little over 64 mm, so the tile comes in context (:func:`bidsqc.tiles.tiles_in_context`):
+    channel 0 is the tile, channel 1 the whole head at about 3 mm, where the field is a
+    brightness that drifts across the brain, and channel 2 marks where the tile lies in it.
 
     Args:
         channels: output channels of each encoder block.
         hidden_features: width of each layer of the trunk.
         dropout: dropout probability before each trunk layer.
 
-    Input shape ``(1, X, Y, Z)``; outputs of shapes ``(5,)`` and ``()``.
+    Input shape ``(3, 64, 64, 64)``; outputs of shapes ``(5,)`` and ``()``.
 
     Examples:
         >>> net = ArtefactNet()
-        >>> net(torch.zeros(2, 1, 64, 64, 64)).presence_logits.shape
+        >>> net(torch.zeros(2, 3, 64, 64, 64)).presence_logits.shape
         torch.Size([2, 5])
     """
 
@@ -396,7 +399,7 @@ class ArtefactNet(EncoderNet):
         hidden_features: Sequence[int] = (64,),
         dropout: float = 0.2,
     ) -> None:
-        super().__init__(1, channels, hidden_features, dropout)
+        super().__init__(3, channels, hidden_features, dropout)
         self.presence_head = nn.Linear(hidden_features[-1], len(ARTEFACT_NAMES))
         self.quality_head = nn.Linear(hidden_features[-1], 1)
 

@@ -118,7 +118,9 @@ _MOTION_SCALE = (
 MOTION_COLUMNS: dict[str, MeasureInfo] = {
     "motion_grade": MeasureInfo(
         "Motion grade",
-        "Most probable motion grade of the motion network. Mild starts at 4.5 mm RMS (the "
+        "Motion grade from the motion network: none while the probability of motion "
+        "(1 - p_motion_none) is below its calibrated threshold, otherwise the more probable "
+        "of mild and severe. Mild starts at 4.5 mm RMS (the "
         "least a 2-4 degree / 2-4 mm motion gives), severe at 11.7 mm (the middle of 4-6 "
         "degrees / mm; 6-8 is severe throughout). " + _MOTION_SCALE,
         "grade",

@@ -9,6 +9,12 @@ Tiles along one axis of length :math:`n` start at :math:`\\lceil n / t \\rceil` 
 origins from 0 to :math:`n - t`: every voxel is covered, the last tile ends at the edge, and
 neighbours overlap as little as the length allows. An axis shorter than a tile gets one tile,
 zero-padded past the edge.
+
+A tile alone cannot tell a smooth bias field from anatomy, nor a ghost in the air from an
+empty background: both are only seen across the head. So the network reads each tile in
+context (:func:`tiles_in_context`): the tile at full resolution, the whole volume averaged down
+to one tile's shape (:func:`overview`, about 3 mm on the 1 mm head box), and where the tile
+lies in that overview (:func:`tile_footprint`).
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ __all__ = [
     "TILE_SIZE",
     "aggregate_tiles",
     "extract_tiles",
+    "overview",
+    "tile_footprint",
     "tile_fractions",
     "tile_map",
     "tile_origins",
+    "tiles_in_context",
 ]
 
 #: Edge of a tile, in voxels (64 mm on the 1 mm head box).
@@ -62,6 +71,58 @@ def extract_tiles(volume: ArrayLike, origins: ArrayLike, size: int = TILE_SIZE) 
     reach = origins.max(axis=0, initial=0) + size if len(origins) else np.zeros(3, int)
     padded = np.pad(volume, [(0, max(0, r - n)) for r, n in zip(reach, volume.shape, strict=True)])
     return np.stack([padded[x : x + size, y : y + size, z : z + size] for x, y, z in origins])
+
+
+def _binning(length: int, size: int) -> np.ndarray:
+    """Matrix, shape (size, length), averaging an axis of ``length`` voxels into ``size``
+    contiguous bins of (nearly) equal width."""
+    if length < size:
+        raise ValueError(f"cannot average {length} voxels into {size} bins")
+    bins = np.arange(length) * size // length
+    matrix = (bins == np.arange(size)[:, None]).astype(np.float32)
+    return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def overview(volume: ArrayLike, size: int = TILE_SIZE) -> np.ndarray:
+    """The whole volume averaged down to ``(size, size, size)`` voxels, float32; each axis is
+    cut into contiguous bins of nearly equal width (3 or 4 voxels for the 1 mm head box)."""
+    view = np.asarray(volume, dtype=np.float32)
+    if view.ndim != 3:
+        raise ValueError(f"expected a 3D volume, got shape {view.shape}")
+    for axis, length in enumerate(view.shape):
+        view = np.moveaxis(np.tensordot(_binning(length, size), view, axes=(1, axis)), 0, axis)
+    return np.ascontiguousarray(view)
+
+
+def tile_footprint(
+    shape: Sequence[int], origin: Sequence[int], size: int = TILE_SIZE
+) -> np.ndarray:
+    """Where the tile at ``origin`` lies in the :func:`overview` of a volume of ``shape``: the
+    fraction of each overview voxel that the tile covers, shape ``(size, size, size)``."""
+    axes = []
+    for length, start in zip(shape, origin, strict=True):
+        inside = np.zeros(length, dtype=np.float32)
+        inside[start : start + size] = 1
+        axes.append(_binning(length, size) @ inside)
+    return np.einsum("i,j,k->ijk", *axes)
+
+
+def tiles_in_context(
+    volume: ArrayLike, origins: ArrayLike, view: np.ndarray | None = None, size: int = TILE_SIZE
+) -> np.ndarray:
+    """The artefact network's input for the tiles at ``origins``: shape (N, 3, size, size,
+    size), float32, with channels tile, :func:`overview` of the volume (``view`` when given,
+    to reuse it) and :func:`tile_footprint`."""
+    volume = np.asarray(volume, dtype=np.float32)
+    origins = np.asarray(origins, dtype=int).reshape(-1, 3)
+    view = overview(volume, size) if view is None else view
+    tiles = extract_tiles(volume, origins, size)
+    return np.stack(
+        [
+            np.stack([tile, view, tile_footprint(volume.shape, origin, size)])
+            for tile, origin in zip(tiles, origins, strict=True)
+        ]
+    )
 
 
 def tile_fractions(mask: ArrayLike, origins: ArrayLike, size: int = TILE_SIZE) -> np.ndarray:

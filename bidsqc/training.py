@@ -73,7 +73,7 @@ from bidsqc import __version__
 from bidsqc.data import head_box_brain_mask
 from bidsqc.networks import ARTEFACT_NAMES, MOTION_BINS, ArtefactOutput, MotionOutput, SoftBins
 from bidsqc.simulation import ARTEFACTS, LABELS_TABLE, quality_score
-from bidsqc.tiles import MIN_BRAIN_FRACTION, TILE_SIZE
+from bidsqc.tiles import MIN_BRAIN_FRACTION, TILE_SIZE, overview, tiles_in_context
 
 __all__ = [
     "ARTEFACT_SAMPLE_COLUMNS",
@@ -137,18 +137,21 @@ def normalise_intensity(volume: np.ndarray) -> np.ndarray:
     return data / np.float32(np.percentile(positive, 99))
 
 
-def augment_volume(volume: Tensor) -> Tensor:
+def augment_volume(volume: Tensor, intensity_channels: int | None = None) -> Tensor:
     """Label-preserving augmentation of one volume, shape (C, X, Y, Z), drawn from torch's RNG.
 
     Left-right flip (axis X, the template is symmetric about x = 0) with probability 1/2, a gamma
     in [0.8, 1.25] (log-uniform) and a global scale in [0.9, 1.1]. Neither changes how much
     the head moved; expects non-negative intensities, as :func:`normalise_intensity` gives.
+    Every channel is flipped; gamma and scale change only the first ``intensity_channels``
+    (all by default), so that channels holding a mask stay masks.
     """
     if torch.rand(()) < 0.5:
         volume = volume.flip(1)
     gamma = torch.exp(torch.empty(()).uniform_(np.log(0.8), np.log(1.25)))
     scale = torch.empty(()).uniform_(0.9, 1.1)
-    return scale * volume**gamma
+    intensities = volume[:intensity_channels]
+    return torch.cat([scale * intensities**gamma, volume[len(intensities) :]])
 
 
 def random_crop(volume: Tensor, shape: Sequence[int]) -> Tensor:
@@ -234,10 +237,12 @@ class MotionSampleDataset(Dataset):
         return volume, target
 
 
-def read_sample_table(table: Path, columns: Sequence[str]) -> list[dict[str, str]]:
-    """The rows of a samples table, checked to have ``columns`` and at least one row."""
+def read_sample_table(table: str | os.PathLike, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a tab-separated table of generated samples, checked to have ``columns`` and
+    at least one row; ``FileNotFoundError`` without the table."""
+    table = Path(table)
     if not table.is_file():
-        raise FileNotFoundError(f"no {LABELS_TABLE} in the sample folder: {table}")
+        raise FileNotFoundError(f"no {table.name} in {table.parent}")
     with table.open(newline="") as stream:
         reader = csv.DictReader(stream, delimiter="\t")
         missing = sorted(set(columns) - set(reader.fieldnames or ()))
@@ -259,7 +264,8 @@ class ArtefactTileDataset(Dataset):
     The samples are those of :func:`bidsqc.training_data.generate_artefact_samples`: float16
     volumes on the 1 mm head box (:func:`bidsqc.data.head_box`), listed in ``labels.tsv`` with
     ``severity_<artefact>`` columns. Item ``i`` is a tile of sample ``samples[i //
-    tiles_per_volume]`` whose brain fraction, inside the template brain mask and the scan's
+    tiles_per_volume]``, in context (:func:`bidsqc.tiles.tiles_in_context`, shape (3, 64, 64,
+    64)), whose brain fraction, inside the template brain mask and the scan's
     field of view (non-zero voxels), is at least :data:`bidsqc.tiles.MIN_BRAIN_FRACTION`, as
     the tiles that the image's answer averages are. Its target is ``{"presence": float32 (5,)``
     (1 for each of :data:`bidsqc.networks.ARTEFACT_NAMES` applied), ``"quality": float32}``
@@ -309,6 +315,7 @@ class ArtefactTileDataset(Dataset):
         self.tiles_per_volume = tiles_per_volume
         self.augment = augment
         self.seed = seed
+        self._overviews: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples) * self.tiles_per_volume
@@ -318,10 +325,12 @@ class ArtefactTileDataset(Dataset):
         seed = torch.randint(2**62, ()).item() if self.seed is None else (self.seed, index)
         rng = np.random.default_rng(seed)
         volume = np.load(self.files[sample], mmap_mode="r")
-        tile = _random_brain_tile(volume, head_box_brain_mask(1), rng)
-        tile = torch.from_numpy(tile.astype(np.float32))[None]
+        origin = _random_brain_tile(volume, head_box_brain_mask(1), rng)
+        if sample not in self._overviews:
+            self._overviews[sample] = overview(volume)
+        tile = torch.from_numpy(tiles_in_context(volume, [origin], self._overviews[sample])[0])
         if self.augment:
-            tile = augment_volume(tile)
+            tile = augment_volume(tile, intensity_channels=2)
         target = {
             "presence": torch.from_numpy(self.presence[sample]),
             "quality": torch.tensor(self.quality[sample]),
@@ -331,19 +340,18 @@ class ArtefactTileDataset(Dataset):
 
 def _random_brain_tile(
     volume: np.ndarray, brain: np.ndarray, rng: np.random.Generator, attempts: int = 50
-) -> np.ndarray:
-    """A tile at a uniformly random origin holding enough brain; the best of ``attempts``
+) -> tuple[int, int, int]:
+    """The origin of a tile, uniformly random, holding enough brain; the best of ``attempts``
     origins when none does (a scan with a small field of view)."""
-    best, best_fraction = None, -1.0
+    best, best_fraction = (0, 0, 0), -1.0
     for _ in range(attempts):
         x, y, z = (int(rng.integers(0, n - TILE_SIZE + 1)) for n in volume.shape)
         window = np.s_[x : x + TILE_SIZE, y : y + TILE_SIZE, z : z + TILE_SIZE]
-        tile = np.asarray(volume[window])
-        fraction = float(np.mean(brain[window] & (tile > 0)))
+        fraction = float(np.mean(brain[window] & (np.asarray(volume[window]) > 0)))
         if fraction >= MIN_BRAIN_FRACTION:
-            return tile
+            return x, y, z
         if fraction > best_fraction:
-            best, best_fraction = tile, fraction
+            best, best_fraction = (x, y, z), fraction
     return best
 
 

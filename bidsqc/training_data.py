@@ -47,7 +47,7 @@ from bidsqc.simulation import (
     RandomSpike,
     generate_corrupted_dataset,
 )
-from bidsqc.training import normalise_intensity
+from bidsqc.training import normalise_intensity, read_sample_table
 
 __all__ = [
     "ArtefactSampleWriter",
@@ -282,12 +282,8 @@ def generate_template_space_images(
 def read_template_space_images(table: str | os.PathLike) -> list[tuple[Path, str]]:
     """The ``(volume, base image)`` of each row of the table that
     :func:`generate_template_space_images` returns; ``FileNotFoundError`` without the table."""
-    table = Path(table)
-    if not table.is_file():
-        raise FileNotFoundError(f"no {table.name} in {table.parent}")
-    with table.open(newline="") as stream:
-        rows = csv.DictReader(stream, delimiter="\t")
-        return [(table.parent / row["filename"], row["base_image"]) for row in rows]
+    rows = read_sample_table(table, ("filename", "base_image"))
+    return [(Path(table).parent / row["filename"], row["base_image"]) for row in rows]
 
 
 #: The table of :func:`generate_coregistered_pairs`, one row per pair.
@@ -308,17 +304,16 @@ class CoregisteredPair:
 
 def read_coregistered_pairs(table: str | os.PathLike) -> list[CoregisteredPair]:
     """The pairs listed in the table that :func:`generate_coregistered_pairs` returns."""
-    table = Path(table)
-    with table.open(newline="") as stream:
-        return [
-            CoregisteredPair(
-                table.parent / row["moving"],
-                table.parent / row["reference"],
-                row["moving_image"],
-                row["base_image"],
-            )
-            for row in csv.DictReader(stream, delimiter="\t")
-        ]
+    folder = Path(table).parent
+    return [
+        CoregisteredPair(
+            folder / row["moving"],
+            folder / row["reference"],
+            row["moving_image"],
+            row["base_image"],
+        )
+        for row in read_sample_table(table, ("moving", "reference", "moving_image", "base_image"))
+    ]
 
 
 def read_pair_list(path: str | os.PathLike) -> list[tuple[Path, Path]]:

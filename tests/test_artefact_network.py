@@ -63,7 +63,7 @@ def test_artefact_names_order() -> None:
 def test_artefact_net_shapes(kwargs: dict, embedding: int) -> None:
     torch.manual_seed(0)
     net = ArtefactNet(**kwargs).eval()
-    x = torch.randn(2, 1, TILE_SIZE, TILE_SIZE, TILE_SIZE)
+    x = torch.randn(2, 3, TILE_SIZE, TILE_SIZE, TILE_SIZE)
     with torch.inference_mode():
         output = net(x)
         embed = net.embed(x)
@@ -80,16 +80,16 @@ def test_quality_stays_within_0_and_10(bias: float) -> None:
     net = ArtefactNet(**SMALL).eval()
     with torch.no_grad():
         net.quality_head.bias.fill_(bias)
-        quality = net(100 * torch.randn(3, 1, 32, 32, 32)).quality
+        quality = net(100 * torch.randn(3, 3, 32, 32, 32)).quality
     assert ((quality >= 0) & (quality <= 10)).all()
     if bias:
         expected = 10.0 if bias > 0 else 0.0
         torch.testing.assert_close(quality, torch.full((3,), expected), atol=1e-4, rtol=0)
 
 
-def test_artefact_net_rejects_two_channels() -> None:
+def test_artefact_net_rejects_a_tile_without_context() -> None:
     with pytest.raises(ValueError, match="expected an input"):
-        ArtefactNet(**SMALL)(torch.zeros(1, 2, 32, 32, 32))
+        ArtefactNet(**SMALL)(torch.zeros(1, 1, 32, 32, 32))
 
 
 def test_frozen_encoder_gets_no_gradient() -> None:
@@ -102,7 +102,7 @@ def test_frozen_encoder_gets_no_gradient() -> None:
     assert all(parameter.requires_grad for parameter in [*heads, *net.quality_head.parameters()])
     assert not net.encoder.training and net.trunk.training
     running_mean = net.encoder.blocks[1].running_mean.clone()
-    output = net(torch.randn(2, 1, 32, 32, 32))
+    output = net(torch.randn(2, 3, 32, 32, 32))
     (output.presence_logits.sum() + output.quality.sum()).backward()
     torch.testing.assert_close(net.encoder.blocks[1].running_mean, running_mean)
     assert all(parameter.grad is None for parameter in net.encoder.parameters())
@@ -281,9 +281,11 @@ def test_tile_dataset_items(sample_dir: Path) -> None:
     for index in range(len(dataset)):
         sample = index // 3
         tile, target = dataset[index]
-        assert tile.shape == (1, TILE_SIZE, TILE_SIZE, TILE_SIZE)
+        assert tile.shape == (3, TILE_SIZE, TILE_SIZE, TILE_SIZE)
         assert tile.dtype == torch.float32
-        assert set(torch.unique(tile).tolist()) <= {0.0, float(sample + 1)}
+        assert set(torch.unique(tile[0]).tolist()) <= {0.0, float(sample + 1)}
+        assert 0 < float(tile[1].max()) <= sample + 1
+        assert float(tile[2].max()) == pytest.approx(1.0)
         assert target["presence"].dtype == torch.float32
         assert target["presence"].tolist() == PRESENCE[sample]
         severities = {name: SEVERITIES[sample].get(name, 0.0) for name in ARTEFACTS}
@@ -298,7 +300,7 @@ def test_tile_dataset_tiles_hold_brain(sample_dir: Path) -> None:
     dataset = ArtefactTileDataset(sample_dir, tiles_per_volume=8, seed=1)
     for index in range(len(dataset)):
         tile, _ = dataset[index]
-        assert float((tile > 0).float().mean()) >= MIN_BRAIN_FRACTION
+        assert float((tile[0] > 0).float().mean()) >= MIN_BRAIN_FRACTION
 
 
 def test_tile_dataset_seed_fixes_the_tiles(sample_dir: Path) -> None:
@@ -327,7 +329,7 @@ def test_tile_dataset_subset_of_samples(sample_dir: Path) -> None:
         PRESENCE[0],
         PRESENCE[0],
     ]
-    assert float(dataset[0][0].max()) == 3.0 and float(dataset[2][0].max()) == 1.0
+    assert float(dataset[0][0][0].max()) == 3.0 and float(dataset[2][0][0].max()) == 1.0
 
 
 def test_tile_dataset_rejects_bad_settings(sample_dir: Path, tmp_path: Path) -> None:
@@ -497,7 +499,7 @@ def test_load_network_builds_the_card_architecture(tmp_path: Path) -> None:
     loaded = load_network(tmp_path / "artefact.pt")
     assert type(loaded) is ArtefactNet
     assert not loaded.training
-    x = torch.randn(2, 1, 32, 32, 32)
+    x = torch.randn(2, 3, 32, 32, 32)
     with torch.inference_mode():
         for expected, actual in zip(net(x), loaded(x), strict=True):
             torch.testing.assert_close(actual, expected, rtol=0, atol=0)

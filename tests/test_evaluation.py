@@ -418,3 +418,23 @@ def test_calibrated_thresholds_keep_the_false_positive_budget() -> None:
         assert (table.loc[absent, column] >= lower).mean() > 0.05
     with pytest.raises(ValueError, match="every sample"):
         calibrated_thresholds(table.assign(severity_noise=0.5))
+
+
+def test_calibrated_motion_threshold_calls_motion_in_few_unmoved_samples() -> None:
+    from bidsqc.evaluation import calibrated_motion_threshold
+
+    p_none = np.linspace(0.50, 0.99, 50)  # the unmoved samples
+    table = pd.DataFrame(
+        {
+            "motion_rms_mm": np.r_[np.zeros(50), np.full(30, 8.0)],
+            "p_motion_none": np.r_[p_none, np.full(30, 0.05)],
+        }
+    )
+    # 2 % of 50 is 1 sample: the threshold lies just above the second highest 1 - p_none.
+    threshold = calibrated_motion_threshold(table)
+    assert threshold == pytest.approx(1 - p_none[1] + 1e-4, abs=1e-4)
+    assert threshold > 1 - p_none[1]
+    assert ((1 - p_none) >= threshold).sum() == 1
+    assert calibrated_motion_threshold(table, false_positive_budget=0) > 1 - p_none[0]
+    with pytest.raises(ValueError, match="every sample is moved"):
+        calibrated_motion_threshold(table[table["motion_rms_mm"] > 0])

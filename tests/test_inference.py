@@ -11,6 +11,7 @@ import torch
 
 from bidsqc.data import HEAD_BOX_SHAPE, MODELS_DIR, template_path
 from bidsqc.inference import (
+    MOTION_THRESHOLD,
     MotionPrediction,
     load_bundled_network,
     load_preprocessed,
@@ -52,6 +53,22 @@ def test_prediction_columns() -> None:
     record = prediction.to_dict()
     assert len(record["mm_bin_centres"]) == len(record["mm_distribution"]) == 50
     json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("none", "mild", "severe", "grade"),
+    [
+        (1 - MOTION_THRESHOLD + 0.01, 0.0, MOTION_THRESHOLD - 0.01, 0),  # below the threshold
+        (1 - MOTION_THRESHOLD - 1e-3, MOTION_THRESHOLD + 1e-3, 0.0, 1),  # just above it
+        (0.7, 0.1, 0.2, 2),  # "none" the most probable, yet motion called: the likelier grade
+        (0.1, 0.45, 0.45, 1),  # a tie goes to mild
+    ],
+)
+def test_grade_calls_motion_from_the_calibrated_threshold(
+    none: float, mild: float, severe: float, grade: int
+) -> None:
+    distribution = tuple(np.full(MOTION_BINS.n_bins, 1 / MOTION_BINS.n_bins))
+    assert MotionPrediction((none, mild, severe), distribution).grade == grade
 
 
 def test_batches_give_the_same_predictions(small_network: MotionNet) -> None:

@@ -13,9 +13,12 @@ from bidsqc.tiles import (
     TILE_SIZE,
     aggregate_tiles,
     extract_tiles,
+    overview,
+    tile_footprint,
     tile_fractions,
     tile_map,
     tile_origins,
+    tiles_in_context,
 )
 
 #: Shapes and tile sizes: the 1 mm head box, odd lengths, axes shorter than a tile, tiny tiles.
@@ -280,3 +283,50 @@ def test_head_box_brain_mask_downsamples_to_the_template_mask() -> None:
     np.testing.assert_array_equal(blocks.any(axis=(1, 3, 5)), coarse)
     np.testing.assert_array_equal(head_box_brain_mask(2), coarse)
     assert not fine.flags.writeable
+
+
+def test_overview_is_the_block_mean_when_blocks_divide_the_volume() -> None:
+    volume = np.random.default_rng(0).random((8, 12, 4)).astype(np.float32)
+    view = overview(volume, size=4)
+    blocks = volume.reshape(4, 2, 4, 3, 4, 1).mean(axis=(1, 3, 5))
+    assert view.shape == (4, 4, 4) and view.dtype == np.float32
+    np.testing.assert_allclose(view, blocks, rtol=1e-5)
+
+
+def test_overview_of_the_head_box_bins_uneven_axes() -> None:
+    shape = head_box(1)[0]
+    ramp = np.broadcast_to(np.arange(shape[1], dtype=np.float32)[None, :, None], shape)
+    view = overview(ramp)
+    assert view.shape == (TILE_SIZE,) * 3
+    row = view[0, :, 0]
+    assert np.all(np.diff(row) > 0)
+    assert row[0] == pytest.approx(1.5) and row[-1] == pytest.approx(shape[1] - 2)
+    assert view.mean() == pytest.approx(ramp.mean(), rel=0.01)
+    np.testing.assert_allclose(view, row[None, :, None] * np.ones_like(view), rtol=1e-6)
+
+
+def test_overview_rejects_a_volume_smaller_than_a_tile() -> None:
+    with pytest.raises(ValueError, match="cannot average"):
+        overview(np.zeros((100, 33, 70)))
+
+
+def test_tile_footprint_marks_the_blocks_a_tile_covers() -> None:
+    footprint = tile_footprint((8, 16, 4), (2, 8, 0), size=4)
+    expected = np.zeros((4, 4, 4))
+    expected[1:3, 2, :] = 1
+    np.testing.assert_allclose(footprint, expected)
+    partial = tile_footprint((8, 12, 4), (1, 0, 0), size=4)
+    assert partial[0, 0, 0] == pytest.approx(0.5) and partial[2, 0, 0] == pytest.approx(0.5)
+
+
+def test_tiles_in_context_stacks_tile_overview_and_footprint() -> None:
+    volume = np.random.default_rng(1).random((8, 12, 4)).astype(np.float32)
+    origins = [(0, 0, 0), (4, 8, 0)]
+    inputs = tiles_in_context(volume, origins, size=4)
+    assert inputs.shape == (2, 3, 4, 4, 4) and inputs.dtype == np.float32
+    np.testing.assert_array_equal(inputs[:, 0], extract_tiles(volume, origins, size=4))
+    for channels, origin in zip(inputs, origins, strict=True):
+        np.testing.assert_array_equal(channels[1], overview(volume, size=4))
+        np.testing.assert_array_equal(channels[2], tile_footprint(volume.shape, origin, size=4))
+    given = np.full((4, 4, 4), 7, np.float32)
+    assert (tiles_in_context(volume, origins, view=given, size=4)[:, 1] == 7).all()

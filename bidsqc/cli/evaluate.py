@@ -70,6 +70,11 @@ def build_parser() -> ArgumentParser:
     motion.add_argument(
         "--scores", type=absolute_path, metavar="TSV", help="its ratings (bids_name, score)"
     )
+    _add_calibrate_argument(
+        motion,
+        "motion_threshold.json: the lowest probability of motion (1 - p_motion_none) that calls "
+        "motion in at most 2 %% of the unmoved samples",
+    )
     motion.set_defaults(evaluate=evaluate_motion)
 
     registration = networks.add_parser(
@@ -103,17 +108,23 @@ def build_parser() -> ArgumentParser:
         allow_abbrev=False,
     )
     _add_common_arguments(artefact)
-    artefact.add_argument(
+    _add_calibrate_argument(
+        artefact,
+        "thresholds.json, as a --thresholds file: for each artefact, the lowest threshold that "
+        "flags at most 2 %% of the samples without it",
+    )
+    artefact.set_defaults(evaluate=evaluate_artefact)
+    return parser
+
+
+def _add_calibrate_argument(parser: ArgumentParser, writes: str) -> None:
+    parser.add_argument(
         "--calibrate",
         type=absolute_path,
         metavar="SAMPLES",
         help="the samples folder of the network's training run: predict the samples of its "
-        "validation images (listed in the model card) and write thresholds.json, as a "
-        "--thresholds file: for each artefact, the lowest threshold that flags at most 2 %% "
-        "of the samples without it",
+        f"validation images (listed in the model card) and write {writes}",
     )
-    artefact.set_defaults(evaluate=evaluate_artefact)
-    return parser
 
 
 def _add_common_arguments(parser: ArgumentParser) -> None:
@@ -152,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     opts = parser.parse_args(list(argv) if argv is not None else None)
     if opts.network == "motion":
-        if opts.images is None and opts.bids is None:
-            parser.error("give --images, or --bids with --scores (or both)")
+        if opts.images is None and opts.bids is None and opts.calibrate is None:
+            parser.error("give --images, --bids with --scores, or --calibrate")
         if (opts.bids is None) != (opts.scores is None):
             parser.error("--bids and --scores go together")
     elif opts.network == "registration" and opts.images is None and opts.pairs is None:
@@ -176,6 +187,17 @@ def evaluate_motion(opts: Namespace) -> None:
     from bidsqc import evaluation
 
     network = _network(opts)
+    if opts.calibrate is not None:
+        card = json.loads(_weights(opts).with_suffix(".json").read_text())
+        calibration = evaluation.training_validation_samples(
+            opts.calibrate, card["split"]["validation_images"]
+        )
+        predicted = evaluation.predict_samples(network, calibration["path"], opts.batch_size)
+        calibration["motion_grade_predicted"] = predicted.pop("motion_grade").to_numpy()
+        calibration = calibration.join(predicted)
+        calibration.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
+        threshold = evaluation.calibrated_motion_threshold(calibration)
+        _write_json({"motion_threshold": threshold}, opts.out / "motion_threshold.json")
     if opts.images is not None:
         samples = evaluation.generate_protocol_samples(
             opts.images,

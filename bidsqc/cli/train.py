@@ -350,8 +350,6 @@ def train_registration(opts: Namespace) -> None:
     training_files = [samples / LABELS_TABLE]
     try:
         images = read_template_space_images(samples / LABELS_TABLE)
-        if not images:
-            raise ValueError(f"{samples / LABELS_TABLE} lists no volume")
         volumes, sources = zip(*images, strict=True)
         train_index, val_index = subject_level_split(sources, opts.val_fraction, opts.seed)
         pairs = {True: [], False: []}  # by whether the T1w's subject validates

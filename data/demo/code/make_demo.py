@@ -3,8 +3,9 @@
     python data/demo/code/make_demo.py /path/to/shared/data
 
 sub-01 run-1 is ds002748 sub-05 (CC0), run-2 is the same image with severe simulated head
-motion and run-3 with moderate Rician noise (severity 0.6; bidsqc's corruption engine, seeded). sub-02 is MSLUB longitudinal patient01,
-study 2 (CC-BY 4.0): a clinical 2D T1w and FLAIR with 3 mm slices.
+motion and run-3 with moderate Rician noise (severity 0.6; bidsqc's corruption engine,
+seeded). sub-02 is MSLUB longitudinal patient01, study 2 (CC-BY 4.0): a clinical 2D T1w and
+FLAIR with 3 mm slices.
 """
 
 import shutil
