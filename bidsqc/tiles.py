@@ -69,8 +69,10 @@ def extract_tiles(volume: ArrayLike, origins: ArrayLike, size: int = TILE_SIZE) 
     if volume.ndim != 3:
         raise ValueError(f"expected a 3D volume, got shape {volume.shape}")
     reach = origins.max(axis=0, initial=0) + size if len(origins) else np.zeros(3, int)
-    padded = np.pad(volume, [(0, max(0, r - n)) for r, n in zip(reach, volume.shape, strict=True)])
-    return np.stack([padded[x : x + size, y : y + size, z : z + size] for x, y, z in origins])
+    padding = [(0, max(0, r - n)) for r, n in zip(reach, volume.shape, strict=True)]
+    if any(after for _, after in padding):
+        volume = np.pad(volume, padding)
+    return np.stack([volume[x : x + size, y : y + size, z : z + size] for x, y, z in origins])
 
 
 def _binning(length: int, size: int) -> np.ndarray:
@@ -112,8 +114,9 @@ def tiles_in_context(
 ) -> np.ndarray:
     """The artefact network's input for the tiles at ``origins``: shape (N, 3, size, size,
     size), float32, with channels tile, :func:`overview` of the volume (``view`` when given,
-    to reuse it) and :func:`tile_footprint`."""
-    volume = np.asarray(volume, dtype=np.float32)
+    to reuse it) and :func:`tile_footprint`. Only the tiles are read from ``volume`` when
+    ``view`` is given, so a memory-mapped volume stays on disk."""
+    volume = np.asarray(volume)
     origins = np.asarray(origins, dtype=int).reshape(-1, 3)
     view = overview(volume, size) if view is None else view
     tiles = extract_tiles(volume, origins, size)
@@ -122,7 +125,7 @@ def tiles_in_context(
             np.stack([tile, view, tile_footprint(volume.shape, origin, size)])
             for tile, origin in zip(tiles, origins, strict=True)
         ]
-    )
+    ).astype(np.float32, copy=False)
 
 
 def tile_fractions(mask: ArrayLike, origins: ArrayLike, size: int = TILE_SIZE) -> np.ndarray:
