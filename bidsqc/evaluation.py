@@ -95,7 +95,7 @@ __all__ = [
     "artefact_summary",
     "generate_artefact_protocol_samples",
     "predict_artefact_samples",
-    "predict_training_samples",
+    "predict_motion_samples",
     "calibrated_thresholds",
     "calibrated_motion_threshold",
     "training_validation_samples",
@@ -201,6 +201,17 @@ def predict_samples(
     volumes = (np.load(path).astype(np.float32) for path in paths)
     predictions = predict_motion(network, volumes, batch_size=batch_size)
     return pd.DataFrame([prediction.columns() for prediction in predictions])
+
+
+def predict_motion_samples(
+    network: MotionNet, table: pd.DataFrame, batch_size: int = 8
+) -> pd.DataFrame:
+    """``table`` (samples with a ``path`` and their true ``motion_grade``) with the motion
+    columns of each sample's prediction, the predicted grade as ``motion_grade_predicted``."""
+    predicted = predict_samples(network, table["path"], batch_size)
+    predicted.index = table.index
+    grade = predicted.pop("motion_grade")
+    return table.assign(motion_grade_predicted=grade).join(predicted)
 
 
 def motion_protocol_metrics(table: pd.DataFrame) -> pd.DataFrame:
@@ -569,14 +580,6 @@ def training_validation_samples(
     return table
 
 
-def predict_training_samples(
-    network: ArtefactNet, samples: str | os.PathLike, base_images: Collection[str]
-) -> pd.DataFrame:
-    """The artefact samples of :func:`training_validation_samples` with their predictions
-    (:func:`predict_artefact_samples`)."""
-    return predict_artefact_samples(network, training_validation_samples(samples, base_images))
-
-
 #: Share of the samples without an artefact that its calibrated threshold may flag: 2 % for
 #: each of the five, so that at most about 10 % of clean scans are flagged with any.
 FALSE_POSITIVE_BUDGET = 0.02
@@ -587,8 +590,9 @@ def calibrated_thresholds(
 ) -> dict[str, float]:
     """For each artefact, the lowest probability threshold that flags at most
     ``false_positive_budget`` of the samples without it (``severity_<artefact>`` = 0) in
-    ``table``, a table of :func:`predict_training_samples`: the most sensitive threshold within
-    a fixed budget of false alarms."""
+    ``table``, the artefact samples of :func:`training_validation_samples` with their
+    predictions (:func:`predict_artefact_samples`): the most sensitive threshold within a fixed
+    budget of false alarms."""
     thresholds = {}
     for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
         absent = (table[f"severity_{name}"] == 0).to_numpy()
@@ -604,7 +608,7 @@ def calibrated_motion_threshold(
     """The lowest threshold of the probability of motion, ``1 - p_motion_none``, that calls
     motion in at most ``false_positive_budget`` of the unmoved samples (``motion_rms_mm`` = 0)
     of ``table``, the motion samples of :func:`training_validation_samples` with their
-    predictions (:func:`predict_samples`)."""
+    predictions (:func:`predict_motion_samples`)."""
     unmoved = (table["motion_rms_mm"] == 0).to_numpy()
     if not unmoved.any():
         raise ValueError("every sample is moved: no threshold")

@@ -251,11 +251,9 @@ def predict_artefacts(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     origins = tile_origins(volume.shape)
     weights = tile_fractions(head_box_brain_mask(1) & (volume > 0), origins)
-    if (weights >= MIN_BRAIN_FRACTION).any():
-        origins, weights = (
-            origins[weights >= MIN_BRAIN_FRACTION],
-            weights[weights >= MIN_BRAIN_FRACTION],
-        )
+    keep = weights >= MIN_BRAIN_FRACTION
+    if keep.any():
+        origins, weights = origins[keep], weights[keep]
     device = next(network.parameters()).device
     network.eval()
     view = overview(volume)

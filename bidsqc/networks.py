@@ -16,8 +16,9 @@ MotionNet      the encoder, a two-layer FC trunk and two heads: motion grade (no
                with two input channels and two classes, the registration-QC network
 EdgeAlignment  normalised-gradient-field features of an image pair (Haber & Modersitzki 2006),
                which the registration-QC network computes before its encoder
-ArtefactNet    the encoder on a 64 mm tile of the 1 mm head box, a one-layer trunk and two heads:
-               presence of five artefacts and a 0-10 quality score (MIQA, Kitware)
+ArtefactNet    the encoder on a 64 mm tile of the 1 mm head box in context (the whole box at
+               ~3 mm), a one-layer trunk and two heads: presence of five artefacts and a 0-10
+               quality score (MIQA, Kitware)
 EncoderNet     what they share: the encoder, the trunk, embeddings and a frozen encoder
 SoftBins       bins of that distribution: Gaussian soft labels and their expectation in mm;
                MOTION_BINS holds the network's (50 bins, 0 to 24.5 mm)

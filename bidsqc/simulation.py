@@ -931,11 +931,6 @@ class Corruption:
         return {name: applied.get(name, 0.0) for name in ARTEFACTS}
 
     @property
-    def quality_score(self) -> float:
-        """:func:`quality_score` of :attr:`severities`."""
-        return quality_score(self.severities)
-
-    @property
     def motion_rms_mm(self) -> float:
         """:func:`motion_rms_mm` of the motion artefact, 0 without one."""
         return next((a.strength for a in self.artefacts if isinstance(a, Motion)), 0.0)

@@ -29,6 +29,7 @@ import numpy as np
 
 from bidsqc.loading import load_anatomical
 from bidsqc.preprocessing import (
+    RegistrationResult,
     coregister_to_reference,
     register_to_template,
     reorient_to_ras,
@@ -105,10 +106,15 @@ class RandomMotionLevel(RandomArtefact):
         )
 
 
+def _register(img: nb.Nifti1Image, out_dir: str | os.PathLike) -> RegistrationResult:
+    """Register an image to the template as the pipeline does: reoriented, resampled to 2 mm."""
+    return register_to_template(resample_to_zoom(reorient_to_ras(img)), out_dir)
+
+
 def to_template_space(img: nb.Nifti1Image) -> np.ndarray:
     """The image as the pipeline's networks see it: on the 2 mm template head box, float32."""
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
-        result = register_to_template(resample_to_zoom(reorient_to_ras(img)), scratch)
+        result = _register(img, scratch)
     return np.asarray(result.registered.dataobj, dtype=np.float32)
 
 
@@ -220,9 +226,7 @@ class ArtefactSampleWriter:
         if self._registered is None or self._registered[0] is not image:
             scratch = tempfile.TemporaryDirectory(prefix="bidsqc_")
             try:
-                result = register_to_template(
-                    resample_to_zoom(reorient_to_ras(image)), scratch.name
-                )
+                result = _register(image, scratch.name)
                 self._registered = (image, scratch, result.transform)
             except ValueError as err:
                 LOGGER.warning("No artefact sample: %s", err)

@@ -192,10 +192,10 @@ def test_quality_score() -> None:
 
 
 def test_corruption_quality_score() -> None:
-    assert Corruption([]).quality_score == 10.0
+    assert quality_score(Corruption([]).severities) == 10.0
     blurred = Corruption([Blur(fwhm=2.0)])
     assert blurred.severities["blur"] == pytest.approx(0.5)
-    assert blurred.quality_score == pytest.approx(10 - QUALITY_COST * 0.5)
+    assert quality_score(blurred.severities) == pytest.approx(10 - QUALITY_COST * 0.5)
 
 
 def test_artefact_corruption_draws_visible_artefacts() -> None:

@@ -21,11 +21,12 @@ from bidsqc.evaluation import (
     generate_artefact_protocol_samples,
     motion_protocol_metrics,
     predict_artefact_samples,
+    predict_motion_samples,
     rated_motion_metrics,
     read_scores,
     registration_metrics_table,
 )
-from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
 from bidsqc.outputs import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.simulation import ARTEFACTS, Ghosting
 
@@ -105,6 +106,28 @@ def test_evaluate_motion_command(tmp_path: Path, capsys) -> None:
     assert json.loads((out / "rated_metrics.json").read_text())["n_images"] == 2
     with pytest.raises(SystemExit, match="2"):
         main(["motion", "--out", str(out)])
+
+
+def test_predict_motion_samples_keeps_the_true_grade_beside_the_predicted(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    network = MotionNet(channels=(4, 8, 8)).eval()
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.npy")
+        np.save(paths[-1], rng.random((16, 20, 16), dtype=np.float32))
+    table = pd.DataFrame(
+        {"path": [str(p) for p in paths], "motion_grade": [0, 1, 2]}, index=[5, 7, 9]
+    )
+    predicted = predict_motion_samples(network, table, batch_size=2)
+    assert list(predicted.index) == [5, 7, 9]
+    assert predicted["motion_grade"].tolist() == [0, 1, 2]
+    assert set(predicted["motion_grade_predicted"]) <= {0, 1, 2}
+    probabilities = predicted[["p_motion_none", "p_motion_mild", "p_motion_severe"]]
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert predicted["motion_mm"].notna().all()
 
 
 def test_registration_metrics_table_compares_network_and_measures() -> None:

@@ -188,13 +188,9 @@ def evaluate_motion(opts: Namespace) -> None:
 
     network = _network(opts)
     if opts.calibrate is not None:
-        card = json.loads(_weights(opts).with_suffix(".json").read_text())
-        calibration = evaluation.training_validation_samples(
-            opts.calibrate, card["split"]["validation_images"]
+        calibration = evaluation.predict_motion_samples(
+            network, _validation_samples(opts), opts.batch_size
         )
-        predicted = evaluation.predict_samples(network, calibration["path"], opts.batch_size)
-        calibration["motion_grade_predicted"] = predicted.pop("motion_grade").to_numpy()
-        calibration = calibration.join(predicted)
         calibration.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
         threshold = evaluation.calibrated_motion_threshold(calibration)
         _write_json({"motion_threshold": threshold}, opts.out / "motion_threshold.json")
@@ -206,9 +202,7 @@ def evaluate_motion(opts: Namespace) -> None:
             seed=opts.seed,
             n_jobs=opts.jobs,
         )
-        predicted = evaluation.predict_samples(network, samples["path"], opts.batch_size)
-        samples["motion_grade_predicted"] = predicted.pop("motion_grade").to_numpy()
-        table = samples.join(predicted)
+        table = evaluation.predict_motion_samples(network, samples, opts.batch_size)
         table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
         _write_metrics(evaluation.motion_protocol_metrics(table), opts)
     if opts.bids is not None:
@@ -261,10 +255,7 @@ def evaluate_artefact(opts: Namespace) -> None:
 
     network = _network(opts)
     if opts.calibrate is not None:
-        card = json.loads(_weights(opts).with_suffix(".json").read_text())
-        calibration = evaluation.predict_training_samples(
-            network, opts.calibrate, card["split"]["validation_images"]
-        )
+        calibration = evaluation.predict_artefact_samples(network, _validation_samples(opts))
         calibration.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
         thresholds = evaluation.calibrated_thresholds(calibration)
         _write_json(
@@ -287,6 +278,15 @@ def _weights(opts: Namespace) -> Path:
     from bidsqc.data import MODELS_DIR
 
     return opts.weights or MODELS_DIR / f"{opts.network}.pt"
+
+
+def _validation_samples(opts: Namespace):
+    """The samples of ``--calibrate`` (a training run's samples folder) made from the
+    validation images of the evaluated network's model card."""
+    from bidsqc.evaluation import training_validation_samples
+
+    card = json.loads(_weights(opts).with_suffix(".json").read_text())
+    return training_validation_samples(opts.calibrate, card["split"]["validation_images"])
 
 
 def _network(opts: Namespace):
