@@ -68,7 +68,8 @@ def main() -> None:
         )
         for filename in pd.read_csv(labels, sep="\t")["filename"]:
             volume = np.load(labels.parent / filename).astype(np.float32)
-            coarse = volume.reshape(96, 2, 112, 2, 96, 2).mean(axis=(1, 3, 5))
+            pairs_of_voxels = [n for size in template.shape for n in (size, 2)]
+            coarse = volume.reshape(pairs_of_voxels).mean(axis=(1, 3, 5))
             field = estimate_bias_field(coarse, template.brain_mask, template.zooms)
             rows.append(
                 {
