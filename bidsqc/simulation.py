@@ -89,6 +89,9 @@ JENKINSON_RADIUS_MM = 80.0
 MOTION_GRADE_THRESHOLDS_MM = (4.5, 11.7)
 #: Sampling grid for the strength of a bias field, in normalised coordinates.
 _BIAS_GRID = (16, 16, 16)
+#: Radius, in normalised coordinates, of the central ball where a head's brain lies in the field
+#: of view, over which the strength of a bias field is measured.
+_BRAIN_RADIUS = 0.7
 
 ImageT = TypeVar("ImageT", nb.Nifti1Image, tio.ScalarImage)
 
@@ -465,7 +468,10 @@ class BiasField(Artefact):
     The field is :math:`\exp\left(\sum_{i+j+k \le p} c_{ijk}\, x^i y^j z^k\right)` with
     :math:`x, y, z \in [-1, 1]` spanning the volume (TorchIO ``tio.BiasField``; coefficients
     in its order, constant term first). Its strength is the log of its max/min ratio over the
-    volume, so a field that varies four-fold has severity 1.
+    central ball of radius 0.7 (normalised), where the brain of a head lies in the field of
+    view, so a field that varies four-fold across the brain has severity 1. Over the whole
+    volume it varies much more, but its extremes are in the corners, outside the head, and a
+    field weak across the brain is lost in the inhomogeneity real scans already have.
 
     Parameters
     ----------
@@ -497,11 +503,13 @@ class BiasField(Artefact):
 
     @property
     def strength(self) -> float:
-        """Log of the field's max/min ratio (unitless)."""
+        """Log of the field's max/min ratio across the brain-sized central ball (unitless)."""
         field = tio.BiasField.generate_bias_field(
             np.zeros((1, *_BIAS_GRID)), self.order, self.coefficients
         )
-        return float(np.ptp(np.log(field)))
+        axes = [np.linspace(-1, 1, n) ** 2 for n in _BIAS_GRID]
+        inside = sum(np.meshgrid(*axes, indexing="ij", sparse=True)) <= _BRAIN_RADIUS**2
+        return float(np.ptp(np.log(field[inside])))
 
     def _apply(self, image: tio.ScalarImage) -> tio.ScalarImage:
         return tio.BiasField(coefficients=self.coefficients, order=self.order)(image)

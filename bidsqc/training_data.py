@@ -181,7 +181,7 @@ def artefact_corruption(probability: float = 0.2) -> RandomCorruption:
     return RandomCorruption(
         [
             RandomMotionLevel(),
-            RandomBiasField(coefficients=(0.05, 0.2)),
+            RandomBiasField(coefficients=(0.15, 0.8)),
             RandomGhosting(num_ghosts=(2, 4), intensity=(0.4, 1.0)),
             RandomSpike(num_spikes=(1, 3), intensity=(0.1, 0.3)),
             RandomBlur(fwhm=(0.8, 4.0)),
