@@ -201,9 +201,9 @@ def test_corruption_quality_score() -> None:
 def test_artefact_corruption_draws_visible_artefacts() -> None:
     """Every artefact the network detects is drawn at severity 0.2 or more, as its range
     implies; the bias field, whose severity depends on its random coefficients and has no hard
-    floor (about 1 draw in 1000 falls below 0.15), stays above 0.15 in these 2000 draws. 28 %
-    of the samples are clean. Motion is not held to a floor: its weakest level (1 degree/mm)
-    gives severities down to about 0.09."""
+    floor (about 1 % of draws fall below 0.15, 1 in 5000 below 0.1), stays above 0.1 in these
+    2000 draws. 28 % of the samples are clean. Motion is not held to a floor: its weakest level
+    (1 degree/mm) gives severities down to about 0.09."""
     corruption = artefact_corruption()
     rng = np.random.default_rng(0)
     draws = [corruption.sample(rng) for _ in range(2000)]
@@ -214,7 +214,7 @@ def test_artefact_corruption_draws_visible_artefacts() -> None:
     for name in ARTEFACT_NAMES:
         severities = np.array(applied[name])
         assert len(severities) == pytest.approx(0.2 * 2000, rel=0.15), name
-        assert severities.min() >= 0.15, name
+        assert severities.min() >= 0.1, name
         assert severities.max() <= 1.0, name
         if name != "bias":  # the floor follows from the ranges alone
             assert severities.min() >= 0.2 - 1e-9, name
