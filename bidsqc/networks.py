@@ -56,6 +56,7 @@ __all__ = [
     "MotionNet",
     "MotionOutput",
     "SoftBins",
+    "TileSpectrum",
 ]
 
 
@@ -240,6 +241,42 @@ class EdgeAlignment(nn.Module):
         return torch.cat([x, product, *strengths], dim=1)
 
 
+class TileSpectrum(nn.Module):
+    r"""Appends the log-magnitude spectrum of the first channel: the tile in k-space, where the
+    artefacts born there are points and lines.
+
+    A spike, one corrupt k-space sample, adds a plane wave to the whole image: in the image a
+    stripe pattern of a few percent of the signal, buried in anatomy, but in the spectrum of
+    any tile a bright pair of points off the centre. Ghosts, replicas shifted by a fraction of
+    the field of view, modulate the spectrum along the phase-encoding axis; noise raises a flat
+    floor at high frequencies and blur takes them away. The tile is first tapered by a Hann
+    window, so that its edges, where it cuts through anatomy, do not leak a cross of spurious
+    frequencies. The spectrum is centred (zero frequency in the middle) and its log is offset
+    to zero mean, so that it does not depend on the tile's scale; an empty tile gives zeros.
+
+    Input shape ``(C, X, Y, Z)``; output shape ``(C + 1, X, Y, Z)``.
+    """
+
+    #: Magnitude floor of the spectrum, far below the content of any tile of a normalised image.
+    epsilon = 1e-3
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 5:
+            raise ValueError(f"expected a batch of shape (batch, C, X, Y, Z), got {tuple(x.shape)}")
+        window = 1.0
+        for axis, size in enumerate(x.shape[2:]):
+            shape = [1, 1, 1, 1, 1]
+            shape[2 + axis] = size
+            taper = torch.hann_window(size, periodic=False, dtype=x.dtype, device=x.device)
+            window = window * taper.reshape(shape)
+        spatial = (-3, -2, -1)
+        tile = x[:, :1]
+        tile = (tile - tile.mean(dim=spatial, keepdim=True)) * window
+        magnitude = torch.fft.fftshift(torch.fft.fftn(tile, dim=spatial).abs(), dim=spatial)
+        spectrum = torch.log(magnitude + self.epsilon)
+        return torch.cat([x, spectrum - spectrum.mean(dim=spatial, keepdim=True)], dim=1)
+
+
 class MotionOutput(NamedTuple):
     """What :class:`MotionNet` returns, for a batch of B images."""
 
@@ -380,6 +417,8 @@ class ArtefactNet(EncoderNet):
     little over 64 mm, so the tile comes in context (:func:`bidsqc.tiles.tiles_in_context`):
     channel 0 is the tile, channel 1 the whole head at about 3 mm, where the field is a
     brightness that drifts across the brain, and channel 2 marks where the tile lies in it.
+    :class:`TileSpectrum` adds the tile's spectrum as a fourth channel, where a spike, a stripe
+    of a few percent of the signal in the image, is a bright pair of points.
 
     Args:
         channels: output channels of each encoder block.
@@ -400,7 +439,7 @@ class ArtefactNet(EncoderNet):
         hidden_features: Sequence[int] = (64,),
         dropout: float = 0.2,
     ) -> None:
-        super().__init__(3, channels, hidden_features, dropout)
+        super().__init__(4, channels, hidden_features, dropout, TileSpectrum())
         self.presence_head = nn.Linear(hidden_features[-1], len(ARTEFACT_NAMES))
         self.quality_head = nn.Linear(hidden_features[-1], 1)
 
