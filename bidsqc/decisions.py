@@ -65,11 +65,11 @@ class Threshold:
 #: with any. The image's probability averages its tiles' logits, which pulls it towards the
 #: tiles' prior, so most of these cuts lie below 0.5.
 ARTEFACT_REVIEW_THRESHOLDS = {
-    "p_ghosting": 0.5683,
-    "p_spike": 0.4534,
-    "p_inhomogeneity": 0.4428,
-    "p_noise": 0.3653,
-    "p_blur": 0.5265,
+    "p_ghosting": 0.4828,
+    "p_spike": 0.4583,
+    "p_inhomogeneity": 0.5311,
+    "p_noise": 0.3036,
+    "p_blur": 0.441,
 }
 #: Default thresholds: motion grade mild or severe, registrations the network doubts, likely
 #: artefacts (review only: most can be corrected, or only matter to some analyses), and a

@@ -17,8 +17,10 @@ MotionNet      the encoder, a two-layer FC trunk and two heads: motion grade (no
 EdgeAlignment  normalised-gradient-field features of an image pair (Haber & Modersitzki 2006),
                which the registration-QC network computes before its encoder
 ArtefactNet    the encoder on a 64 mm tile of the 1 mm head box in context (the whole box at
-               ~3 mm), a one-layer trunk and two heads: presence of five artefacts and a 0-10
-               quality score (MIQA, Kitware)
+               ~3 mm) and its spectrum, a one-layer trunk and two heads: presence of five
+               artefacts and a 0-10 quality score (MIQA, Kitware)
+TileSpectrum   the whitened log-magnitude spectrum of a tile, which the artefact network computes
+               before its encoder: k-space, where a spike is a pair of points
 EncoderNet     what they share: the encoder, the trunk, embeddings and a frozen encoder
 SoftBins       bins of that distribution: Gaussian soft labels and their expectation in mm;
                MOTION_BINS holds the network's (50 bins, 0 to 24.5 mm)
@@ -56,6 +58,7 @@ __all__ = [
     "MotionNet",
     "MotionOutput",
     "SoftBins",
+    "TileSpectrum",
 ]
 
 
@@ -240,6 +243,54 @@ class EdgeAlignment(nn.Module):
         return torch.cat([x, product, *strengths], dim=1)
 
 
+class TileSpectrum(nn.Module):
+    r"""Appends the whitened log-magnitude spectrum of the first channel: the tile in k-space,
+    where a spike is a pair of points.
+
+    A spike, one corrupt k-space sample, adds a plane wave to the whole image: in the image a
+    stripe pattern of a few percent of the signal, buried in anatomy, but in the spectrum of
+    any tile a bright pair of points off the centre. Anatomy's spectrum falls steeply and
+    smoothly with frequency, so the log-magnitude is whitened: from each frequency is taken the
+    mean over the shell of frequencies of the same radius. What is left is what breaks the
+    spectrum's near-isotropy: a spike's points, ghosting's modulation along the phase-encoding
+    axis. (Noise and blur change the fall-off itself, which the whitening removes; the image
+    channels show them.) The tile is first tapered by a Hann window, so that its edges, where
+    it cuts through anatomy, do not leak a cross of spurious frequencies. Whitening also makes
+    the channel independent of the tile's scale; an empty tile gives zeros.
+
+    Input shape ``(C, X, Y, Z)``; output shape ``(C + 1, X, Y, Z)``.
+    """
+
+    #: Magnitude floor of the spectrum, far below the content of any tile of a normalised image.
+    epsilon = 1e-3
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 5:
+            raise ValueError(f"expected a batch of shape (batch, C, X, Y, Z), got {tuple(x.shape)}")
+        shape = x.shape[2:]
+        tapers = [
+            torch.hann_window(n, periodic=False, dtype=x.dtype, device=x.device) for n in shape
+        ]
+        window = tapers[0][:, None, None] * tapers[1][None, :, None] * tapers[2][None, None, :]
+        spatial = (-3, -2, -1)
+        tile = x[:, :1]
+        tile = (tile - tile.mean(dim=spatial, keepdim=True)) * window
+        magnitude = torch.fft.fftshift(torch.fft.fftn(tile, dim=spatial).abs(), dim=spatial)
+        spectrum = torch.log(magnitude + self.epsilon).flatten(1)
+        shell = self._shells(shape, x.device)
+        shell_sums = spectrum.new_zeros(len(x), int(shell.max()) + 1).index_add_(1, shell, spectrum)
+        shell_means = shell_sums / torch.bincount(shell)
+        whitened = (spectrum - shell_means[:, shell]).reshape(len(x), 1, *shape)
+        return torch.cat([x, whitened], dim=1)
+
+    @staticmethod
+    def _shells(shape: Sequence[int], device: torch.device) -> Tensor:
+        """Index of each frequency's shell (its radius from the centre, rounded down), flat."""
+        axes = [torch.arange(n, device=device, dtype=torch.float32) - n // 2 for n in shape]
+        squares = sum(g**2 for g in torch.meshgrid(*axes, indexing="ij"))
+        return torch.sqrt(squares).long().flatten()
+
+
 class MotionOutput(NamedTuple):
     """What :class:`MotionNet` returns, for a batch of B images."""
 
@@ -380,6 +431,8 @@ class ArtefactNet(EncoderNet):
     little over 64 mm, so the tile comes in context (:func:`bidsqc.tiles.tiles_in_context`):
     channel 0 is the tile, channel 1 the whole head at about 3 mm, where the field is a
     brightness that drifts across the brain, and channel 2 marks where the tile lies in it.
+    :class:`TileSpectrum` adds the tile's spectrum as a fourth channel, where a spike, a stripe
+    of a few percent of the signal in the image, is a bright pair of points.
 
     Args:
         channels: output channels of each encoder block.
@@ -400,7 +453,7 @@ class ArtefactNet(EncoderNet):
         hidden_features: Sequence[int] = (64,),
         dropout: float = 0.2,
     ) -> None:
-        super().__init__(3, channels, hidden_features, dropout)
+        super().__init__(4, channels, hidden_features, dropout, TileSpectrum())
         self.presence_head = nn.Linear(hidden_features[-1], len(ARTEFACT_NAMES))
         self.quality_head = nn.Linear(hidden_features[-1], 1)
 

@@ -13,7 +13,7 @@ import torch
 
 from bidsqc.data import head_box, head_box_brain_mask
 from bidsqc.inference import ArtefactPrediction, load_network, predict_artefacts
-from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, ArtefactOutput, MotionNet
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, ArtefactOutput, MotionNet, TileSpectrum
 from bidsqc.outputs import ARTEFACT_COLUMNS as ARTEFACT_TABLE_COLUMNS
 from bidsqc.simulation import (
     ARTEFACTS,
@@ -90,6 +90,45 @@ def test_quality_stays_within_0_and_10(bias: float) -> None:
 def test_artefact_net_rejects_a_tile_without_context() -> None:
     with pytest.raises(ValueError, match="expected an input"):
         ArtefactNet(**SMALL)(torch.zeros(1, 1, 32, 32, 32))
+
+
+def _smooth_tile(seed: int, size: int = 32) -> torch.Tensor:
+    """Random anatomy-like contrast: white noise low-passed in k-space, shape (1, 1, size^3)."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.fft.fftn(torch.randn(size, size, size, generator=generator))
+    frequencies = torch.fft.fftfreq(size) * size
+    radius = torch.sqrt(sum(f**2 for f in torch.meshgrid(*[frequencies] * 3, indexing="ij")))
+    smooth = torch.fft.ifftn(noise * torch.exp(-((radius / 3) ** 2))).real
+    return (1 + smooth / smooth.std())[None, None]
+
+
+def test_tile_spectrum_shows_a_spike_as_a_pair_of_points() -> None:
+    size, cycles = 32, torch.tensor([5, -9, 3])
+    tile = _smooth_tile(0, size)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(size)] * 3, indexing="ij"))
+    phase = 2 * torch.pi * (cycles[:, None, None, None] * grid).sum(dim=0) / size
+    spiked = tile + 0.03 * torch.cos(phase)
+    x = torch.cat([spiked, torch.zeros(1, 2, size, size, size)], dim=1)
+    spectrum = TileSpectrum()(x)[0, 3]
+    centre = size // 2
+    radius = (grid - centre).float().norm(dim=0)
+    brightest = torch.topk(torch.where(radius > 6, spectrum, -np.inf).flatten(), 2).indices
+    points = np.stack(np.unravel_index(brightest.numpy(), spectrum.shape), axis=1)
+    for spike in (centre + cycles, centre - cycles):  # within the Hann window's main lobe
+        assert np.abs(points - spike.numpy()).max(axis=1).min() <= 1
+    clean = TileSpectrum()(torch.cat([tile, x[:, 1:]], dim=1))[0, 3]
+    assert clean[tuple(centre + cycles)] < spectrum[tuple(centre + cycles)] - 2
+
+
+def test_tile_spectrum_ignores_scale_and_passes_the_channels_through() -> None:
+    noisy = _smooth_tile(1) + 0.05 * torch.randn(1, 1, 32, 32, 32)
+    x = torch.cat([noisy, torch.rand(1, 2, 32, 32, 32)], dim=1)
+    spectrum = TileSpectrum()(x)
+    assert spectrum.shape == (1, 4, 32, 32, 32)
+    torch.testing.assert_close(spectrum[:, :3], x)
+    change = (TileSpectrum()(5 * x)[:, 3] - spectrum[:, 3]).abs()
+    assert change.median() < 1e-3  # not 0: epsilon matters where a magnitude is near zero
+    assert TileSpectrum()(torch.zeros(1, 3, 32, 32, 32)).abs().max() < 1e-3
 
 
 def test_frozen_encoder_gets_no_gradient() -> None:
