@@ -26,7 +26,7 @@ from bidsqc.metrics import inu_range
 from bidsqc.preprocessing import estimate_bias_field
 from bidsqc.simulation import RandomBiasField, RandomCorruption, generate_corrupted_dataset
 from bidsqc.training import roc_auc
-from bidsqc.training_data import ArtefactSampleWriter
+from bidsqc.training_data import ArtefactSampleWriter, artefact_corruption
 
 CONDITIONS = {
     "clean": RandomCorruption([]),
@@ -86,10 +86,14 @@ def main() -> None:
     for column in ("p_inhomogeneity", "inu_range"):
         print(f"AUC of {column}, strong bias against clean: {roc_auc(biased, table[column]):.3f}")
     rng = np.random.default_rng(args.seed)
-    for label, magnitude in (("TorchIO default", (0.5, 0.5)), ("bidsqc training", (0.05, 0.2))):
+    (training,) = [a for a in artefact_corruption().artefacts if isinstance(a, RandomBiasField)]
+    for label, random_field in (
+        ("TorchIO default", CONDITIONS["bias-strong"].artefacts[0]),
+        ("bidsqc training", training),
+    ):
         spreads = [
             brain_gain_spread(field.coefficients, field.order)
-            for field in (RandomBiasField(magnitude).sample(rng) for _ in range(50))
+            for field in (random_field.sample(rng) for _ in range(50))
         ]
         low, median, high = np.percentile(spreads, [10, 50, 90])
         print(f"brain gain spread, {label} fields: median {median:.2f} ({low:.2f}-{high:.2f})")
