@@ -39,6 +39,7 @@ __all__ = [
     "estimate_bias_field",
     "foreground_volume_ml",
     "head_like_template",
+    "read_itk_affine",
     "register_to_template",
     "reorient_to_ras",
     "resample_through_transform",
@@ -155,9 +156,23 @@ class RegistrationResult:
     template_variant: str
 
 
+def read_itk_affine(transform: str | os.PathLike) -> np.ndarray:
+    r"""The 4x4 matrix of an ITK affine (``.mat``), in ITK's LPS world frame.
+
+    ITK stores a matrix :math:`M`, a translation :math:`t` and a centre :math:`c`, and maps
+    :math:`x \mapsto M (x - c) + c + t`.
+    """
+    itk = ants.read_transform(str(transform))
+    matrix = np.asarray(itk.parameters[:9]).reshape(3, 3)
+    centre = np.asarray(itk.fixed_parameters)
+    affine = np.eye(4)
+    affine[:3, :3] = matrix
+    affine[:3, 3] = np.asarray(itk.parameters[9:12]) + centre - matrix @ centre
+    return affine
+
+
 def _affine_scales(transform: Path) -> np.ndarray:
-    matrix = np.asarray(ants.read_transform(str(transform)).parameters[:9]).reshape(3, 3)
-    return np.linalg.svd(matrix, compute_uv=False)
+    return np.linalg.svd(read_itk_affine(transform)[:3, :3], compute_uv=False)
 
 
 def _refine_within_brain(

@@ -12,10 +12,12 @@ from bidsqc.preprocessing import (
     estimate_bias_field,
     foreground_volume_ml,
     head_like_template,
+    read_itk_affine,
     register_to_template,
     reorient_to_ras,
     resample_to_zoom,
 )
+from bidsqc.simulation import jenkinson_rms, rigid_affine
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,22 @@ def test_registration_recovers_a_shifted_template(template, tmp_path):
     correlation = np.corrcoef(registered[inside], template.t1w[inside])[0, 1]
     assert correlation > 0.97
     assert result.transform.is_file()
+
+
+def test_registration_of_a_head_does_not_depend_on_its_pitch(demo_dir, tmp_path):
+    """A full-head scan and its copy pitched by 12 degrees (header only) must reach the same
+    alignment. Guided by the scalp, the registration missed by 1.3 mm here and by 5-20 mm on IXI
+    heads; refined inside the brain, it misses by 0.15 mm."""
+    head = resample_to_zoom(reorient_to_ras(nb.load(demo_dir / "sub-02/anat/sub-02_T1w.nii.gz")))
+    centre = nb.affines.apply_affine(head.affine, np.array(head.shape) / 2)
+    pitch = rigid_affine([12.0, 0.0, 0.0], [0.0, 0.0, 0.0], centre)
+    pitched = nb.Nifti1Image(np.asanyarray(head.dataobj), pitch @ head.affine)
+    first = register_to_template(head, tmp_path / "head")
+    second = register_to_template(pitched, tmp_path / "pitched")
+    assert first.template_variant == second.template_variant == "head"
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    expected = ras_to_lps @ pitch @ ras_to_lps @ read_itk_affine(first.transform)
+    assert jenkinson_rms(read_itk_affine(second.transform), expected) < 0.5
 
 
 def test_head_like_template_wraps_the_brain_in_a_bright_scalp(template):
