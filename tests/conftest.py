@@ -36,6 +36,12 @@ def make_bids(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    """The demo BIDS dataset shipped in ``data/demo`` (read-only: never write inside it)."""
+    return Path(__file__).parents[1] / "data" / "demo"
+
+
+@pytest.fixture(scope="session")
 def bids_examples() -> Path:
     """The bids-examples layouts in ``../shared`` beside the checkout; skip when absent."""
     path = Path(__file__).parents[2] / "shared" / "data" / "bids-examples"

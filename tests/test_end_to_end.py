@@ -22,7 +22,6 @@ from bidsqc.registration_pairs import Misalignment, misaligned
 
 pytestmark = pytest.mark.slow
 
-DEMO = Path(__file__).parents[1] / "data" / "demo"
 #: Columns only a FLAIR with a T1w in its session has.
 FLAIR_T1W_COLUMNS = ["p_misregistered_to_t1w", "registration_error_to_t1w_mm"]
 #: Columns every processed raw image has.
@@ -44,20 +43,20 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_run(demo_dir, tmp_path_factory):
     """Participant then group level on the demo; returns the output folder and the runs' facts."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    before = snapshot(DEMO)
-    first = main([str(DEMO), str(out), "participant", "--nprocs", "2"])
-    group = main([str(DEMO), str(out), "group"])
+    before = snapshot(demo_dir)
+    first = main([str(demo_dir), str(out), "participant", "--nprocs", "2"])
+    group = main([str(demo_dir), str(out), "group"])
     return out, before, first, group
 
 
-def test_demo_exit_codes_and_input_untouched(demo_run):
+def test_demo_exit_codes_and_input_untouched(demo_dir, demo_run):
     out, before, first, group = demo_run
     assert first == 0
     assert group == 0
-    assert snapshot(DEMO) == before
+    assert snapshot(demo_dir) == before
 
 
 def test_demo_dataset_description(demo_run):
@@ -161,7 +160,9 @@ def test_demo_flair_is_coregistered_to_its_t1w_and_judged_aligned(demo_run):
     assert "aligned to T1w" in (out / "sub-02.html").read_text()
 
 
-def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(demo_run, tmp_path):
+def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(
+    demo_dir, demo_run, tmp_path
+):
     """fMRIPrep-style derivatives: the demo T1w as bidsqc registered it, and a copy shifted
     and turned by 9.5 mm RMS; both join the raw images' tables."""
     out = demo_run[0]
@@ -179,7 +180,7 @@ def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(demo_run
     }
     for key, volume in (("aligned", data), ("shifted", shifted)):
         nb.save(nb.Nifti1Image(volume, registered.affine), anat / names[key])
-    args = [str(DEMO), str(out), "participant", "--nprocs", "2", "--derivatives", str(fmriprep)]
+    args = [str(demo_dir), str(out), "participant", "--nprocs", "2", "--derivatives", str(fmriprep)]
     assert main([*args, "--participant-label", "02"]) == 0
     table = read_qc_table(out / "sub-02" / "sub-02_qc.tsv")
     assert sorted(table["dataset"]) == ["fmriprep", "fmriprep", "raw", "raw"]
@@ -204,23 +205,23 @@ def test_demo_group_tables(demo_run):
     assert "sub-02.html" in html
 
 
-def test_demo_rerun_resumes_from_the_cache(demo_run):
+def test_demo_rerun_resumes_from_the_cache(demo_dir, demo_run):
     out = demo_run[0]
     results = sorted((out / "work").rglob("register/result_register.pklz"))
     assert len(results) == 5
     stamps = [path.stat().st_mtime_ns for path in results]
     table = (out / "sub-01" / "sub-01_qc.tsv").read_text()
-    assert main([str(DEMO), str(out), "participant", "--participant-label", "01"]) == 0
+    assert main([str(demo_dir), str(out), "participant", "--participant-label", "01"]) == 0
     assert [path.stat().st_mtime_ns for path in results] == stamps
     assert (out / "sub-01" / "sub-01_qc.tsv").read_text() == table
 
 
-def test_demo_group_decisions_follow_the_thresholds_file(demo_run, tmp_path):
+def test_demo_group_decisions_follow_the_thresholds_file(demo_dir, demo_run, tmp_path):
     out = demo_run[0]
     assert (out / "group_exclude.tsv").is_file()
     strict = tmp_path / "strict.json"
     strict.write_text('{"motion_grade": {"review": 1, "fail": 1}}')
-    assert main([str(DEMO), str(out), "group", "--thresholds", str(strict)]) == 0
+    assert main([str(demo_dir), str(out), "group", "--thresholds", str(strict)]) == 0
     excluded = read_qc_table(out / "group_exclude.tsv")
     assert excluded["filename"].tolist() == ["sub-01/anat/sub-01_run-2_T1w.nii.gz"]
     assert excluded["reasons"].str.fullmatch(r"fail: motion_grade [12] >= 1").all()
@@ -229,7 +230,7 @@ def test_demo_group_decisions_follow_the_thresholds_file(demo_run, tmp_path):
     assert t1w.loc["sub-01/anat/sub-01_run-1_T1w.nii.gz", "decision"] == "pass"
     lenient = tmp_path / "lenient.json"
     lenient.write_text("{}")
-    assert main([str(DEMO), str(out), "group", "--thresholds", str(lenient)]) == 0
+    assert main([str(demo_dir), str(out), "group", "--thresholds", str(lenient)]) == 0
     assert read_qc_table(out / "group_exclude.tsv").empty
     assert (out / "group_pass_participants.txt").read_text() == "01\n02\n"
 
@@ -240,12 +241,12 @@ def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def bad_dataset(tmp_path_factory):
+def bad_dataset(demo_dir, tmp_path_factory):
     """A dataset where every participant but the first has one kind of bad or unusual image."""
     root = tmp_path_factory.mktemp("bad") / "bids"
     root.mkdir()
     (root / "dataset_description.json").write_text('{"Name": "bad", "BIDSVersion": "1.9.0"}')
-    good = DEMO / "sub-01" / "anat" / "sub-01_run-1_T1w.nii.gz"
+    good = demo_dir / "sub-01" / "anat" / "sub-01_run-1_T1w.nii.gz"
     img = nb.load(good)
 
     def anat(label: str) -> Path:

@@ -30,8 +30,6 @@ from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
 from bidsqc.outputs import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.simulation import ARTEFACTS, Ghosting
 
-DEMO = Path(__file__).parents[1] / "data" / "demo"
-
 
 def protocol_table() -> pd.DataFrame:
     """Two sources; on 'ixi' one clean image is called mild and one 2-4 image is missed."""
@@ -85,15 +83,15 @@ def test_rated_metrics_and_scores(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_motion_command(tmp_path: Path, capsys) -> None:
+def test_evaluate_motion_command(demo_dir, tmp_path: Path, capsys) -> None:
     images = tmp_path / "images.txt"
     images.write_text(
-        f"{DEMO}/sub-01/anat/sub-01_run-1_T1w.nii.gz\n{DEMO}/sub-02/anat/sub-02_T1w.nii.gz\n"
+        f"{demo_dir}/sub-01/anat/sub-01_run-1_T1w.nii.gz\n{demo_dir}/sub-02/anat/sub-02_T1w.nii.gz\n"
     )
     scores = tmp_path / "scores.tsv"
     scores.write_text("bids_name\tscore\nsub-01_run-1_T1w\t1\nsub-01_run-2_T1w\t3\n")
     out = tmp_path / "eval"
-    args = ["motion", "--images", str(images), "--bids", str(DEMO), "--scores", str(scores)]
+    args = ["motion", "--images", str(images), "--bids", str(demo_dir), "--scores", str(scores)]
     assert main([*args, "--out", str(out), "--repeats", "1", "--jobs", "2"]) == 0
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert len(predictions) == 8
@@ -156,12 +154,12 @@ def test_registration_metrics_table_compares_network_and_measures() -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_registration_command(tmp_path: Path, capsys) -> None:
+def test_evaluate_registration_command(demo_dir, tmp_path: Path, capsys) -> None:
     images = tmp_path / "images.txt"
-    images.write_text(f"{DEMO}/sub-02/anat/sub-02_T1w.nii.gz\n")
+    images.write_text(f"{demo_dir}/sub-02/anat/sub-02_T1w.nii.gz\n")
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(
-        f"{DEMO}/sub-02/anat/sub-02_FLAIR.nii.gz\t{DEMO}/sub-02/anat/sub-02_T1w.nii.gz\n"
+        f"{demo_dir}/sub-02/anat/sub-02_FLAIR.nii.gz\t{demo_dir}/sub-02/anat/sub-02_T1w.nii.gz\n"
     )
     out = tmp_path / "eval"
     args = ["registration", "--images", str(images), "--pairs", str(pairs), "--out", str(out)]
