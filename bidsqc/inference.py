@@ -56,9 +56,9 @@ __all__ = [
 #: calls an image moved, as ``bidsqc-evaluate motion --calibrate`` wrote it for the bundled
 #: network (docs/training.md): the lowest that calls motion in at most 2 % of the unmoved samples
 #: of the network's own validation images. Its grade "none" was trained on motion up to 4.5 mm
-#: too, so an unmoved scan gets ``p_motion_none`` of 0.78-0.99, and moved ones often more than
+#: too, so an unmoved scan gets ``p_motion_none`` of 0.74-1.00, and moved ones often more than
 #: 0.5: the most probable grade misses them.
-MOTION_THRESHOLD = 0.222
+MOTION_THRESHOLD = 0.3552
 
 
 def _expectation_mm(distribution: Sequence[float]) -> float:

@@ -60,7 +60,8 @@ def test_prediction_columns() -> None:
     [
         (1 - MOTION_THRESHOLD + 0.01, 0.0, MOTION_THRESHOLD - 0.01, 0),  # below the threshold
         (1 - MOTION_THRESHOLD - 1e-3, MOTION_THRESHOLD + 1e-3, 0.0, 1),  # just above it
-        (0.7, 0.1, 0.2, 2),  # "none" the most probable, yet motion called: the likelier grade
+        # "none" the most probable, yet motion called: the likelier grade
+        (1 - MOTION_THRESHOLD - 0.05, 0.05, MOTION_THRESHOLD, 2),
         (0.1, 0.45, 0.45, 1),  # a tie goes to mild
     ],
 )
