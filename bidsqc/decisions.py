@@ -6,9 +6,10 @@ crossing ``fail`` excludes it. Which way is worse comes from the column's descri
 above a threshold crosses it; where higher is better, a value at or below. A missing value
 (``n/a``) crosses nothing. An image that could not be processed fails.
 
-The defaults, :data:`DEFAULT_THRESHOLDS`, use the networks only: the classical measures have
-no threshold that holds across scanners and protocols (their outliers are flagged in the group
-report instead). ``--thresholds FILE.json`` replaces them, e.g.::
+The defaults, :data:`DEFAULT_THRESHOLDS`, use the networks, and of the classical measures only
+``rereg_mm``, a distance in mm: the others have no threshold that holds across scanners and
+protocols (their outliers are flagged in the group report instead). ``--thresholds FILE.json``
+replaces them, e.g.::
 
     {"motion_grade": {"review": 1, "fail": 2},
      "p_misregistered": {"review": 0.5, "fail": 0.9},
@@ -71,14 +72,18 @@ ARTEFACT_REVIEW_THRESHOLDS = {
     "p_noise": 0.3036,
     "p_blur": 0.441,
 }
-#: Default thresholds: motion grade mild or severe, registrations the network doubts, likely
-#: artefacts (review only: most can be corrected, or only matter to some analyses), and a
-#: quality score below 6 (an artefact of severity 0.67, or two milder ones) or 3 (one severe
+#: Default thresholds: motion grade mild or severe, registrations the network doubts or that a
+#: new registration moves by 2 mm RMS or more (the network's own line between aligned and
+#: misregistered; it sends 6 of the pipeline's 102 registrations of the ``train`` split to
+#: review, 3 of them visibly misregistered),
+#: likely artefacts (review only: most can be corrected, or only matter to some analyses), and
+#: a quality score below 6 (an artefact of severity 0.67, or two milder ones) or 3 (one severe
 #: artefact and more).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
     "p_misregistered": Threshold(review=0.5, fail=0.9),
     "p_misregistered_to_t1w": Threshold(review=0.5, fail=0.9),
+    "rereg_mm": Threshold(review=2.0),
     **{column: Threshold(review=value) for column, value in ARTEFACT_REVIEW_THRESHOLDS.items()},
     "quality_score": Threshold(review=6, fail=3),
 }

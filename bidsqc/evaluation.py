@@ -19,8 +19,8 @@ against the template, and every real FLAIR/T1w pair co-registered by the pipelin
 as the pipeline leaves it ("aligned") and misaligned ``repeats`` times by rigid transforms in
 each range of :data:`REGISTRATION_RANGES` (Jenkinson RMS, mm). For each range, the AUC of
 ``p_misregistered`` against the aligned samples, and the Spearman of ``registration_error_mm``
-with the true RMS; the classical measures of the foundation (``mask_dice``, ``mask_hd95_mm``,
-``nmi``) get the same AUCs and Spearman, on the same samples.
+with the true RMS; the classical measures (``mask_dice``, ``mask_hd95_mm``, ``nmi`` and, for
+template pairs, ``rereg_mm``) get the same AUCs and Spearman, on the same samples.
 
 Artefact network (:func:`generate_artefact_protocol_samples`): every held-out image clean, and
 with each artefact of :data:`bidsqc.networks.ARTEFACT_NAMES` alone at each severity of
@@ -52,9 +52,17 @@ from bidsqc.data import load_template
 from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.inference import predict_artefacts, predict_motion, predict_registration
 from bidsqc.loading import load_anatomical
-from bidsqc.metrics import estimate_brain_mask, mask_dice, mask_hd95_mm, nmi, nmi_region
+from bidsqc.metrics import (
+    estimate_brain_mask,
+    mask_dice,
+    mask_hd95_mm,
+    nmi,
+    nmi_region,
+    rereg_mm,
+)
 from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.preprocessing import residual_misregistration
 from bidsqc.registration_pairs import RandomMisalignment, misaligned, template_reference
 from bidsqc.simulation import (
     ARTEFACTS,
@@ -321,7 +329,7 @@ REGISTRATION_RANGES: dict[str, tuple[float, float]] = {
     "8-20": (8, 20),
 }
 #: Classical measures compared with the network, oriented so that higher means misregistered.
-CLASSICAL_SCORES = {"mask_dice": -1.0, "mask_hd95_mm": 1.0, "nmi": -1.0}
+CLASSICAL_SCORES = {"mask_dice": -1.0, "mask_hd95_mm": 1.0, "nmi": -1.0, "rereg_mm": 1.0}
 ALIGNED = "aligned"
 
 
@@ -334,6 +342,7 @@ def _classical_measures(moving: np.ndarray, reference: np.ndarray, kind: str) ->
         brain = estimate_brain_mask(moving, template.brain_mask)
         values["mask_dice"] = mask_dice(brain, template.brain_mask)
         values["mask_hd95_mm"] = mask_hd95_mm(brain, template.brain_mask, template.zooms)
+        values["rereg_mm"] = rereg_mm(residual_misregistration(moving, template), template)
     return values
 
 

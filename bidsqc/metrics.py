@@ -57,6 +57,8 @@ mask_hd95_mm registration failure, local misfit             lower        Taha & 
                                                                          doi:10.1186/s12880-015-0068-x
 nmi          registration failure, wrong or corrupt image   higher       Studholme et al. 1999,
                                                                          doi:10.1016/S0031-3203(98)00091-0
+rereg_mm     misregistration (shift, rotation)              lower        Jenkinson et al. 2002,
+                                                                         doi:10.1006/nimg.2002.1132
 ============ ============================================== ============ ==========================
 """
 
@@ -70,6 +72,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bidsqc.data import Template
+from bidsqc.simulation import jenkinson_rms
 
 __all__ = [
     "MEASURES",
@@ -90,6 +93,7 @@ __all__ = [
     "mask_dice",
     "mask_hd95_mm",
     "nmi",
+    "rereg_mm",
     "snr",
     "tissue_mask",
     "wm2max",
@@ -555,17 +559,33 @@ def nmi(image: np.ndarray, reference: np.ndarray, mask: np.ndarray, bins: int = 
     return (entropy(joint.sum(axis=1)) + entropy(joint.sum(axis=0))) / h_joint
 
 
+def rereg_mm(residual: np.ndarray, template: Template) -> float:
+    r"""How far a registered image is from register: the Jenkinson RMS of the transform that
+    registers it to the template again, in mm.
+
+    ``residual`` is that transform (4x4, ITK's LPS frame, as
+    :func:`bidsqc.preprocessing.residual_misregistration` gives it); the RMS is taken over the
+    80 mm sphere at the centroid of the template brain, as the registration-QC network's target
+    (:class:`bidsqc.registration_pairs.Misalignment`). 0 for an image in register; lower is
+    better. References: Jenkinson, FMRIB Technical Report TR99MJ1 (1999); Jenkinson et al.,
+    NeuroImage 17:825-841 (2002), doi:10.1006/nimg.2002.1132.
+    """
+    lps_centre = np.multiply(template.brain_centre, (-1, -1, 1))
+    return jenkinson_rms(residual, np.eye(4), centre=lps_centre)
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
 def compute_iqms(
-    image: np.ndarray, *, template: Template, bias_field: np.ndarray
+    image: np.ndarray, *, template: Template, bias_field: np.ndarray, residual: np.ndarray
 ) -> dict[str, float]:
     """All measures of :data:`MEASURES`, in its order, for one image registered to ``template``.
 
     ``image`` and ``bias_field`` (the multiplicative N4 field of the same image) must be finite
-    arrays on the template grid. The subject's grey matter is the template's GM probability
-    > 0.9, its white matter the WM probability > 0.9 eroded by one voxel, its brain the template
+    arrays on the template grid; ``residual`` is the transform of :func:`rereg_mm`. The subject's
+    grey matter is the template's GM probability > 0.9, its white matter the WM probability
+    > 0.9 eroded by one voxel, its brain the template
     brain mask; the air is the non-zero part of the background, which lies more than
     :data:`BACKGROUND_MARGIN` voxels away from :func:`estimate_head_mask`.
     """
@@ -597,6 +617,7 @@ def compute_iqms(
         "mask_dice": mask_dice(subject_brain, brain),
         "mask_hd95_mm": mask_hd95_mm(subject_brain, brain, zooms),
         "nmi": nmi(image, template.t1w, nmi_region(brain)),
+        "rereg_mm": rereg_mm(residual, template),
     }
     return {name: values[name] for name in MEASURES}
 
@@ -699,6 +720,16 @@ MEASURES: dict[str, MeasureInfo] = {
             "unitless",
             "higher",
             "Studholme et al. 1999, doi:10.1016/S0031-3203(98)00091-0",
+        ),
+        MeasureInfo(
+            "rereg_mm",
+            "How far the registered image is from the template: the image is registered to the "
+            "template again, rigidly and inside the brain, and this is the root-mean-square "
+            "displacement of that correction over a head-sized sphere. High values mean a "
+            "misregistration.",
+            "mm",
+            "lower",
+            "Jenkinson et al. 2002, doi:10.1006/nimg.2002.1132",
         ),
     )
 }

@@ -14,12 +14,15 @@ over the 128 T1w and FLAIR images of the development data, skull-stripped ones m
 :data:`SKULL_STRIPPED_MAX_ML` and :data:`FULL_HEAD_MIN_ML` both are tried, and the alignment
 whose brain agrees best with the template brain (normalised mutual information inside the
 dilated brain mask) wins. Either first alignment is then refined against the template T1w with
-the metric restricted to the dilated template brain (:func:`_refine_within_brain`).
+the metric restricted to the dilated template brain (:func:`_register_within_brain`). The same
+registration from scratch measures how far an image already on the template grid is from
+register (:func:`residual_misregistration`).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +37,7 @@ from bidsqc.metrics import nmi
 
 __all__ = [
     "RegistrationResult",
+    "brain_region",
     "coregister_to_reference",
     "crop_below_vertex",
     "estimate_bias_field",
@@ -41,6 +45,7 @@ __all__ = [
     "head_like_template",
     "read_itk_affine",
     "register_to_template",
+    "residual_misregistration",
     "reorient_to_ras",
     "resample_through_transform",
     "resample_to_template",
@@ -48,6 +53,8 @@ __all__ = [
     "set_ants_threads",
 ]
 
+#: Dilation (voxels) of the template brain mask within which the final alignment is measured.
+BRAIN_REGION_DILATION = 2
 #: Scale factors of an affine to the template outside this range mean a failed registration.
 PLAUSIBLE_SCALE = (0.6, 1.6)
 #: Seed for the random metric sampling of antsRegistration; pinned for reproducibility.
@@ -175,27 +182,58 @@ def _affine_scales(transform: Path) -> np.ndarray:
     return np.linalg.svd(read_itk_affine(transform)[:3, :3], compute_uv=False)
 
 
-def _refine_within_brain(
-    initial: Path, moving: ants.ANTsImage, tpl: Template, brain_region: np.ndarray, prefix: str
+def brain_region(tpl: Template) -> np.ndarray:
+    """The template brain dilated by :data:`BRAIN_REGION_DILATION` voxels, where the final
+    alignment is measured."""
+    return ndi.binary_dilation(tpl.brain_mask, iterations=BRAIN_REGION_DILATION)
+
+
+def _register_within_brain(
+    moving: ants.ANTsImage,
+    tpl: Template,
+    prefix: str,
+    initial: str | os.PathLike = "Identity",
+    kind: str = "Affine",
 ) -> Path:
-    """Refine an initial affine against the template T1w, measuring only inside its brain.
+    """Transform (ANTs ``kind``) of ``moving`` to the template T1w, measuring only inside
+    :func:`brain_region`.
 
     Neither first stage is precise enough to be judged by the registration-QC network: the
     head-like template only has the layout of a head, so its optimum left full-head images
     pitched by up to ~10 degrees (5-20 mm RMS on IXI), and ``AffineFast``, which stops at 4 mm,
     left skull-stripped ones about 1.5 mm off. Restricting the metric to the dilated template
-    brain lets the brain itself, not the scalp or the neck, set the final alignment.
+    brain lets the brain itself, not the scalp or the neck, set the final alignment. It starts
+    from ``initial``, an ITK transform file or ``"Identity"``.
     """
     fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
     result = ants.registration(
         fixed,
         moving,
-        type_of_transform="Affine",
+        type_of_transform=kind,
         initial_transform=str(initial),
-        mask=fixed.new_image_like(brain_region.astype(np.float32)),
+        mask=fixed.new_image_like(brain_region(tpl).astype(np.float32)),
         outprefix=prefix,
     )
     return Path(result["fwdtransforms"][0])
+
+
+def residual_misregistration(image: np.ndarray, template: Template | None = None) -> np.ndarray:
+    """The rigid transform by which an image on the template grid is still out of register
+    (4x4, mm, ITK's LPS frame, mapping template points to image points).
+
+    The image is registered to the template again inside the brain, as the pipeline's final
+    stage registers (:func:`_register_within_brain`), but rigidly and starting from where it
+    lies: an image in register gives the identity, up to the optimiser's tolerance, and a
+    shifted or rotated one the transform that undoes it. This checks registrations the pipeline
+    did not make, such as fMRIPrep's. Rigid, because an affine let a full-head image shifted by
+    9.5 mm grow by 20-34 % into an 80 mm "correction"; a wrong scale therefore goes unmeasured.
+    """
+    tpl = template or load_template(2)
+    ants.config._random_seed = ANTS_SEED
+    with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
+        moving = _to_ants(nb.Nifti1Image(np.asarray(image, dtype=np.float32), tpl.affine))
+        transform = _register_within_brain(moving, tpl, prefix=f"{scratch}/", kind="Rigid")
+        return read_itk_affine(transform)
 
 
 def register_to_template(
@@ -223,7 +261,7 @@ def register_to_template(
         # The full, four-level affine: AffineFast stops at 4 mm and fell into pitched minima.
         head = head_like_template(tpl.resolution)
         variants.append(("head", head, _to_ants(crop_below_vertex(img)), "Affine"))
-    scoring_mask = ndi.binary_dilation(tpl.brain_mask, iterations=2)
+    region = brain_region(tpl)
 
     ants.config._random_seed = ANTS_SEED  # antspyx reads its seed from this module attribute
     candidates, rejected = [], []
@@ -232,19 +270,18 @@ def register_to_template(
         first = ants.registration(
             fixed, moving, type_of_transform=kind, outprefix=str(out_dir / f"{variant}_")
         )
-        transform = _refine_within_brain(
-            Path(first["fwdtransforms"][0]),
+        transform = _register_within_brain(
             whole,
             tpl,
-            scoring_mask,
             prefix=str(out_dir / f"refined-{variant}_"),
+            initial=Path(first["fwdtransforms"][0]),
         )
         scales = _affine_scales(transform)
         if scales.min() < PLAUSIBLE_SCALE[0] or scales.max() > PLAUSIBLE_SCALE[1]:
             rejected.append(", ".join(f"{s:.2f}" for s in scales))
             continue
         warped = ants.apply_transforms(fixed, whole, [str(transform)], interpolator="linear")
-        score = nmi(warped.numpy(), tpl.t1w, scoring_mask)
+        score = nmi(warped.numpy(), tpl.t1w, region)
         candidates.append((score, variant, warped, transform))
     if not candidates:
         raise ValueError(

@@ -47,7 +47,6 @@ __all__ = [
     "Misalignment",
     "RandomMisalignment",
     "RegistrationPairDataset",
-    "brain_centre_mm",
     "misaligned",
     "random_acquisition",
     "random_label_map",
@@ -60,14 +59,6 @@ MISREGISTRATION_THRESHOLD_MM = 2.0
 PAIR_KINDS = ("template", "contrasts", "synthetic", "coregistered")
 #: How often each kind is drawn, without and with real co-registered pairs.
 KIND_PROBABILITIES = {False: (0.4, 0.3, 0.3, 0.0), True: (0.35, 0.25, 0.25, 0.15)}
-
-
-@cache
-def brain_centre_mm() -> tuple[float, float, float]:
-    """Centroid of the template brain mask in world mm: the centre of Jenkinson's sphere."""
-    template = load_template(2)
-    index = np.argwhere(template.brain_mask).mean(axis=0)
-    return tuple(float(x) for x in template.affine[:3, :3] @ index + template.affine[:3, 3])
 
 
 @cache
@@ -106,7 +97,7 @@ class Misalignment:
 
     def matrix(self) -> np.ndarray:
         """The 4×4 world affine :math:`A`, in mm."""
-        centre = np.asarray(brain_centre_mm())
+        centre = np.asarray(load_template(2).brain_centre)
         scaling = np.eye(4)
         scaling[:3, :3] = np.diag(self.scales)
         scaling[:3, 3] = centre - np.asarray(self.scales) * centre
@@ -115,7 +106,7 @@ class Misalignment:
     @property
     def rms_mm(self) -> float:
         """Jenkinson RMS displacement of :meth:`matrix` over the head-sized sphere, in mm."""
-        return jenkinson_rms(self.matrix(), np.eye(4), centre=brain_centre_mm())
+        return jenkinson_rms(self.matrix(), np.eye(4), centre=load_template(2).brain_centre)
 
 
 class RandomMisalignment:

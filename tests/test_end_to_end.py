@@ -164,13 +164,14 @@ def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(
     demo_dir, demo_run, tmp_path
 ):
     """fMRIPrep-style derivatives: the demo T1w as bidsqc registered it, and a copy shifted
-    and turned by 9.5 mm RMS; both join the raw images' tables."""
+    and turned by 9.5 mm RMS; both join the raw images' tables, with every measure."""
     out = demo_run[0]
     registered = nb.load(
         out / "sub-02" / "anat" / "sub-02_space-MNI152NLin2009cSym_res-2_desc-preproc_T1w.nii.gz"
     )
     data = registered.get_fdata(dtype=np.float32)
-    shifted = misaligned(data, Misalignment(degrees=(6, 0, 4), translation=(5, -4, 3)))
+    misalignment = Misalignment(degrees=(6, 0, 4), translation=(5, -4, 3))
+    shifted = misaligned(data, misalignment)
     fmriprep = tmp_path / "fmriprep"
     anat = fmriprep / "sub-02" / "anat"
     anat.mkdir(parents=True)
@@ -189,7 +190,9 @@ def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(
     assert moved["p_misregistered"] > aligned["p_misregistered"]
     assert moved["registration_error_mm"] > aligned["registration_error_mm"] + 3
     assert aligned["p_misregistered"] < 0.5 < moved["p_misregistered"]
-    assert np.isnan(aligned["snr"])  # derivatives get registration QC only
+    assert aligned["rereg_mm"] < 1
+    assert moved["rereg_mm"] == pytest.approx(misalignment.rms_mm, abs=1)
+    assert np.isfinite(aligned["snr"])
     assert (out / "fmriprep" / "sub-02" / "anat").is_dir()
 
 

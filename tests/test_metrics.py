@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 
 from bidsqc import metrics
 from bidsqc.data import load_template
+from bidsqc.simulation import JENKINSON_RADIUS_MM, rigid_affine
 
 FWHM_PER_SIGMA = math.sqrt(8 * math.log(2))
 
@@ -23,7 +24,10 @@ def template():
 @pytest.fixture(scope="module")
 def template_iqms(template):
     return metrics.compute_iqms(
-        template.t1w, template=template, bias_field=np.ones(template.shape, np.float32)
+        template.t1w,
+        template=template,
+        bias_field=np.ones(template.shape, np.float32),
+        residual=np.eye(4),
     )
 
 
@@ -43,7 +47,8 @@ def two_tissue_phantom(mu_gm: float, mu_wm: float, with_air: bool):
 
 
 def test_measures_catalogue():
-    expected = "snr cnr cjv efc fber wm2max inu_med inu_range fwhm_avg mask_dice mask_hd95_mm nmi"
+    expected = "snr cnr cjv efc fber wm2max inu_med inu_range fwhm_avg mask_dice mask_hd95_mm nmi "
+    expected += "rereg_mm"
     assert list(metrics.MEASURES) == expected.split()
     for name, info in metrics.MEASURES.items():
         assert info.name == name
@@ -210,7 +215,10 @@ def test_compute_iqms_sees_the_air_of_a_full_head_like_image(template, template_
         template.t1w + rng.normal(0, 5, template.shape) + 1j * rng.normal(0, 5, template.shape)
     )
     iqms = metrics.compute_iqms(
-        noisy.astype(np.float32), template=template, bias_field=np.ones(template.shape)
+        noisy.astype(np.float32),
+        template=template,
+        bias_field=np.ones(template.shape),
+        residual=np.eye(4),
     )
     assert all(math.isfinite(v) for v in iqms.values())
     assert iqms["fber"] < metrics.FBER_MAX
@@ -220,12 +228,27 @@ def test_compute_iqms_sees_the_air_of_a_full_head_like_image(template, template_
 
 def test_compute_iqms_flags_a_shifted_image(template, template_iqms):
     shifted = np.roll(template.t1w, (5, 0, 5), axis=(0, 1, 2))
-    iqms = metrics.compute_iqms(shifted, template=template, bias_field=np.ones(template.shape))
+    undo_shift = np.eye(4)
+    undo_shift[:3, 3] = (10, 0, -10)  # 10 mm back along x and z (RAS), in ITK's LPS frame
+    iqms = metrics.compute_iqms(
+        shifted, template=template, bias_field=np.ones(template.shape), residual=undo_shift
+    )
     assert iqms["mask_dice"] < template_iqms["mask_dice"] - 0.05
     assert iqms["nmi"] < template_iqms["nmi"] - 0.5
     assert iqms["mask_hd95_mm"] > template_iqms["mask_hd95_mm"] + 4
+    assert template_iqms["rereg_mm"] == 0
+    assert iqms["rereg_mm"] == pytest.approx(10 * math.sqrt(2))
+
+
+def test_rereg_mm_counts_a_rotation_about_the_brain_centre(template):
+    centre = np.multiply(template.brain_centre, (-1, -1, 1))
+    rotation = rigid_affine((0, 0, 5), (0, 0, 0), centre)
+    expected = JENKINSON_RADIUS_MM * math.sqrt(2 / 5 * 2 * (1 - math.cos(math.radians(5))))
+    assert metrics.rereg_mm(rotation, template) == pytest.approx(expected)
 
 
 def test_compute_iqms_rejects_another_grid(template):
     with pytest.raises(ValueError, match="template grid"):
-        metrics.compute_iqms(np.zeros((10, 10, 10)), template=template, bias_field=np.ones(10))
+        metrics.compute_iqms(
+            np.zeros((10, 10, 10)), template=template, bias_field=np.ones(10), residual=np.eye(4)
+        )

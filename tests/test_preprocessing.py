@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bidsqc.data import load_template
+from bidsqc.metrics import rereg_mm
 from bidsqc.preprocessing import (
     crop_below_vertex,
     estimate_bias_field,
@@ -16,7 +17,9 @@ from bidsqc.preprocessing import (
     register_to_template,
     reorient_to_ras,
     resample_to_zoom,
+    residual_misregistration,
 )
+from bidsqc.registration_pairs import Misalignment, misaligned
 from bidsqc.simulation import jenkinson_rms, rigid_affine
 
 
@@ -75,6 +78,17 @@ def test_registration_of_a_head_does_not_depend_on_its_pitch(demo_dir, tmp_path)
     ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
     expected = ras_to_lps @ pitch @ ras_to_lps @ read_itk_affine(first.transform)
     assert jenkinson_rms(read_itk_affine(second.transform), expected) < 0.5
+
+
+def test_residual_misregistration_measures_a_known_misalignment(template):
+    """Registering an image on the template grid again gives the identity when it is in
+    register, and the misalignment when it is not (same RMS as the network's target)."""
+    misalignment = Misalignment(degrees=(4.0, -3.0, 2.0), translation=(3.0, -2.0, 4.0))
+    moved = misaligned(template.t1w, misalignment)
+    assert rereg_mm(residual_misregistration(template.t1w), template) < 0.3
+    assert rereg_mm(residual_misregistration(moved), template) == pytest.approx(
+        misalignment.rms_mm, abs=0.5
+    )
 
 
 def test_head_like_template_wraps_the_brain_in_a_bright_scalp(template):

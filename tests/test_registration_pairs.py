@@ -14,7 +14,6 @@ from bidsqc.registration_pairs import (
     Misalignment,
     RandomMisalignment,
     RegistrationPairDataset,
-    brain_centre_mm,
     misaligned,
     random_label_map,
 )
@@ -28,7 +27,7 @@ def sampled_rms(matrix: np.ndarray, n_points: int = 400_000, seed: int = 0) -> f
     directions = rng.standard_normal((n_points, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     radii = JENKINSON_RADIUS_MM * rng.uniform(0, 1, (n_points, 1)) ** (1 / 3)
-    points = np.asarray(brain_centre_mm()) + radii * directions
+    points = np.asarray(load_template(2).brain_centre) + radii * directions
     moved = points @ matrix[:3, :3].T + matrix[:3, 3]
     return float(np.sqrt(np.mean(np.sum((moved - points) ** 2, axis=1))))
 

@@ -14,7 +14,6 @@ import pandas as pd
 
 from bidsqc import __version__, outputs
 from bidsqc.bids import (
-    RAW_DATASET,
     AnatImage,
     BIDSError,
     collect_data,
@@ -187,13 +186,9 @@ def _image_row(
     failure: tuple[float, str] | None,
     thresholds: Mapping[str, Threshold],
 ) -> dict:
-    """The image's QC row: ``ok`` if its last derivative (the measures; for an image of a
-    derivatives dataset, its registration QC) was written after its last crash."""
-    measures_file = (
-        outputs.measures_path(output_dir, image)
-        if image.dataset == RAW_DATASET
-        else outputs.registration_path(output_dir, image)
-    )
+    """The image's QC row: ``ok`` if its last derivative, the measures, was written after its
+    last crash."""
+    measures_file = outputs.measures_path(output_dir, image)
     if _failed_since_written(failure, measures_file):
         return outputs.qc_row(image, None, failure[1], thresholds)
     if not measures_file.exists():

@@ -6,7 +6,7 @@ Everything bidsqc needs at run time ships inside the package; nothing is downloa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import nibabel as nb
@@ -61,6 +61,12 @@ class Template:
     @property
     def zooms(self) -> tuple[float, float, float]:
         return tuple(float(z) for z in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+    @cached_property
+    def brain_centre(self) -> tuple[float, float, float]:
+        """Centroid of the brain mask in world mm (RAS): the centre of Jenkinson's sphere."""
+        index = np.argwhere(self.brain_mask).mean(axis=0)
+        return tuple(float(x) for x in self.affine[:3, :3] @ index + self.affine[:3, 3])
 
 
 @cache

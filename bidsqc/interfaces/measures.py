@@ -12,13 +12,14 @@ from nipype.interfaces.base import SimpleInterface
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
 from bidsqc.metrics import compute_iqms
-from bidsqc.preprocessing import estimate_bias_field, set_ants_threads
+from bidsqc.preprocessing import estimate_bias_field, residual_misregistration, set_ants_threads
 
 __all__ = ["ComputeMeasures"]
 
 
 class ComputeMeasures(SimpleInterface):
-    """Estimate the bias field (N4), then compute every classical measure."""
+    """Estimate the bias field (N4) and the residual misregistration, then compute every
+    classical measure."""
 
     input_spec = ThreadedImageInputSpec
     output_spec = ImageOutputSpec
@@ -28,7 +29,8 @@ class ComputeMeasures(SimpleInterface):
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
         field = estimate_bias_field(image, template.brain_mask, template.zooms)
-        measures = compute_iqms(image, template=template, bias_field=field)
+        residual = residual_misregistration(image, template)
+        measures = compute_iqms(image, template=template, bias_field=field, residual=residual)
         out_file = Path(runtime.cwd) / "measures.json"
         out_file.write_text(json.dumps(measures, indent=2, allow_nan=True) + "\n")
         self._results["out_file"] = str(out_file)

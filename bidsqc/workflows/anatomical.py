@@ -59,6 +59,16 @@ def _registration_qc_node(omp_nthreads: int, device: str, name: str = "registrat
     )
 
 
+def _measures_node(omp_nthreads: int) -> pe.Node:
+    """The classical measures, N4 and the re-registration included."""
+    return pe.Node(
+        ComputeMeasures(num_threads=omp_nthreads),
+        name="measures",
+        n_procs=omp_nthreads,
+        mem_gb=0.5,
+    )
+
+
 def _write_derivatives(
     workflow: pe.Workflow,
     derivatives: list[tuple[pe.Node, str, Path]],
@@ -128,12 +138,7 @@ def init_anat_qc_wf(
         n_procs=omp_nthreads,
         mem_gb=0.5,
     )
-    measures = pe.Node(
-        ComputeMeasures(num_threads=omp_nthreads),
-        name="measures",
-        n_procs=omp_nthreads,
-        mem_gb=0.5,
-    )
+    measures = _measures_node(omp_nthreads)
     motion_qc = pe.Node(
         MotionQC(weights=str(MODELS_DIR / "motion.pt"), num_threads=omp_nthreads, device=device),
         name="motion_qc",
@@ -288,11 +293,11 @@ def init_derivative_qc_wf(
 
     Workflow Graph
         check_image -> resample_to_template -> registration_qc -> ds_derivatives, and
-        resample_to_template -> plot_registered -> ds_derivatives.
+        resample_to_template -> plot_registered, measures -> ds_derivatives.
 
     The image is already in MNI space (:data:`bidsqc.bids.DERIVATIVE_SPACES`): it is only
     resampled onto the template grid, never registered again, so a bad normalisation stays
-    visible to the network.
+    visible to the network and to ``rereg_mm`` among the measures.
     """
     workflow = pe.Workflow(name=name)
     check_image = _check_image_node(image)
@@ -303,10 +308,12 @@ def init_derivative_qc_wf(
         mem_gb=1.0,
     )
     registration_qc = _registration_qc_node(omp_nthreads, device)
+    measures = _measures_node(omp_nthreads)
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
     workflow.connect([
         (check_image, resample, [("out_file", "in_file")]),
         (resample, registration_qc, [("out_file", "in_file")]),
+        (resample, measures, [("out_file", "in_file")]),
         (resample, plot_registered, [("out_file", "in_file")]),
     ])  # fmt: skip
     _write_derivatives(
@@ -314,6 +321,8 @@ def init_derivative_qc_wf(
         [
             (plot_registered, "out_file", outputs.figure_path(output_dir, image, "registered")),
             (registration_qc, "out_file", outputs.registration_path(output_dir, image)),
+            # Last, as in init_anat_qc_wf.
+            (measures, "out_file", outputs.measures_path(output_dir, image)),
         ],
     )
     return workflow
