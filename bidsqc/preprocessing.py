@@ -21,6 +21,7 @@ register (:func:`residual_misregistration`).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ __all__ = [
     "resample_to_zoom",
     "set_ants_threads",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Dilation (voxels) of the template brain mask within which the final alignment is measured.
 BRAIN_REGION_DILATION = 2
@@ -178,8 +181,13 @@ def read_itk_affine(transform: str | os.PathLike) -> np.ndarray:
     return affine
 
 
-def _affine_scales(transform: Path) -> np.ndarray:
-    return np.linalg.svd(read_itk_affine(transform)[:3, :3], compute_uv=False)
+def _implausible_scales(transform: Path) -> str | None:
+    """The axis scale factors of an affine, written out, if one lies outside
+    :data:`PLAUSIBLE_SCALE`; None if all are plausible."""
+    scales = np.linalg.svd(read_itk_affine(transform)[:3, :3], compute_uv=False)
+    if scales.min() < PLAUSIBLE_SCALE[0] or scales.max() > PLAUSIBLE_SCALE[1]:
+        return ", ".join(f"{s:.2f}" for s in scales)
+    return None
 
 
 def brain_region(tpl: Template) -> np.ndarray:
@@ -270,16 +278,24 @@ def register_to_template(
         first = ants.registration(
             fixed, moving, type_of_transform=kind, outprefix=str(out_dir / f"{variant}_")
         )
-        transform = _register_within_brain(
-            whole,
-            tpl,
-            prefix=str(out_dir / f"refined-{variant}_"),
-            initial=Path(first["fwdtransforms"][0]),
+        initial = Path(first["fwdtransforms"][0])
+        refined = _register_within_brain(
+            whole, tpl, prefix=str(out_dir / f"refined-{variant}_"), initial=initial
         )
-        scales = _affine_scales(transform)
-        if scales.min() < PLAUSIBLE_SCALE[0] or scales.max() > PLAUSIBLE_SCALE[1]:
-            rejected.append(", ".join(f"{s:.2f}" for s in scales))
+        # A refinement that runs away (a blurred IXI head once shrank an axis to 0.2) falls
+        # back on its starting point.
+        plausible = [t for t in (refined, initial) if _implausible_scales(t) is None]
+        if not plausible:
+            rejected.append(_implausible_scales(initial))
             continue
+        transform = plausible[0]
+        if transform == initial:
+            logger.warning(
+                "the refinement inside the brain gave implausible scale factors (%s); "
+                "keeping the first, %s-template alignment",
+                _implausible_scales(refined),
+                variant,
+            )
         warped = ants.apply_transforms(fixed, whole, [str(transform)], interpolator="linear")
         score = nmi(warped.numpy(), tpl.t1w, region)
         candidates.append((score, variant, warped, transform))

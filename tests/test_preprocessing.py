@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import ants
 import nibabel as nb
 import numpy as np
 import pytest
 
+from bidsqc import preprocessing
 from bidsqc.data import load_template
 from bidsqc.metrics import rereg_mm
 from bidsqc.preprocessing import (
@@ -57,11 +61,31 @@ def test_registration_recovers_a_shifted_template(template, tmp_path):
     registered = result.registered.get_fdata()
     assert result.registered.shape == template.shape
     assert np.allclose(result.registered.affine, template.affine)
-    assert result.template_variant == "brain"
     inside = template.brain_mask
     correlation = np.corrcoef(registered[inside], template.t1w[inside])[0, 1]
     assert correlation > 0.97
     assert result.transform.is_file()
+
+
+def test_a_runaway_refinement_falls_back_on_the_first_alignment(
+    template, tmp_path, monkeypatch, caplog
+):
+    def shrink_an_axis(moving, tpl, prefix, initial):
+        path = Path(f"{prefix}0GenericAffine.mat")
+        ants.write_transform(
+            ants.create_ants_transform(dimension=3, matrix=np.diag([0.2, 1.0, 1.0])), str(path)
+        )
+        return path
+
+    monkeypatch.setattr(preprocessing, "_register_within_brain", shrink_an_axis)
+    shifted_affine = template.affine.copy()
+    shifted_affine[:3, 3] += [8.0, -6.0, 10.0]
+    result = register_to_template(nb.Nifti1Image(template.t1w.copy(), shifted_affine), tmp_path)
+    assert result.transform.name == "brain_0GenericAffine.mat"
+    assert "keeping the first, brain-template alignment" in caplog.text
+    registered = result.registered.get_fdata()
+    inside = template.brain_mask
+    assert np.corrcoef(registered[inside], template.t1w[inside])[0, 1] > 0.97
 
 
 def test_registration_of_a_head_does_not_depend_on_its_pitch(demo_dir, tmp_path):
