@@ -585,9 +585,9 @@ def compute_iqms(
     ``image`` and ``bias_field`` (the multiplicative N4 field of the same image) must be finite
     arrays on the template grid; ``residual`` is the transform of :func:`rereg_mm`. The subject's
     grey matter is the template's GM probability > 0.9, its white matter the WM probability
-    > 0.9 eroded by one voxel, its brain the template
-    brain mask; the air is the non-zero part of the background, which lies more than
-    :data:`BACKGROUND_MARGIN` voxels away from :func:`estimate_head_mask`.
+    > 0.9 eroded by one voxel, its brain the template brain mask; the air is the non-zero part
+    of the background, which lies more than :data:`BACKGROUND_MARGIN` voxels away from
+    :func:`estimate_head_mask`.
     """
     for name, array in (("image", image), ("bias_field", bias_field)):
         if array.shape != template.shape:

@@ -14,9 +14,9 @@ over the 128 T1w and FLAIR images of the development data, skull-stripped ones m
 :data:`SKULL_STRIPPED_MAX_ML` and :data:`FULL_HEAD_MIN_ML` both are tried, and the alignment
 whose brain agrees best with the template brain (normalised mutual information inside the
 dilated brain mask) wins. Either first alignment is then refined against the template T1w with
-the metric restricted to the dilated template brain (:func:`_register_within_brain`). The same
-registration from scratch measures how far an image already on the template grid is from
-register (:func:`residual_misregistration`).
+the metric restricted to the dilated template brain (:func:`_register_within_brain`). A rigid
+registration of the same kind, started where an image on the template grid lies, measures how
+far that image is from register (:func:`residual_misregistration`).
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ __all__ = [
     "head_like_template",
     "read_itk_affine",
     "register_to_template",
-    "residual_misregistration",
     "reorient_to_ras",
     "resample_through_transform",
     "resample_to_template",
     "resample_to_zoom",
+    "residual_misregistration",
     "set_ants_threads",
 ]
 
