@@ -75,10 +75,9 @@ ARTEFACT_REVIEW_THRESHOLDS = {
 #: Default thresholds: motion grade mild or severe, registrations the network doubts or that a
 #: new registration moves by 2 mm RMS or more (the network's own line between aligned and
 #: misregistered; it sends 6 of the pipeline's 102 registrations of the ``train`` split to
-#: review, 3 of them visibly misregistered),
-#: likely artefacts (review only: most can be corrected, or only matter to some analyses), and
-#: a quality score below 6 (an artefact of severity 0.67, or two milder ones) or 3 (one severe
-#: artefact and more).
+#: review, 3 of them visibly misregistered), likely artefacts (review only: most can be
+#: corrected, or only matter to some analyses), and a quality score below 6 (an artefact of
+#: severity 0.67, or two milder ones) or 3 (one severe artefact and more).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
     "p_misregistered": Threshold(review=0.5, fail=0.9),

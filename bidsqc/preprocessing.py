@@ -282,20 +282,20 @@ def register_to_template(
         refined = _register_within_brain(
             whole, tpl, prefix=str(out_dir / f"refined-{variant}_"), initial=initial
         )
-        # A refinement that runs away (a blurred IXI head once shrank an axis to 0.2) falls
-        # back on its starting point.
-        plausible = [t for t in (refined, initial) if _implausible_scales(t) is None]
-        if not plausible:
-            rejected.append(_implausible_scales(initial))
-            continue
-        transform = plausible[0]
-        if transform == initial:
+        transform = refined
+        if runaway := _implausible_scales(refined):
+            # A refinement that runs away (a blurred IXI head once shrank an axis to 0.2)
+            # falls back on its starting point.
+            if implausible := _implausible_scales(initial):
+                rejected.append(implausible)
+                continue
             logger.warning(
                 "the refinement inside the brain gave implausible scale factors (%s); "
                 "keeping the first, %s-template alignment",
-                _implausible_scales(refined),
+                runaway,
                 variant,
             )
+            transform = initial
         warped = ants.apply_transforms(fixed, whole, [str(transform)], interpolator="linear")
         score = nmi(warped.numpy(), tpl.t1w, region)
         candidates.append((score, variant, warped, transform))
