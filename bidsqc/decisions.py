@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bidsqc.data import bundled_thresholds
 from bidsqc.metrics import MeasureInfo
 
 __all__ = [
@@ -59,19 +60,13 @@ class Threshold:
         return 0
 
 
-#: Review thresholds of the artefact probabilities, as ``bidsqc-evaluate artefact --calibrate``
-#: wrote them for the bundled network (docs/training.md): for each artefact, the lowest that
-#: flags at most 2 % of the network's own validation samples without it (subjects of the
-#: ``train`` split it did not train on), so that about 10 % of clean scans at most get flagged
-#: with any. The image's probability averages its tiles' logits, which pulls it towards the
-#: tiles' prior, so most of these cuts lie below 0.5.
-ARTEFACT_REVIEW_THRESHOLDS = {
-    "p_ghosting": 0.4828,
-    "p_spike": 0.4583,
-    "p_inhomogeneity": 0.5311,
-    "p_noise": 0.3036,
-    "p_blur": 0.441,
-}
+#: Review thresholds of the artefact probabilities, calibrated for the bundled network and kept
+#: in its model card (docs/training.md): for each artefact, the lowest that flags at most 2 % of
+#: the network's own validation samples without it (subjects of the ``train`` split it did not
+#: train on), so that about 10 % of clean scans at most get flagged with any. The image's
+#: probability averages its tiles' logits, which pulls it towards the tiles' prior, so most of
+#: these cuts lie below 0.5.
+ARTEFACT_REVIEW_THRESHOLDS = bundled_thresholds("artefact")
 #: Default thresholds: motion grade mild or severe, registrations the network doubts or that a
 #: new registration moves by 2 mm RMS or more (the network's own line between aligned and
 #: misregistered; it sends 6 of the pipeline's 102 registrations of the ``train`` split to

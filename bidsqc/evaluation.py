@@ -27,9 +27,9 @@ with each artefact of :data:`bidsqc.networks.ARTEFACT_NAMES` alone at each sever
 :data:`ARTEFACT_LEVELS` (mild 0.3, moderate 0.6), simulated at native resolution and
 preprocessed as the pipeline does. Per artefact and level, the AUC of its probability against
 the clean images, and against the clean images and the other artefacts (the pairwise check of
-the issue), with sensitivity and specificity at the shipped review thresholds
-(:data:`bidsqc.decisions.DEFAULT_THRESHOLDS`); the R² of
-``quality_score`` and the fraction of clean scans flagged with any artefact.
+the issue), with sensitivity and specificity at the network's calibrated review thresholds
+(:func:`calibrate_network`), and the R² of ``quality_score`` and the fraction of clean scans
+flagged with any artefact.
 
 Results are given overall and per source, the folder of the image (MSLUB's participant
 folders are skipped, so its sources are its cohorts).
@@ -49,7 +49,6 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from bidsqc.data import load_template
-from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.inference import predict_artefacts, predict_motion, predict_registration
 from bidsqc.loading import load_anatomical
 from bidsqc.metrics import (
@@ -104,6 +103,7 @@ __all__ = [
     "generate_artefact_protocol_samples",
     "predict_artefact_samples",
     "predict_motion_samples",
+    "calibrate_network",
     "calibrated_thresholds",
     "calibrated_motion_threshold",
     "training_validation_samples",
@@ -442,11 +442,6 @@ def registration_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
 ARTEFACT_LEVELS: dict[str, float] = {"mild": 0.3, "moderate": 0.6}
 
 
-def _shipped_threshold(column: str) -> float:
-    """The review threshold of an artefact column in :data:`DEFAULT_THRESHOLDS`."""
-    return DEFAULT_THRESHOLDS[column].review
-
-
 class ArtefactAtSeverity(RandomArtefact):
     """One artefact of the artefact network at an exact severity, its other parameters random.
 
@@ -528,10 +523,11 @@ def predict_artefact_samples(network: ArtefactNet, table: pd.DataFrame) -> pd.Da
     return table.assign(quality_true=quality).join(pd.DataFrame(predictions, index=table.index))
 
 
-def artefact_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
+def artefact_metrics_table(table: pd.DataFrame, thresholds: Mapping[str, float]) -> pd.DataFrame:
     """Per artefact and level: the AUC of its probability against the clean images and against
-    the clean images and those with another artefact at the same level, and, at
-    the shipped review threshold, the sensitivity and the specificity on those two sets."""
+    the clean images and those with another artefact at the same level, and, at its review
+    threshold in ``thresholds`` (column: probability), the sensitivity and the specificity on
+    those two sets."""
     rows = []
     clean = table["condition"] == CLEAN
     for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
@@ -539,7 +535,7 @@ def artefact_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
             corrupted = (table["artefact"] == name) & (table["level"] == level)
             others = clean | ((table["level"] == level) & ~corrupted)
             scores = table[column]
-            flagged = scores >= _shipped_threshold(column)
+            flagged = scores >= thresholds[column]
             rows.append(
                 {
                     "artefact": name,
@@ -555,16 +551,16 @@ def artefact_metrics_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def artefact_summary(table: pd.DataFrame) -> dict[str, float]:
+def artefact_summary(table: pd.DataFrame, thresholds: Mapping[str, float]) -> dict[str, float]:
     """R² and Spearman of ``quality_score`` over every sample, and the fraction of clean real
-    scans flagged with any artefact at the shipped review thresholds."""
+    scans flagged with any artefact at the review ``thresholds`` (column: probability)."""
     clean = table[table["condition"] == CLEAN]
     columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
     return {
         "quality_r2": r2_score(table["quality_true"], table["quality_score"]),
         "quality_spearman": spearman(table["quality_true"], table["quality_score"]),
         "clean_flagged_any": float(
-            np.column_stack([clean[c] >= _shipped_threshold(c) for c in columns]).any(axis=1).mean()
+            np.column_stack([clean[c] >= thresholds[c] for c in columns]).any(axis=1).mean()
         ),
         "clean_images": len(clean),
     }
@@ -622,6 +618,32 @@ def calibrated_motion_threshold(
     if not unmoved.any():
         raise ValueError("every sample is moved: no threshold")
     return _lowest_threshold(1 - table.loc[unmoved, "p_motion_none"], false_positive_budget)
+
+
+def calibrate_network(
+    network: MotionNet | ArtefactNet, samples: pd.DataFrame, batch_size: int = 8
+) -> tuple[pd.DataFrame, dict]:
+    """Set the decision thresholds of a motion or artefact network on ``samples``, those of its
+    own validation images (:func:`training_validation_samples`).
+
+    Returns the samples with their predictions, and the calibration that
+    :func:`bidsqc.training.record_calibration` writes into the model card: the ``thresholds``
+    (:func:`calibrated_thresholds` of the artefact probabilities, or ``p_motion``, the
+    :func:`calibrated_motion_threshold`), the ``false_positive_budget`` and the number of
+    ``samples``.
+    """
+    if isinstance(network, ArtefactNet):
+        table = predict_artefact_samples(network, samples)
+        thresholds = calibrated_thresholds(table)
+    else:
+        table = predict_motion_samples(network, samples, batch_size)
+        thresholds = {"p_motion": calibrated_motion_threshold(table)}
+    calibration = {
+        "thresholds": thresholds,
+        "false_positive_budget": FALSE_POSITIVE_BUDGET,
+        "samples": len(table),
+    }
+    return table, calibration
 
 
 def _lowest_threshold(negatives: ArrayLike, false_positive_budget: float) -> float:

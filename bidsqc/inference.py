@@ -12,17 +12,21 @@ the dependence on which hemisphere an artefact happens to fall.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 import torch
 
-from bidsqc.data import MODELS_DIR, head_box, head_box_brain_mask
+from bidsqc.data import (
+    MODELS_DIR,
+    card_thresholds,
+    head_box,
+    head_box_brain_mask,
+    read_model_card,
+)
 from bidsqc.networks import ARTEFACT_NAMES, MOTION_BINS, ArtefactNet, EncoderNet, MotionNet
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.tiles import (
@@ -40,9 +44,9 @@ from bidsqc.training import load_model, normalise_intensity, resolve_device
 __all__ = [
     "ARCHITECTURES",
     "ArtefactPrediction",
-    "MOTION_THRESHOLD",
     "MotionPrediction",
     "RegistrationPrediction",
+    "UNCALIBRATED_MOTION_THRESHOLD",
     "load_bundled_network",
     "load_network",
     "load_preprocessed",
@@ -52,13 +56,9 @@ __all__ = [
 ]
 
 
-#: The probability of motion, ``1 - p_motion_none``, from which :attr:`MotionPrediction.grade`
-#: calls an image moved, as ``bidsqc-evaluate motion --calibrate`` wrote it for the bundled
-#: network (docs/training.md): the lowest that calls motion in at most 2 % of the unmoved samples
-#: of the network's own validation images. Its grade "none" was trained on motion up to 4.5 mm
-#: too, so an unmoved scan gets ``p_motion_none`` of 0.74-1.00, and moved ones often more than
-#: 0.5: the most probable grade misses them.
-MOTION_THRESHOLD = 0.3552
+#: The probability of motion, ``1 - p_motion_none``, from which a network without a calibrated
+#: threshold (``thresholds["p_motion"]``, see :class:`MotionPrediction`) calls an image moved.
+UNCALIBRATED_MOTION_THRESHOLD = 0.5
 
 
 def _expectation_mm(distribution: Sequence[float]) -> float:
@@ -82,14 +82,15 @@ def load_network(weights: str | os.PathLike, device: str | torch.device = "cpu")
     """Trained weights (``.pt``), in eval mode on ``device``.
 
     The network's class and constructor arguments come from the model card beside the weights
-    (same name, ``.json``), so the card and the weights cannot disagree.
+    (same name, ``.json``), so the card and the weights cannot disagree; so do its calibrated
+    decision thresholds (:attr:`bidsqc.networks.EncoderNet.thresholds`).
     """
-    weights = Path(weights)
-    card = json.loads(weights.with_suffix(".json").read_text())
+    card = read_model_card(weights)
     architecture = card.get("architecture", MotionNet.__name__)
     if architecture not in ARCHITECTURES:
         raise ValueError(f"{weights}: unknown architecture {architecture!r}")
     network = load_model(weights, ARCHITECTURES[architecture], **card["hyperparameters"]["network"])
+    network.thresholds = card_thresholds(card)
     return network.to(resolve_device(str(device)))
 
 
@@ -112,13 +113,20 @@ class MotionPrediction:
     grade_probabilities: tuple[float, float, float]
     #: Probability of each bin of :data:`bidsqc.networks.MOTION_BINS`.
     mm_distribution: tuple[float, ...]
+    #: The probability of motion (mild or severe) from which the image is moved, as
+    #: ``bidsqc-evaluate motion --calibrate`` set it for the network (docs/training.md): the
+    #: lowest that calls motion in at most 2 % of the unmoved samples of its validation images.
+    #: Its grade "none" was trained on motion up to 4.5 mm too, so an unmoved scan gets
+    #: ``p_motion_none`` of 0.74-1.00 from the bundled network, and moved ones often more than
+    #: 0.5: the most probable grade would miss them.
+    threshold: float = UNCALIBRATED_MOTION_THRESHOLD
 
     @property
     def grade(self) -> int:
         """0 none while the probability of motion (mild or severe) is below
-        :data:`MOTION_THRESHOLD`; otherwise the more probable of 1 mild and 2 severe."""
+        :attr:`threshold`; otherwise the more probable of 1 mild and 2 severe."""
         none, mild, severe = self.grade_probabilities
-        if 1 - none < MOTION_THRESHOLD:
+        if 1 - none < self.threshold:
             return 0
         return 1 if mild >= severe else 2
 
@@ -289,10 +297,12 @@ def predict_motion(
     """Grade the motion of each volume (shape 96 x 112 x 96, from :func:`load_preprocessed`).
 
     Volumes go through the network ``batch_size`` at a time, on the network's device; each
-    prediction averages the probabilities of the volume and of its left-right mirror.
+    prediction averages the probabilities of the volume and of its left-right mirror. The grade
+    uses the network's calibrated threshold, ``thresholds["p_motion"]``.
     """
+    threshold = network.thresholds.get("p_motion", UNCALIBRATED_MOTION_THRESHOLD)
     return [
-        MotionPrediction(grade, mm)
+        MotionPrediction(grade, mm, threshold)
         for grade, mm in _predict(network, (volume[None] for volume in volumes), batch_size)
     ]
 

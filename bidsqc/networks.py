@@ -308,6 +308,10 @@ class EncoderNet(nn.Module):
     fixes the encoder, so that only the trunk and heads train (as Loizillon et al. fine-tune the
     three FC layers). A frozen encoder stays in eval mode, so its batch statistics are kept too.
 
+    :attr:`thresholds` holds the decision thresholds calibrated for the trained weights (e.g.
+    ``{"p_motion": 0.36}``), which :func:`bidsqc.inference.load_network` reads from the model
+    card; it is empty for a network that was not calibrated.
+
     Args:
         in_channels: number of input channels of the encoder.
         channels: output channels of each encoder block.
@@ -337,6 +341,7 @@ class EncoderNet(nn.Module):
         ):
             layers += [nn.Dropout(dropout), nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]
         self.trunk = nn.Sequential(*layers)
+        self.thresholds: dict[str, float] = {}
 
     def embed(self, x: Tensor) -> Tensor:
         """The encoder's embedding, shape (B, channels[-1])."""

@@ -70,7 +70,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from bidsqc import __version__
-from bidsqc.data import head_box_brain_mask
+from bidsqc.data import head_box_brain_mask, read_model_card
 from bidsqc.networks import ARTEFACT_NAMES, MOTION_BINS, ArtefactOutput, MotionOutput, SoftBins
 from bidsqc.simulation import ARTEFACTS, LABELS_TABLE, quality_score
 from bidsqc.tiles import MIN_BRAIN_FRACTION, TILE_SIZE, overview, tiles_in_context
@@ -99,6 +99,7 @@ __all__ = [
     "registration_metrics",
     "resolve_device",
     "roc_auc",
+    "record_calibration",
     "save_model",
     "seed_everything",
     "sensitivity",
@@ -927,8 +928,27 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: Mapping[str, Any
         "command_line": sys.argv,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    card_path = path.with_suffix(".json")
-    card_path.write_text(json.dumps(written, indent=2) + "\n")
+    return _write_card(path, written)
+
+
+def record_calibration(weights: str | os.PathLike, calibration: Mapping[str, Any]) -> Path:
+    """Write ``calibration`` into the model card of ``weights`` (its ``calibration`` entry,
+    replaced if there is one): the decision ``thresholds`` that
+    :func:`bidsqc.inference.load_network` gives the network, and how they were set.
+
+    Returns
+    -------
+    pathlib.Path
+        The card.
+    """
+    if "thresholds" not in calibration:
+        raise ValueError("the calibration lacks its thresholds")
+    return _write_card(weights, read_model_card(weights) | {"calibration": dict(calibration)})
+
+
+def _write_card(weights: str | os.PathLike, card: Mapping[str, Any]) -> Path:
+    card_path = Path(weights).with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card_path
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from bidsqc.cli.train import build_parser, main, train_artefact
 from bidsqc.data import head_box_brain_mask, load_template
+from bidsqc.inference import load_network
 from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
+from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.simulation import ARTEFACTS, LABEL_COLUMNS, LABELS_TABLE
 from bidsqc.training import file_sha256, load_model
 
@@ -116,6 +119,13 @@ def test_the_model_card_describes_the_run(run):
     assert {"grade_ba", "severe_ba", "motion_ba", "mm_mae"} <= set(card["validation_metrics"])
     model = load_model(out / "motion.pt", MotionNet, **card["hyperparameters"]["network"])
     assert isinstance(model, MotionNet)
+    # The grade's threshold is calibrated on the validation image's unmoved samples, if any.
+    labels = pd.read_csv(out / "samples" / LABELS_TABLE, sep="\t")
+    validation = labels[labels["base_image"].isin(card["split"]["validation_images"])]
+    if (validation["motion_rms_mm"] == 0).any():
+        assert set(card["calibration"]["thresholds"]) == {"p_motion"}
+    else:
+        assert "calibration" not in card
 
 
 def test_a_rerun_reuses_the_samples(run, caplog):
@@ -232,7 +242,7 @@ def write_artefact_samples(
         for j in range(per_image):
             name = f"{i:04d}_{base.name.split('.')[0]}_corrupt-{j:03d}.npy"
             np.save(samples / name, np.where(brain, 1 + i + j, 0).astype(np.float16))
-            severities = dict.fromkeys(ARTEFACTS, 0.0) | {"noise": 0.5 * j, "blur": 0.2 * i}
+            severities = dict.fromkeys(ARTEFACTS, 0.0) | {"noise": 0.5 * j, "blur": 0.2 * i * j}
             rows.append([name, str(base), j, 0.0, 0, *(severities[key] for key in ARTEFACTS)])
     lines = ["\t".join(LABEL_COLUMNS)] + ["\t".join(map(str, row)) for row in rows]
     (samples / LABELS_TABLE).write_text("\n".join(lines) + "\n")
@@ -292,3 +302,8 @@ def test_artefact_training_on_premade_samples(tmp_path, monkeypatch):
     assert expected <= set(card["validation_metrics"])
     model = load_model(out / "artefact.pt", ArtefactNet, **hyperparameters["network"])
     assert isinstance(model, ArtefactNet)
+    # Calibrated on the validation image's samples, one of them clean.
+    calibration = card["calibration"]
+    assert calibration["samples"] == 2
+    assert set(calibration["thresholds"]) == set(ARTEFACT_PROBABILITY_COLUMNS.values())
+    assert load_network(out / "artefact.pt").thresholds == calibration["thresholds"]

@@ -258,15 +258,12 @@ def artefact_table() -> pd.DataFrame:
     return table
 
 
-@pytest.fixture
-def thresholds_at_one_half(monkeypatch):
-    """The hand-computed values below assume a review threshold of 0.5 for every artefact."""
-    monkeypatch.setattr("bidsqc.evaluation._shipped_threshold", lambda column: 0.5)
+#: The hand-computed values below assume a review threshold of 0.5 for every artefact.
+AT_ONE_HALF = dict.fromkeys(ARTEFACT_PROBABILITY_COLUMNS.values(), 0.5)
 
 
-@pytest.mark.usefixtures("thresholds_at_one_half")
 def test_artefact_metrics_table() -> None:
-    metrics = artefact_metrics_table(artefact_table()).set_index(["artefact", "level"])
+    metrics = artefact_metrics_table(artefact_table(), AT_ONE_HALF).set_index(["artefact", "level"])
     assert list(metrics.index) == [
         (name, level) for name in ARTEFACT_NAMES for level in ("mild", "moderate")
     ]
@@ -299,16 +296,15 @@ def test_artefact_metrics_table_separates_perfectly() -> None:
     table[columns] = 0.1
     for name, column in ARTEFACT_PROBABILITY_COLUMNS.items():
         table.loc[table["artefact"] == name, column] = 0.9
-    metrics = artefact_metrics_table(table)
+    metrics = artefact_metrics_table(table, AT_ONE_HALF)
     for score in ("auc_vs_clean", "auc_vs_clean_and_others", "sensitivity"):
         assert (metrics[score] == 1.0).all()
     assert (metrics[["specificity_clean", "specificity_others"]] == 1.0).all().all()
 
 
-@pytest.mark.usefixtures("thresholds_at_one_half")
 def test_artefact_summary() -> None:
     table = artefact_table()
-    summary = artefact_summary(table)
+    summary = artefact_summary(table, AT_ONE_HALF)
     truth = table["quality_true"].to_numpy()
     expected_r2 = 1 - 0.25 * len(truth) / np.sum((truth - truth.mean()) ** 2)
     assert summary["quality_r2"] == pytest.approx(expected_r2)
@@ -317,8 +313,12 @@ def test_artefact_summary() -> None:
     assert summary["clean_flagged_any"] == pytest.approx(2 / 3)  # c0 and c2, at >= 0.5
     # Flags on corrupted samples do not count; a clean row below 0.5 everywhere is not flagged.
     table.loc[table["condition"] == "clean", ["p_noise", "p_inhomogeneity"]] = 0.49
-    assert artefact_summary(table)["clean_flagged_any"] == 0.0
-    json.dumps(artefact_summary(table))
+    assert artefact_summary(table, AT_ONE_HALF)["clean_flagged_any"] == 0.0
+    # Each artefact at its own threshold: the clean row at 0.55 noise is below 0.6.
+    assert artefact_summary(table.assign(p_noise=0.55), AT_ONE_HALF | {"p_noise": 0.6})[
+        "clean_flagged_any"
+    ] == pytest.approx(0.0)
+    json.dumps(artefact_summary(table, AT_ONE_HALF))
 
 
 def test_evaluate_artefact_needs_images(tmp_path: Path, capsys) -> None:
@@ -335,6 +335,64 @@ def test_evaluate_artefact_needs_images(tmp_path: Path, capsys) -> None:
     assert opts.evaluate is evaluate_artefact
     assert (opts.repeats, opts.seed) == (2, 0)
     assert not (tmp_path / "eval").exists()
+
+
+def saved_network(network, path: Path, network_arguments: dict) -> Path:
+    """``network`` saved at ``path`` with a model card whose one validation image is 'a'."""
+    from bidsqc.training import save_model
+
+    card = {
+        "training_files": [],
+        "hyperparameters": {"network": network_arguments},
+        "validation_metrics": {},
+        "seed": 0,
+        "split": {"validation_images": ["a"]},
+    }
+    save_model(network, path, card)
+    return path
+
+
+def test_calibrate_needs_the_weights_it_writes_into(tmp_path: Path, capsys) -> None:
+    for network in ("motion", "artefact"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([network, "--calibrate", str(tmp_path), "--out", str(tmp_path / "eval")])
+        assert exit_info.value.code == 2
+        assert "--calibrate writes into the model card of --weights" in capsys.readouterr().err
+
+
+def test_evaluate_motion_calibrates_into_the_card(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    arguments = {"channels": [4, 8, 8]}
+    weights = saved_network(MotionNet(**arguments), tmp_path / "motion.pt", arguments)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for index, (base, rms) in enumerate([("a", 0.0), ("a", 0.0), ("a", 6.0), ("b", 0.0)]):
+        np.save(samples / f"{index}.npy", rng.random((16, 20, 16), dtype=np.float32))
+        rows.append({"filename": f"{index}.npy", "base_image": base, "motion_rms_mm": rms})
+    pd.DataFrame(rows).to_csv(samples / "labels.tsv", sep="\t", index=False)
+    out = tmp_path / "eval"
+    argv = ["motion", "--calibrate", str(samples), "--weights", str(weights), "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    calibration = pd.read_csv(out / "calibration.tsv", sep="\t")
+    assert calibration["base_image"].tolist() == ["a"] * 3  # the card's validation image only
+    unmoved = 1 - calibration.loc[calibration["motion_rms_mm"] == 0, "p_motion_none"]
+    card = json.loads(weights.with_suffix(".json").read_text())
+    # A budget of 2 % of 2 unmoved samples allows none: just above the highest.
+    assert card["calibration"]["thresholds"]["p_motion"] == pytest.approx(unmoved.max(), abs=2e-4)
+    assert card["calibration"]["thresholds"]["p_motion"] > unmoved.max()
+    assert card["calibration"]["samples"] == 3
+
+
+def test_evaluate_artefact_refuses_uncalibrated_weights(tmp_path: Path, caplog) -> None:
+    arguments = {"channels": [4, 8, 8, 16, 16], "hidden_features": [16]}
+    weights = saved_network(ArtefactNet(**arguments), tmp_path / "artefact.pt", arguments)
+    (tmp_path / "a_T1w.nii.gz").touch()
+    argv = ["artefact", "--images", str(tmp_path), "--weights", str(weights)]
+    assert main([*argv, "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 2
+    assert "has no calibrated thresholds: give --calibrate" in caplog.text
+    assert not (tmp_path / "eval" / "samples").exists()
 
 
 class FakeArtefactWriter:
@@ -379,7 +437,7 @@ def test_artefact_protocol_samples_every_artefact_at_every_level(
     assert all(Path(path).is_file() for path in table["path"])
     # Its conditions are those the metrics read.
     scored = table.assign(**dict.fromkeys(ARTEFACT_PROBABILITY_COLUMNS.values(), 0.0))
-    metrics = artefact_metrics_table(scored)
+    metrics = artefact_metrics_table(scored, AT_ONE_HALF)
     assert len(metrics) == len(ARTEFACT_NAMES) * len(ARTEFACT_LEVELS)
     assert (metrics["n"] == 2).all()
 
@@ -409,14 +467,6 @@ def test_predict_artefact_samples(tmp_path: Path) -> None:
         assert predicted[column].between(0, 1).all()
     assert predicted["quality_score"].between(0, 10).all()
     assert predicted["path"].tolist() == paths  # the table's columns are kept
-
-
-def test_evaluation_scores_the_shipped_thresholds() -> None:
-    from bidsqc.decisions import ARTEFACT_REVIEW_THRESHOLDS
-    from bidsqc.evaluation import _shipped_threshold
-
-    for column, value in ARTEFACT_REVIEW_THRESHOLDS.items():
-        assert _shipped_threshold(column) == value
 
 
 def test_calibrated_thresholds_keep_the_false_positive_budget() -> None:

@@ -11,9 +11,10 @@ import torch
 
 from bidsqc.data import HEAD_BOX_SHAPE, MODELS_DIR, template_path
 from bidsqc.inference import (
-    MOTION_THRESHOLD,
+    UNCALIBRATED_MOTION_THRESHOLD,
     MotionPrediction,
     load_bundled_network,
+    load_network,
     load_preprocessed,
     predict_artefacts,
     predict_motion,
@@ -55,13 +56,16 @@ def test_prediction_columns() -> None:
     json.dumps(record)
 
 
+THRESHOLD = 0.3552
+
+
 @pytest.mark.parametrize(
     ("none", "mild", "severe", "grade"),
     [
-        (1 - MOTION_THRESHOLD + 0.01, 0.0, MOTION_THRESHOLD - 0.01, 0),  # below the threshold
-        (1 - MOTION_THRESHOLD - 1e-3, MOTION_THRESHOLD + 1e-3, 0.0, 1),  # just above it
+        (1 - THRESHOLD + 0.01, 0.0, THRESHOLD - 0.01, 0),  # below the threshold
+        (1 - THRESHOLD - 1e-3, THRESHOLD + 1e-3, 0.0, 1),  # just above it
         # "none" the most probable, yet motion called: the likelier grade
-        (1 - MOTION_THRESHOLD - 0.05, 0.05, MOTION_THRESHOLD, 2),
+        (1 - THRESHOLD - 0.05, 0.05, THRESHOLD, 2),
         (0.1, 0.45, 0.45, 1),  # a tie goes to mild
     ],
 )
@@ -69,7 +73,67 @@ def test_grade_calls_motion_from_the_calibrated_threshold(
     none: float, mild: float, severe: float, grade: int
 ) -> None:
     distribution = tuple(np.full(MOTION_BINS.n_bins, 1 / MOTION_BINS.n_bins))
-    assert MotionPrediction((none, mild, severe), distribution).grade == grade
+    assert MotionPrediction((none, mild, severe), distribution, THRESHOLD).grade == grade
+
+
+def test_an_uncalibrated_grade_calls_motion_when_it_is_the_more_probable() -> None:
+    distribution = tuple(np.full(MOTION_BINS.n_bins, 1 / MOTION_BINS.n_bins))
+    assert UNCALIBRATED_MOTION_THRESHOLD == 0.5
+    assert MotionPrediction((0.55, 0.45, 0.0), distribution).grade == 0
+    assert MotionPrediction((0.45, 0.0, 0.55), distribution).grade == 2
+
+
+def test_predict_motion_grades_at_the_network_threshold(small_network: MotionNet) -> None:
+    (prediction,) = predict_motion(small_network, volumes(1))
+    assert prediction.threshold == UNCALIBRATED_MOTION_THRESHOLD
+    p_motion = 1 - prediction.grade_probabilities[0]
+    for threshold, moved in ((p_motion - 1e-3, True), (p_motion + 1e-3, False)):
+        small_network.thresholds = {"p_motion": threshold}
+        try:
+            (prediction,) = predict_motion(small_network, volumes(1))
+        finally:
+            small_network.thresholds = {}
+        assert prediction.threshold == threshold
+        assert (prediction.grade > 0) == moved
+
+
+def test_load_network_reads_the_calibrated_thresholds(tmp_path, small_network) -> None:
+    from bidsqc.training import record_calibration, save_model
+
+    card = {
+        "training_files": [],
+        "hyperparameters": {"network": {"channels": [4, 8, 8]}},
+        "validation_metrics": {},
+        "seed": 0,
+    }
+    weights = tmp_path / "motion.pt"
+    save_model(small_network, weights, card)
+    assert load_network(weights).thresholds == {}
+    record_calibration(weights, {"thresholds": {"p_motion": 0.3}, "samples": 10})
+    assert load_network(weights).thresholds == {"p_motion": 0.3}
+    written = json.loads(weights.with_suffix(".json").read_text())
+    assert written["calibration"] == {"thresholds": {"p_motion": 0.3}, "samples": 10}
+    assert written["weights"]["sha256"] == file_sha256(weights)  # the rest of the card is kept
+    record_calibration(weights, {"thresholds": {"p_motion": 0.4}})  # replaced, not merged
+    assert json.loads(weights.with_suffix(".json").read_text())["calibration"] == {
+        "thresholds": {"p_motion": 0.4}
+    }
+    with pytest.raises(ValueError, match="thresholds"):
+        record_calibration(weights, {"samples": 10})
+
+
+def test_bundled_motion_and_artefact_networks_are_calibrated() -> None:
+    from bidsqc.decisions import ARTEFACT_REVIEW_THRESHOLDS, DEFAULT_THRESHOLDS
+    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+
+    motion = load_bundled_network("motion").thresholds
+    assert set(motion) == {"p_motion"} and 0 < motion["p_motion"] < 1
+    artefact = load_bundled_network("artefact").thresholds
+    assert set(artefact) == set(ARTEFACT_PROBABILITY_COLUMNS.values())
+    # The decisions flag artefacts at the bundled network's own thresholds.
+    assert ARTEFACT_REVIEW_THRESHOLDS == artefact
+    for column, value in artefact.items():
+        assert DEFAULT_THRESHOLDS[column].review == value
 
 
 def test_batches_give_the_same_predictions(small_network: MotionNet) -> None:

@@ -40,6 +40,7 @@ outputs (in --out):
   samples/[<condition>/], pairs/  the preprocessed samples (reused by a rerun)
   predictions.tsv, metrics.tsv, metrics.md  per sample, and per source and range
   rated_predictions.tsv, rated_metrics.json  motion, with --bids and --scores
+  calibration.tsv  with --calibrate, the predictions the thresholds were set on
 
 exit codes:
   0  evaluated
@@ -72,8 +73,9 @@ def build_parser() -> ArgumentParser:
     )
     _add_calibrate_argument(
         motion,
-        "motion_threshold.json: the lowest probability of motion (1 - p_motion_none) that calls "
-        "motion in at most 2 %% of the unmoved samples",
+        "the lowest probability of motion (1 - p_motion_none) that calls motion in at most 2 %% "
+        "of the unmoved samples",
+        "",
     )
     motion.set_defaults(evaluate=evaluate_motion)
 
@@ -110,20 +112,22 @@ def build_parser() -> ArgumentParser:
     _add_common_arguments(artefact)
     _add_calibrate_argument(
         artefact,
-        "thresholds.json, as a --thresholds file: for each artefact, the lowest threshold that "
-        "flags at most 2 %% of the samples without it",
+        "for each artefact, the lowest threshold that flags at most 2 %% of the samples without it",
+        ", and thresholds.json, as a --thresholds file",
     )
     artefact.set_defaults(evaluate=evaluate_artefact)
     return parser
 
 
-def _add_calibrate_argument(parser: ArgumentParser, writes: str) -> None:
+def _add_calibrate_argument(parser: ArgumentParser, rule: str, also_writes: str) -> None:
     parser.add_argument(
         "--calibrate",
         type=absolute_path,
         metavar="SAMPLES",
         help="the samples folder of the network's training run: predict the samples of its "
-        f"validation images (listed in the model card) and write {writes}",
+        f"validation images (listed in the model card), set the decision thresholds ({rule}), "
+        f"write them into the model card of --weights, and write calibration.tsv{also_writes}; "
+        "--images are then scored with them",
     )
 
 
@@ -171,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give --images, --pairs, or both")
     elif opts.network == "artefact" and opts.images is None and opts.calibrate is None:
         parser.error("give --images, --calibrate, or both")
+    if getattr(opts, "calibrate", None) is not None and opts.weights is None:
+        parser.error("--calibrate writes into the model card of --weights: give them")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
@@ -185,15 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def evaluate_motion(opts: Namespace) -> None:
     """Run the requested motion protocols and write their tables into ``opts.out``."""
     from bidsqc import evaluation
+    from bidsqc.inference import UNCALIBRATED_MOTION_THRESHOLD
 
     network = _network(opts)
     if opts.calibrate is not None:
-        calibration = evaluation.predict_motion_samples(
-            network, _validation_samples(opts), opts.batch_size
+        _calibrate(network, opts)
+    elif "p_motion" not in network.thresholds:
+        LOGGER.warning(
+            "%s has no calibrated motion threshold: grading at %s (see --calibrate).",
+            _weights(opts),
+            UNCALIBRATED_MOTION_THRESHOLD,
         )
-        calibration.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
-        threshold = evaluation.calibrated_motion_threshold(calibration)
-        _write_json({"motion_threshold": threshold}, opts.out / "motion_threshold.json")
     if opts.images is not None:
         samples = evaluation.generate_protocol_samples(
             opts.images,
@@ -255,22 +263,22 @@ def evaluate_artefact(opts: Namespace) -> None:
 
     network = _network(opts)
     if opts.calibrate is not None:
-        calibration = evaluation.predict_artefact_samples(network, _validation_samples(opts))
-        calibration.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
-        thresholds = evaluation.calibrated_thresholds(calibration)
+        thresholds = _calibrate(network, opts)
         _write_json(
             {column: {"review": value} for column, value in thresholds.items()},
             opts.out / "thresholds.json",
         )
     if opts.images is None:
         return
+    if not network.thresholds:
+        raise ValueError(f"{_weights(opts)} has no calibrated thresholds: give --calibrate")
     samples = evaluation.generate_artefact_protocol_samples(
         opts.images, opts.out / "samples", repeats=opts.repeats, seed=opts.seed, n_jobs=opts.jobs
     )
     table = evaluation.predict_artefact_samples(network, samples)
     table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
-    _write_metrics(evaluation.artefact_metrics_table(table), opts)
-    _write_json(evaluation.artefact_summary(table), opts.out / "summary.json")
+    _write_metrics(evaluation.artefact_metrics_table(table, network.thresholds), opts)
+    _write_json(evaluation.artefact_summary(table, network.thresholds), opts.out / "summary.json")
 
 
 def _weights(opts: Namespace) -> Path:
@@ -280,13 +288,22 @@ def _weights(opts: Namespace) -> Path:
     return opts.weights or MODELS_DIR / f"{opts.network}.pt"
 
 
-def _validation_samples(opts: Namespace):
-    """The samples of ``--calibrate`` (a training run's samples folder) made from the
-    validation images of the evaluated network's model card."""
-    from bidsqc.evaluation import training_validation_samples
+def _calibrate(network, opts: Namespace) -> dict[str, float]:
+    """Calibrate ``network`` on the samples of ``--calibrate`` (a training run's samples folder)
+    made from the validation images of its model card: write ``calibration.tsv`` and record the
+    thresholds in the card (and on ``network``). Returns the thresholds."""
+    from bidsqc.data import read_model_card
+    from bidsqc.evaluation import calibrate_network, training_validation_samples
+    from bidsqc.training import record_calibration
 
-    card = json.loads(_weights(opts).with_suffix(".json").read_text())
-    return training_validation_samples(opts.calibrate, card["split"]["validation_images"])
+    validation_images = read_model_card(opts.weights)["split"]["validation_images"]
+    samples = training_validation_samples(opts.calibrate, validation_images)
+    table, calibration = calibrate_network(network, samples, opts.batch_size)
+    table.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
+    card = record_calibration(opts.weights, calibration)
+    LOGGER.info("Calibrated thresholds %s, recorded in '%s'.", calibration["thresholds"], card)
+    network.thresholds = calibration["thresholds"]
+    return network.thresholds
 
 
 def _network(opts: Namespace):

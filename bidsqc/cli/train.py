@@ -311,6 +311,7 @@ def train_motion(opts: Namespace) -> None:
         val_images=val_images,
         training_files=[samples / LABELS_TABLE],
         data_settings={"samples_per_image": opts.samples_per_image, "augment": True},
+        calibrate=True,
     )
 
 
@@ -462,6 +463,7 @@ def train_artefact(opts: Namespace) -> None:
             ),
             "quality_cost_per_severity": QUALITY_COST,
         },
+        calibrate=True,
     )
 
 
@@ -510,17 +512,24 @@ def _fit_and_save(
     val_images: Sequence[str],
     training_files: Sequence[Path],
     data_settings: Mapping[str, Any],
+    calibrate: bool = False,
 ) -> None:
     """Train a ``network_cls`` built with ``network`` (over its defaults) on ``loss`` with
     :func:`bidsqc.training.fit`, and save the best epoch's weights with their model card as
-    ``opts.out/<task>.pt``; print its validation metrics. ``loss_settings`` go to the card."""
+    ``opts.out/<task>.pt``; print its validation metrics. ``loss_settings`` go to the card.
+
+    With ``calibrate``, the decision thresholds are then set on the samples of ``val_images``
+    (:func:`bidsqc.evaluation.calibrate_network`) and recorded in the card, unless those samples
+    cannot set them (e.g. none is clean: a warning says so)."""
     import torch
     from torch.utils.data import DataLoader
 
+    from bidsqc.evaluation import calibrate_network, training_validation_samples
     from bidsqc.inference import load_network
     from bidsqc.training import (
         file_sha256,
         fit,
+        record_calibration,
         resolve_device,
         save_model,
         seed_everything,
@@ -611,6 +620,15 @@ def _fit_and_save(
     weights = opts.out / f"{task}.pt"
     card_path = save_model(model, weights, card)
     LOGGER.info("Saved '%s' and its model card '%s'.", weights, card_path)
+    if calibrate:
+        samples = training_validation_samples(opts.out / SAMPLES_DIR, val_images)
+        try:
+            _, calibration = calibrate_network(model.eval(), samples, opts.batch_size)
+        except ValueError as err:
+            LOGGER.warning("No thresholds calibrated (%s): the card has none.", err)
+        else:
+            record_calibration(weights, calibration)
+            LOGGER.info("Calibrated the thresholds %s (in the card).", calibration["thresholds"])
     print(f"Validation metrics of epoch {history.best_epoch} (loss {best.val_loss:.4f}):")
     for name, value in best.val_metrics.items():
         print(f"  {name:<22}{value:.4f}")

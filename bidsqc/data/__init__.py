@@ -5,6 +5,9 @@ Everything bidsqc needs at run time ships inside the package; nothing is downloa
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -19,9 +22,12 @@ __all__ = [
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "Template",
+    "bundled_thresholds",
+    "card_thresholds",
     "head_box",
     "head_box_brain_mask",
     "load_template",
+    "read_model_card",
     "template_path",
 ]
 
@@ -32,6 +38,22 @@ TEMPLATE_DIR = DATA_DIR / f"tpl-{TEMPLATE_NAME}"
 HEAD_BOX_SHAPE = (96, 112, 96)
 #: The bundled network weights, ``<name>.pt``, each with its model card ``<name>.json``.
 MODELS_DIR = DATA_DIR / "models"
+
+
+def read_model_card(weights: str | os.PathLike) -> dict:
+    """The model card of ``weights``: the JSON file beside it, of the same name."""
+    return json.loads(Path(weights).with_suffix(".json").read_text())
+
+
+def card_thresholds(card: Mapping) -> dict[str, float]:
+    """The decision thresholds calibrated for a network, from its model card (``calibration``,
+    written by :func:`bidsqc.training.record_calibration`); empty if it was not calibrated."""
+    return dict(card.get("calibration", {}).get("thresholds", {}))
+
+
+def bundled_thresholds(name: str) -> dict[str, float]:
+    """The decision thresholds calibrated for the bundled network ``name``."""
+    return card_thresholds(read_model_card(MODELS_DIR / f"{name}.pt"))
 
 
 def template_path(resolution: int, key: str) -> Path:
