@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from bidsqc.data import bundled_thresholds
 from bidsqc.decisions import (
     ARTEFACT_REVIEW_THRESHOLDS,
     DEFAULT_THRESHOLDS,
@@ -164,3 +166,11 @@ def test_missing_artefact_columns_cross_nothing():
     # A row written before the artefact network existed has no such columns at all.
     old = {"status": "ok", "motion_grade": 0, "p_misregistered": 0.1}
     assert decide(old, DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] == "pass"
+
+
+def test_the_documented_defaults_are_the_bundled_networks_thresholds():
+    # docs/outputs.md must be updated with the thresholds of newly calibrated weights.
+    text = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text()
+    artefact = ", ".join(f"{value:g}" for value in ARTEFACT_REVIEW_THRESHOLDS.values())
+    assert f"| {artefact} |" in text
+    assert f"is below {bundled_thresholds('motion')['p_motion']:g} " in text
