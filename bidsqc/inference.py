@@ -113,9 +113,9 @@ class MotionPrediction:
     grade_probabilities: tuple[float, float, float]
     #: Probability of each bin of :data:`bidsqc.networks.MOTION_BINS`.
     mm_distribution: tuple[float, ...]
-    #: The probability of motion (mild or severe) from which the image is moved, as
-    #: ``bidsqc-evaluate motion --calibrate`` set it for the network (docs/training.md): the
-    #: lowest that calls motion in at most 2 % of the unmoved samples of its validation images.
+    #: The probability of motion (mild or severe) from which the image is moved, as calibrated
+    #: for the network (its model card's ``calibration``, docs/training.md): the lowest that
+    #: calls motion in at most 2 % of the unmoved samples of its validation images.
     #: Its grade "none" was trained on motion up to 4.5 mm too, so an unmoved scan gets
     #: ``p_motion_none`` of 0.74-1.00 from the bundled network, and moved ones often more than
     #: 0.5: the most probable grade would miss them.
