@@ -182,12 +182,29 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     assert card["hyperparameters"]["network"]["n_grades"] == 2
     assert card["hyperparameters"]["network"]["edge_alignment"] is True
     assert card["hyperparameters"]["misregistration_threshold_mm"] == 2.0
+    assert card["hyperparameters"]["left_out_out_of_register_mm"] == {}  # both in register
     assert sum(card["hyperparameters"]["coregistered_pairs"].values()) == 1
     files = [entry["path"] for entry in card["training_files"]]
     assert str(out / "pairs" / "pairs.tsv") in files
     assert {"auc", "auc_2_4", "auc_4_plus", "mm_spearman"} <= set(card["validation_metrics"])
     assert len(list((out / "pairs").glob("*.npy"))) == 2
     assert main([*argv, "--crop", "32", "32", "32"]) == 2
+
+
+def test_images_out_of_register_are_left_out_of_registration_training(monkeypatch, caplog):
+    from bidsqc.cli.train import _in_register
+
+    residuals = {"a.npy": 0.2, "b.npy": 7.5, "c.npy": 1.99, "d.npy": 2.0}
+    monkeypatch.setattr(
+        "bidsqc.training_data.rereg_of_volumes",
+        lambda volumes: [residuals[Path(volume).name] for volume in volumes],
+    )
+    images = [(Path(name), f"{name[0]}_T1w.nii.gz") for name in residuals]
+    caplog.set_level(logging.WARNING, logger="bidsqc.train")
+    kept, left_out = _in_register(images, 2.0)
+    assert kept == [images[0], images[2]]
+    assert left_out == {"b_T1w.nii.gz": 7.5, "d_T1w.nii.gz": 2.0}
+    assert "Leaving out 2 image(s)" in caplog.text and "b_T1w.nii.gz (7.5 mm)" in caplog.text
 
 
 def test_cuda_without_a_gpu_is_refused_before_any_sample(tmp_path, monkeypatch, caplog):

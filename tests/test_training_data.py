@@ -11,7 +11,7 @@ import pytest
 from bidsqc.data import HEAD_BOX_SHAPE, load_template
 from bidsqc.simulation import LABEL_COLUMNS, motion_grade
 from bidsqc.training import MotionSampleDataset
-from bidsqc.training_data import RandomMotionLevel, generate_motion_samples
+from bidsqc.training_data import RandomMotionLevel, generate_motion_samples, rereg_of_volumes
 
 
 def test_motion_levels_cover_the_protocol_in_both_directions():
@@ -57,3 +57,16 @@ def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_
     dataset = MotionSampleDataset(tables[0].parent)
     assert len(dataset) == 2
     assert dataset[0][0].shape == (1, *HEAD_BOX_SHAPE)
+
+
+def test_rereg_of_volumes_measures_how_far_each_is_from_register(tmp_path):
+    from bidsqc.registration_pairs import RandomMisalignment, misaligned
+
+    template = load_template(2)
+    shift = RandomMisalignment((6.0, 6.0), scaling=False).sample(np.random.default_rng(0))
+    paths = [tmp_path / "aligned.npy", tmp_path / "shifted.npy"]
+    np.save(paths[0], template.t1w.astype(np.float16))
+    np.save(paths[1], misaligned(template.t1w, shift).astype(np.float16))
+    aligned, shifted = rereg_of_volumes(paths)
+    assert aligned < 0.5
+    assert shifted == pytest.approx(6.0, abs=1.0)

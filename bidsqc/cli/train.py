@@ -351,6 +351,7 @@ def train_registration(opts: Namespace) -> None:
     training_files = [samples / LABELS_TABLE]
     try:
         images = read_template_space_images(samples / LABELS_TABLE)
+        images, out_of_register = _in_register(images, MISREGISTRATION_THRESHOLD_MM)
         volumes, sources = zip(*images, strict=True)
         train_index, val_index = subject_level_split(sources, opts.val_fraction, opts.seed)
         pairs = {True: [], False: []}  # by whether the T1w's subject validates
@@ -396,8 +397,35 @@ def train_registration(opts: Namespace) -> None:
             "aligned_fraction": train_set.aligned_fraction,
             "misalignment_rms_mm": train_set.misalignment.rms_range,
             "misregistration_threshold_mm": MISREGISTRATION_THRESHOLD_MM,
+            "left_out_out_of_register_mm": out_of_register,
         },
     )
+
+
+def _in_register(
+    images: Sequence[tuple[Path, str]], threshold_mm: float
+) -> tuple[list[tuple[Path, str]], dict[str, float]]:
+    """The ``(volume, base image)`` of ``images`` whose own registration is in register (their
+    ``rereg_mm`` below ``threshold_mm``), and the ``rereg_mm`` of the others, which are left
+    out with a warning: an aligned pair made from them would be misaligned."""
+    from bidsqc.training_data import rereg_of_volumes
+
+    residuals = rereg_of_volumes([volume for volume, _ in images])
+    kept = [image for image, mm in zip(images, residuals, strict=True) if mm < threshold_mm]
+    left_out = {
+        source: round(mm, 2)
+        for (_, source), mm in zip(images, residuals, strict=True)
+        if mm >= threshold_mm
+    }
+    if left_out:
+        LOGGER.warning(
+            "Leaving out %d image(s) that the pipeline's registration left %s mm or more out "
+            "of register (rereg_mm): %s",
+            len(left_out),
+            threshold_mm,
+            ", ".join(f"{source} ({mm} mm)" for source, mm in left_out.items()),
+        )
+    return kept, left_out
 
 
 def train_artefact(opts: Namespace) -> None:
