@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 from argparse import ArgumentParser, ArgumentTypeError, Namespace, RawDescriptionHelpFormatter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -399,6 +399,7 @@ def train_registration(opts: Namespace) -> None:
             "misregistration_threshold_mm": MISREGISTRATION_THRESHOLD_MM,
             "left_out_out_of_register_mm": out_of_register,
         },
+        left_out=out_of_register,
     )
 
 
@@ -541,6 +542,7 @@ def _fit_and_save(
     training_files: Sequence[Path],
     data_settings: Mapping[str, Any],
     calibrate: bool = False,
+    left_out: Collection[str] = (),
 ) -> None:
     """Train a ``network_cls`` built with ``network`` (over its defaults) on ``loss`` with
     :func:`bidsqc.training.fit`, and save the best epoch's weights with their model card as
@@ -548,7 +550,8 @@ def _fit_and_save(
 
     With ``calibrate``, the decision thresholds are then set on the samples of ``val_images``
     (:func:`bidsqc.evaluation.calibrate_network`) and recorded in the card, unless those samples
-    cannot set them (e.g. none is clean: a warning says so)."""
+    cannot set them (e.g. none is clean: a warning says so). ``left_out`` names the images of
+    ``opts.images`` left out on purpose, which are not reported as failed."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -564,7 +567,7 @@ def _fit_and_save(
     )
 
     device = resolve_device(opts.device)
-    without_sample = sorted(set(map(str, opts.images)) - set(base_images))
+    without_sample = sorted(set(map(str, opts.images)) - set(base_images) - set(left_out))
     if without_sample:
         LOGGER.warning(
             "No sample of %d image(s), whose registrations failed: %s",
