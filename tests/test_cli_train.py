@@ -207,6 +207,21 @@ def test_images_out_of_register_are_left_out_of_registration_training(monkeypatc
     assert "Leaving out 2 image(s)" in caplog.text and "b_T1w.nii.gz (7.5 mm)" in caplog.text
 
 
+def test_images_without_a_sample_are_reported_as_failed(tmp_path, caplog):
+    from bidsqc.cli.train import _warn_of_images_without_sample
+
+    table = tmp_path / LABELS_TABLE
+    caplog.set_level(logging.WARNING, logger="bidsqc.train")
+    _warn_of_images_without_sample([tmp_path / "a_T1w.nii.gz"], table)  # no table: left to training
+    table.write_text(f"filename\tbase_image\n0.npy\t{tmp_path / 'a_T1w.nii.gz'}\n")
+    _warn_of_images_without_sample([tmp_path / "a_T1w.nii.gz"], table)
+    assert "No sample" not in caplog.text
+    _warn_of_images_without_sample([tmp_path / "a_T1w.nii.gz", tmp_path / "b_T1w.nii.gz"], table)
+    assert f"No sample of 1 image(s), whose registrations failed: {tmp_path / 'b_T1w.nii.gz'}" in (
+        caplog.text
+    )
+
+
 def test_cuda_without_a_gpu_is_refused_before_any_sample(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     for name in ("a_T1w.nii.gz", "b_T1w.nii.gz"):

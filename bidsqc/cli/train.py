@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 from argparse import ArgumentParser, ArgumentTypeError, Namespace, RawDescriptionHelpFormatter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -399,7 +399,6 @@ def train_registration(opts: Namespace) -> None:
             "misregistration_threshold_mm": MISREGISTRATION_THRESHOLD_MM,
             "left_out_out_of_register_mm": out_of_register,
         },
-        left_out=out_of_register,
     )
 
 
@@ -542,7 +541,6 @@ def _fit_and_save(
     training_files: Sequence[Path],
     data_settings: Mapping[str, Any],
     calibrate: bool = False,
-    left_out: Collection[str] = (),
 ) -> None:
     """Train a ``network_cls`` built with ``network`` (over its defaults) on ``loss`` with
     :func:`bidsqc.training.fit`, and save the best epoch's weights with their model card as
@@ -550,8 +548,7 @@ def _fit_and_save(
 
     With ``calibrate``, the decision thresholds are then set on the samples of ``val_images``
     (:func:`bidsqc.evaluation.calibrate_network`) and recorded in the card, unless those samples
-    cannot set them (e.g. none is clean: a warning says so). ``left_out`` names the images of
-    ``opts.images`` left out on purpose, which are not reported as failed."""
+    cannot set them (e.g. none is clean: a warning says so)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -567,13 +564,6 @@ def _fit_and_save(
     )
 
     device = resolve_device(opts.device)
-    without_sample = sorted(set(map(str, opts.images)) - set(base_images) - set(left_out))
-    if without_sample:
-        LOGGER.warning(
-            "No sample of %d image(s), whose registrations failed: %s",
-            len(without_sample),
-            ", ".join(without_sample),
-        )
     LOGGER.info(
         "Training on %d samples of %d image(s), validating on %d samples of %d image(s).",
         len(train_set),
@@ -689,6 +679,7 @@ def _samples(opts: Namespace, task: str) -> Path:
     }
     if _reusable_samples(samples / LABELS_TABLE, settings):
         LOGGER.info("Reusing the samples in '%s' (delete it to generate them again).", samples)
+        _warn_of_images_without_sample(opts.images, samples / LABELS_TABLE)
         return samples
     samples.mkdir(parents=True, exist_ok=True)
     (samples / GENERATION_FILE).write_text(json.dumps(settings, indent=2) + "\n")
@@ -707,7 +698,26 @@ def _samples(opts: Namespace, task: str) -> Path:
         generate[task](
             opts.images, samples, n_per_image=per_image, seed=opts.seed, n_jobs=opts.jobs
         )
+    _warn_of_images_without_sample(opts.images, samples / LABELS_TABLE)
     return samples
+
+
+def _warn_of_images_without_sample(images: Sequence[Path], table: Path) -> None:
+    """Warn of the ``images`` of which the samples ``table`` lists no sample: their
+    registrations failed. A missing or empty table is left to the training to report."""
+    from bidsqc.training import read_sample_table
+
+    try:
+        rows = read_sample_table(table, ("base_image",))
+    except (FileNotFoundError, ValueError):
+        return
+    without_sample = sorted(set(map(str, images)) - {row["base_image"] for row in rows})
+    if without_sample:
+        LOGGER.warning(
+            "No sample of %d image(s), whose registrations failed: %s",
+            len(without_sample),
+            ", ".join(without_sample),
+        )
 
 
 def _motion_loss(class_weights: Tensor) -> dict[str, Any]:
