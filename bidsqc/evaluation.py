@@ -84,6 +84,7 @@ from bidsqc.training import (
     balanced_accuracy,
     normalise_intensity,
     r2_score,
+    record_calibration,
     roc_auc,
     sensitivity,
     spearman,
@@ -621,16 +622,19 @@ def calibrated_motion_threshold(
 
 
 def calibrate_network(
-    network: MotionNet | ArtefactNet, samples: pd.DataFrame, batch_size: int = 8
-) -> tuple[pd.DataFrame, dict]:
+    network: MotionNet | ArtefactNet,
+    samples: pd.DataFrame,
+    weights: str | os.PathLike,
+    batch_size: int = 8,
+) -> pd.DataFrame:
     """Set the decision thresholds of a motion or artefact network on ``samples``, those of its
-    own validation images (:func:`training_validation_samples`).
+    own validation images (:func:`training_validation_samples`), record them in the model card
+    of its ``weights`` (:func:`bidsqc.training.record_calibration`) and give them to ``network``.
 
-    Returns the samples with their predictions, and the calibration that
-    :func:`bidsqc.training.record_calibration` writes into the model card: the ``thresholds``
-    (:func:`calibrated_thresholds` of the artefact probabilities, or ``p_motion``, the
-    :func:`calibrated_motion_threshold`), the ``false_positive_budget`` and the number of
-    ``samples``.
+    The card's ``calibration`` holds the ``thresholds`` (:func:`calibrated_thresholds` of the
+    artefact probabilities, or ``p_motion``, the :func:`calibrated_motion_threshold`), the
+    ``false_positive_budget`` and the number of ``samples``. Returns the samples with their
+    predictions.
     """
     if isinstance(network, ArtefactNet):
         table = predict_artefact_samples(network, samples)
@@ -643,7 +647,9 @@ def calibrate_network(
         "false_positive_budget": FALSE_POSITIVE_BUDGET,
         "samples": len(table),
     }
-    return table, calibration
+    record_calibration(weights, calibration)
+    network.thresholds = thresholds
+    return table
 
 
 def _lowest_threshold(negatives: ArrayLike, false_positive_budget: float) -> float:

@@ -294,15 +294,16 @@ def _calibrate(network, opts: Namespace) -> dict[str, float]:
     thresholds in the card (and on ``network``). Returns the thresholds."""
     from bidsqc.data import read_model_card
     from bidsqc.evaluation import calibrate_network, training_validation_samples
-    from bidsqc.training import record_calibration
 
     validation_images = read_model_card(opts.weights)["split"]["validation_images"]
     samples = training_validation_samples(opts.calibrate, validation_images)
-    table, calibration = calibrate_network(network, samples, opts.batch_size)
+    table = calibrate_network(network, samples, opts.weights, opts.batch_size)
     table.to_csv(opts.out / "calibration.tsv", sep="\t", index=False)
-    card = record_calibration(opts.weights, calibration)
-    LOGGER.info("Calibrated thresholds %s, recorded in '%s'.", calibration["thresholds"], card)
-    network.thresholds = calibration["thresholds"]
+    LOGGER.info(
+        "Calibrated thresholds %s, recorded in the model card of '%s'.",
+        network.thresholds,
+        opts.weights,
+    )
     return network.thresholds
 
 

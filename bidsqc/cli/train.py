@@ -557,7 +557,6 @@ def _fit_and_save(
     from bidsqc.training import (
         file_sha256,
         fit,
-        record_calibration,
         resolve_device,
         save_model,
         seed_everything,
@@ -644,12 +643,11 @@ def _fit_and_save(
     if calibrate:
         samples = training_validation_samples(opts.out / SAMPLES_DIR, val_images)
         try:
-            _, calibration = calibrate_network(model.eval(), samples, opts.batch_size)
+            calibrate_network(model.eval(), samples, weights, opts.batch_size)
         except ValueError as err:
             LOGGER.warning("No thresholds calibrated (%s): the card has none.", err)
         else:
-            record_calibration(weights, calibration)
-            LOGGER.info("Calibrated the thresholds %s (in the card).", calibration["thresholds"])
+            LOGGER.info("Calibrated the thresholds %s (in the card).", model.thresholds)
     print(f"Validation metrics of epoch {history.best_epoch} (loss {best.val_loss:.4f}):")
     for name, value in best.val_metrics.items():
         print(f"  {name:<22}{value:.4f}")
