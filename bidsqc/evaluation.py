@@ -41,11 +41,13 @@ import csv
 import logging
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 import pandas as pd
+import torch
 from numpy.typing import ArrayLike
 
 from bidsqc.data import load_template
@@ -59,7 +61,13 @@ from bidsqc.metrics import (
     nmi_region,
     rereg_mm,
 )
-from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
+from bidsqc.networks import (
+    ARTEFACT_NAMES,
+    ArtefactNet,
+    MotionNet,
+    RigidStep,
+    template_brain_region,
+)
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.preprocessing import residual_misregistration
 from bidsqc.registration_pairs import RandomMisalignment, misaligned, template_reference
@@ -329,16 +337,34 @@ REGISTRATION_RANGES: dict[str, tuple[float, float]] = {
     "4-8": (4, 8),
     "8-20": (8, 20),
 }
-#: Classical measures compared with the network, oriented so that higher means misregistered.
-CLASSICAL_SCORES = {"mask_dice": -1.0, "mask_hd95_mm": 1.0, "nmi": -1.0, "rereg_mm": 1.0}
+#: Measures compared with the network, oriented so that higher means misregistered: the
+#: foundation's classical ones and the network's own :class:`~bidsqc.networks.RigidStep`
+#: reading at its coarser scale, alone.
+CLASSICAL_SCORES = {
+    "mask_dice": -1.0,
+    "mask_hd95_mm": 1.0,
+    "nmi": -1.0,
+    "rereg_mm": 1.0,
+    "rigid_step_mm": 1.0,
+}
 ALIGNED = "aligned"
 
 
+@cache
+def _rigid_step() -> RigidStep:
+    return RigidStep(template_brain_region(margin_voxels=3))
+
+
 def _classical_measures(moving: np.ndarray, reference: np.ndarray, kind: str) -> dict:
-    """The foundation's registration measures of ``moving``; only ``nmi`` (with ``reference``)
-    for a FLAIR/T1w pair, as the brain-mask measures compare with the template."""
+    """The registration measures of ``moving``; only ``nmi`` (with ``reference``) and
+    ``rigid_step_mm`` for a FLAIR/T1w pair, as the brain-mask measures compare with the
+    template."""
     template = load_template(2)
-    values = {"nmi": nmi(moving, reference, nmi_region(template.brain_mask))}
+    pair = torch.from_numpy(np.stack([moving, reference]).astype(np.float32))[None]
+    values = {
+        "nmi": nmi(moving, reference, nmi_region(template.brain_mask)),
+        "rigid_step_mm": float(_rigid_step().readings(pair)[0, -1, 0]),
+    }
     if kind == "template":
         brain = estimate_brain_mask(moving, template.brain_mask)
         values["mask_dice"] = mask_dice(brain, template.brain_mask)

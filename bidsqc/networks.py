@@ -16,6 +16,8 @@ MotionNet      the encoder, a two-layer FC trunk and two heads: motion grade (no
                with two input channels and two classes, the registration-QC network
 EdgeAlignment  normalised-gradient-field features of an image pair (Haber & Modersitzki 2006),
                which the registration-QC network computes before its encoder
+RigidStep      one Gauss-Newton step of rigid registration of a pair's edge maps, the
+               registration-QC network's evidence of misregistrations of a voxel or two
 ArtefactNet    the encoder on a 64 mm tile of the 1 mm head box in context (the whole box at
                ~3 mm) and its spectrum, a one-layer trunk and two heads: presence of five
                artefacts and a 0-10 quality score (MIQA, Kitware)
@@ -40,12 +42,16 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from bidsqc.data import head_box_brain_mask
 
 __all__ = [
     "ARTEFACT_NAMES",
@@ -57,8 +63,10 @@ __all__ = [
     "EncoderNet",
     "MotionNet",
     "MotionOutput",
+    "RigidStep",
     "SoftBins",
     "TileSpectrum",
+    "template_brain_region",
 ]
 
 
@@ -192,6 +200,11 @@ class Conv5Encoder(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool3d(self.blocks(x), 1), 1)
 
 
+def _check_pair(x: Tensor) -> None:
+    if x.ndim != 5 or x.shape[1] != 2:
+        raise ValueError(f"expected a pair of shape (batch, 2, X, Y, Z), got {tuple(x.shape)}")
+
+
 class EdgeAlignment(nn.Module):
     r"""Contrast-invariant alignment features of an image pair: normalised gradient fields.
 
@@ -230,8 +243,7 @@ class EdgeAlignment(nn.Module):
         self.register_buffer("kernel", kernel, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 5 or x.shape[1] != 2:
-            raise ValueError(f"expected a pair of shape (batch, 2, X, Y, Z), got {tuple(x.shape)}")
+        _check_pair(x)
         fields = []
         for channel in range(2):
             gradient = nn.functional.conv3d(x[:, channel : channel + 1], self.kernel, padding=1)
@@ -241,6 +253,116 @@ class EdgeAlignment(nn.Module):
         product = (moving * reference).sum(dim=1, keepdim=True) ** 2
         strengths = [(field**2).sum(dim=1, keepdim=True) for field in fields]
         return torch.cat([x, product, *strengths], dim=1)
+
+
+class RigidStep(nn.Module):
+    r"""How far, to first order, a rigid registration would move the moving image of a pair:
+    one Gauss-Newton step on the pair's edge maps, as a Jenkinson RMS in mm.
+
+    Each image :math:`I` becomes a contrast-free edge map: the magnitude of the gradient of
+    :math:`G_\sigma * I`, normalised as in :class:`EdgeAlignment` (1 across an edge whatever its
+    contrast, 0 in flat regions), smoothed by one more voxel so that an edge pulls from a few
+    voxels away. If the moving content is displaced by the small rigid motion
+    :math:`u(x) = t + \omega \times (x - c)` about the centroid :math:`c` of the region, then
+    :math:`e_a(x) \approx e_b(x) - \nabla e_b \cdot u(x)`, linear in :math:`p = (t, \omega)`:
+    the residual :math:`e_a - e_b` is :math:`-J p` with the rows
+    :math:`J(x) = [\nabla e_b,\ (x - c) \times \nabla e_b]`, and least squares over the
+    region gives :math:`\hat p = -(J^\top J)^{-1} J^\top (e_a - e_b)`, the first step of a
+    Gauss-Newton rigid registration of the edge maps. Its Jenkinson RMS over a sphere of radius
+    :math:`R` about :math:`c` is :math:`\sqrt{|t|^2 + \tfrac{2}{5} R^2 |\omega|^2}`.
+
+    The region is the brain and a margin: the edges of scalp, skull and neck differ from a
+    template's from one head to the next, and with them the step would read misregistration in
+    aligned images. The step is exact for small misregistrations and saturates beyond the
+    reach of the smoothed edges (a few voxels), where the image features of
+    :class:`EdgeAlignment` take over. It tells one or two voxels of misregistration from the
+    anatomical differences between a subject and a template, which the convolutions, pooled
+    from the first block on, blur.
+
+    Args:
+        region: boolean volume of the grid, the voxels whose edges are matched.
+        sigmas: smoothing scales in voxels; one step per scale.
+        voxel_mm: voxel size of the grid in mm.
+        radius_mm: radius of Jenkinson's sphere in mm.
+        epsilon: gradient magnitude below which a region counts as flat, in units of the
+            normalised intensity per voxel.
+
+    Input shape ``(2, *region.shape)``; output shape ``(3 * len(sigmas),)``: per scale, the
+    logarithms of 1 + the RMS, its translation part and its rotation part, in mm. A fixed
+    function of the input, without gradient.
+    """
+
+    def __init__(
+        self,
+        region: Tensor,
+        sigmas: Sequence[float] = (1.0, 2.0),
+        voxel_mm: float = 2.0,
+        radius_mm: float = 80.0,
+        epsilon: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.sigmas = tuple(sigmas)
+        self.voxel_mm = voxel_mm
+        self.radius_mm = radius_mm
+        self.epsilon = epsilon
+        self.out_features = 3 * len(self.sigmas)
+        region = torch.as_tensor(region, dtype=torch.bool)
+        position = torch.nonzero(region).float() * voxel_mm  # (N, 3), mm
+        self.register_buffer("region", region, persistent=False)
+        self.register_buffer("arm", (position - position.mean(0)).T.contiguous(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.log1p(self.readings(x)).flatten(1)
+
+    @torch.no_grad()
+    def readings(self, x: Tensor) -> Tensor:
+        """The step's RMS, translation and rotation parts in mm, shape ``(B, len(sigmas), 3)``."""
+        _check_pair(x)
+        shape = x.shape[2:]
+        if shape != self.region.shape:
+            raise ValueError(
+                f"expected a pair on the grid of the region, (batch, 2, "
+                f"{', '.join(map(str, self.region.shape))}), got {tuple(x.shape)}"
+            )
+        # Smoothing and central differences are products in k-space (periodic: the head box
+        # is empty at its borders).
+        omegas = [2 * math.pi * torch.fft.fftfreq(n, device=x.device) for n in shape[:-1]]
+        omegas.append(2 * math.pi * torch.fft.rfftfreq(shape[-1], device=x.device))
+        omegas = torch.meshgrid(*omegas, indexing="ij")
+        squared = sum(omega**2 for omega in omegas)
+        differences = [1j * torch.sin(omega) for omega in omegas]
+
+        def gaussian(sigma: float) -> Tensor:
+            return torch.exp(-0.5 * sigma**2 * squared)
+
+        def spatial(spectrum: Tensor) -> Tensor:
+            return torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1))
+
+        images = torch.fft.rfftn(x, dim=(-3, -2, -1))
+        features = []
+        for sigma in self.sigmas:
+            smoothed = images * gaussian(sigma)
+            magnitude = torch.sqrt(sum(spatial(smoothed * d) ** 2 for d in differences))
+            edges = torch.fft.rfftn(
+                magnitude / torch.sqrt(magnitude**2 + self.epsilon**2), dim=(-3, -2, -1)
+            ) * gaussian(1.0)
+            moving, reference = edges[:, 0], edges[:, 1]
+            residual = spatial(moving - reference)[:, self.region]  # (B, N)
+            slope = (
+                torch.stack([spatial(reference * d)[:, self.region] for d in differences], dim=1)
+                / self.voxel_mm
+            )  # (B, 3, N), per mm
+            arm = self.arm.expand_as(slope)
+            jacobian = torch.cat([slope, torch.linalg.cross(arm, slope, dim=1)], dim=1)
+            hessian = jacobian @ jacobian.transpose(1, 2)
+            ridge = 1e-6 * hessian.diagonal(dim1=1, dim2=2).mean(1)
+            hessian = hessian + ridge[:, None, None] * torch.eye(6, dtype=x.dtype, device=x.device)
+            step = -torch.linalg.solve(hessian, jacobian @ residual[:, :, None])[..., 0]
+            translation = step[:, :3].norm(dim=1)
+            rotation = (0.4 * self.radius_mm**2) ** 0.5 * step[:, 3:].norm(dim=1)
+            rms = torch.sqrt(translation**2 + rotation**2)
+            features.append(torch.stack([rms, translation, rotation], dim=1))
+        return torch.stack(features, dim=1)
 
 
 class TileSpectrum(nn.Module):
@@ -366,8 +488,12 @@ class MotionNet(EncoderNet):
     second, SFCN-style head (Bricout et al.) giving a distribution over :class:`SoftBins`.
 
     The registration-QC network is the same network with ``in_channels=2`` (moving image and
-    reference), ``n_grades=2`` (aligned, misregistered) and ``edge_alignment=True``, which puts
-    :class:`EdgeAlignment` before the encoder.
+    reference), ``n_grades=2`` (aligned, misregistered), ``edge_alignment=True``, which puts
+    :class:`EdgeAlignment` before the encoder, and ``rigid_step=True``: the :class:`RigidStep`
+    of the pair within the template brain (and 6 mm around it) goes through a small FC head of
+    its own whose scores are added to the two heads' (evidence adds up in logits). Its last
+    layer starts at zero, so that the network starts as it would without it, e.g. from weights
+    trained without it.
 
     Args:
         in_channels: number of input channels.
@@ -377,6 +503,8 @@ class MotionNet(EncoderNet):
         n_grades: number of motion grades.
         n_bins: number of motion bins.
         edge_alignment: compute :class:`EdgeAlignment` features of a 2-channel input first.
+        rigid_step: add the evidence of the :class:`RigidStep` of a 2-channel input on the
+            2 mm template head box.
 
     Input shape ``(in_channels, X, Y, Z)``; outputs of shapes ``(n_grades,)`` and ``(n_bins,)``.
 
@@ -395,21 +523,46 @@ class MotionNet(EncoderNet):
         n_grades: int = 3,
         n_bins: int = MOTION_BINS.n_bins,
         edge_alignment: bool = False,
+        rigid_step: bool = False,
     ) -> None:
-        if edge_alignment and in_channels != 2:
-            raise ValueError(f"edge_alignment needs a pair (in_channels=2), got {in_channels}")
+        for option, used in (("edge_alignment", edge_alignment), ("rigid_step", rigid_step)):
+            if used and in_channels != 2:
+                raise ValueError(f"{option} needs a pair (in_channels=2), got {in_channels}")
         features = EdgeAlignment() if edge_alignment else None
         encoder_channels = EdgeAlignment.out_channels if edge_alignment else in_channels
         super().__init__(encoder_channels, channels, hidden_features, dropout, features)
         self.grade_head = nn.Linear(hidden_features[-1], n_grades)
         self.mm_head = nn.Linear(hidden_features[-1], n_bins)
+        self.rigid_step = RigidStep(template_brain_region(margin_voxels=3)) if rigid_step else None
+        self.rigid_step_head = None
+        if rigid_step:
+            self.rigid_step_head = nn.Sequential(
+                nn.Linear(self.rigid_step.out_features, 32),
+                nn.ReLU(inplace=True),
+                nn.Linear(32, n_grades + n_bins),
+            )
+            nn.init.zeros_(self.rigid_step_head[-1].weight)
+            nn.init.zeros_(self.rigid_step_head[-1].bias)
 
     def forward(self, x: Tensor) -> MotionOutput:
         features = self.trunk(self.embed(x))
+        grade_logits, mm_logits = self.grade_head(features), self.mm_head(features)
+        if self.rigid_step is not None:
+            evidence = self.rigid_step_head(self.rigid_step(x))
+            n_grades = grade_logits.shape[1]
+            grade_logits = grade_logits + evidence[:, :n_grades]
+            mm_logits = mm_logits + evidence[:, n_grades:]
         return MotionOutput(
-            grade_logits=self.grade_head(features),
-            mm_log_probs=torch.log_softmax(self.mm_head(features), dim=1),
+            grade_logits=grade_logits, mm_log_probs=torch.log_softmax(mm_logits, dim=1)
         )
+
+
+def template_brain_region(margin_voxels: int) -> Tensor:
+    """The template brain mask on the 2 mm head box, dilated by a cube of ``margin_voxels``."""
+    mask = torch.from_numpy(head_box_brain_mask(2).astype(np.float32))
+    size = 2 * margin_voxels + 1
+    dilated = nn.functional.max_pool3d(mask[None, None], size, stride=1, padding=margin_voxels)
+    return dilated[0, 0] > 0
 
 
 #: Artefacts the artefact network detects, by their :mod:`bidsqc.simulation` names.

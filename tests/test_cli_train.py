@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bidsqc.cli.train import build_parser, main, train_artefact
+from bidsqc.cli.train import SetupError, _load_initial_weights, build_parser, main, train_artefact
 from bidsqc.data import head_box_brain_mask, load_template
 from bidsqc.inference import load_network
 from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.simulation import ARTEFACTS, LABEL_COLUMNS, LABELS_TABLE
-from bidsqc.training import file_sha256, load_model
+from bidsqc.training import file_sha256, load_model, save_model
 
 
 def usage_error(capsys, argv: list[str]) -> str:
@@ -151,6 +151,24 @@ def test_training_can_start_from_earlier_weights(run, tmp_path):
     assert main([*argv, "--init-weights", str(start)]) == 2
 
 
+def test_layers_added_since_the_initial_weights_start_fresh(tmp_path, caplog):
+    def saved(rigid_step: bool) -> tuple[MotionNet, Path]:
+        network = {"in_channels": 2, "n_grades": 2, "edge_alignment": True, "channels": [4, 8]}
+        network["rigid_step"] = rigid_step
+        card = {"training_files": [], "validation_metrics": {}, "seed": 0}
+        model, path = MotionNet(**network), tmp_path / f"rigid_step_{rigid_step}.pt"
+        save_model(model, path, card | {"hyperparameters": {"network": network}})
+        return model, path
+
+    (earlier, without_step), (model, with_step) = saved(False), saved(True)
+    caplog.set_level(logging.INFO, logger="bidsqc.train")
+    _load_initial_weights(model, without_step)
+    torch.testing.assert_close(model.trunk.state_dict(), earlier.trunk.state_dict())
+    assert "start from their initialisation: rigid_step_head.0.weight" in caplog.text
+    with pytest.raises(SetupError, match="layers this network lacks: rigid_step_head"):
+        _load_initial_weights(earlier, with_step)
+
+
 def test_training_on_crops(run, caplog):
     argv, out, _ = run
     assert main([*argv, "--crop", "32", "48", "40"]) == 0
@@ -181,6 +199,7 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     assert card["hyperparameters"]["network"]["in_channels"] == 2
     assert card["hyperparameters"]["network"]["n_grades"] == 2
     assert card["hyperparameters"]["network"]["edge_alignment"] is True
+    assert card["hyperparameters"]["network"]["rigid_step"] is True
     assert card["hyperparameters"]["misregistration_threshold_mm"] == 2.0
     assert card["hyperparameters"]["left_out_out_of_register_mm"] == {}  # both in register
     assert sum(card["hyperparameters"]["coregistered_pairs"].values()) == 1

@@ -171,9 +171,11 @@ def test_evaluate_registration_command(demo_dir, tmp_path: Path, capsys) -> None
     template = predictions[predictions["kind"] == "template"].set_index("condition")
     assert template.loc["8-20", "p_misregistered"] > template.loc["aligned", "p_misregistered"]
     metrics = pd.read_csv(out / "metrics.tsv", sep="\t")
-    assert {"network", "mask_dice", "mask_hd95_mm", "nmi", "rereg_mm"} == set(metrics["score"])
+    scores = {"network", "mask_dice", "mask_hd95_mm", "nmi", "rereg_mm", "rigid_step_mm"}
+    assert scores == set(metrics["score"])
     assert predictions.loc[predictions["kind"] == "coregistered", "rereg_mm"].isna().all()
     assert template.loc["aligned", "rereg_mm"] < 1
+    assert template.loc["aligned", "rigid_step_mm"] < template.loc["2-4", "rigid_step_mm"]
     assert template.loc["8-20", "rereg_mm"] == pytest.approx(template.loc["8-20", "rms_mm"], abs=2)
     assert "| template | all | network |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):

@@ -1,4 +1,5 @@
-"""Tests for the motion network: output shapes, input checks, frozen encoder and soft bins."""
+"""Tests for the networks: output shapes, input checks, frozen encoder, soft bins and the
+registration-QC network's alignment features."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import pytest
 import torch
 
 from bidsqc.data import HEAD_BOX_SHAPE
-from bidsqc.networks import MOTION_BINS, Conv5Encoder, EdgeAlignment, MotionNet, SoftBins
+from bidsqc.networks import (
+    MOTION_BINS,
+    Conv5Encoder,
+    EdgeAlignment,
+    MotionNet,
+    RigidStep,
+    SoftBins,
+)
 
 
 @pytest.mark.parametrize("in_channels", [1, 2])
@@ -109,3 +117,48 @@ def test_registration_network_takes_pairs() -> None:
     assert net.embed(torch.zeros(1, 2, 16, 16, 16)).shape == (1, 8)
     with pytest.raises(ValueError, match="in_channels=2"):
         MotionNet(in_channels=1, edge_alignment=True)
+
+
+def _blobs(shape: tuple[int, int, int] = (40, 40, 40)) -> torch.Tensor:
+    """A smooth volume with edges in every orientation: a few Gaussian blobs."""
+    axes = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in shape), indexing="ij")
+    centres = [(14, 16, 20), (26, 22, 18), (20, 28, 26), (18, 12, 14)]
+    return sum(
+        torch.exp(-sum((axis - c) ** 2 for axis, c in zip(axes, centre, strict=True)) / 18)
+        for centre in centres
+    )
+
+
+def _rigid_step_rms(step: RigidStep, moving: torch.Tensor, reference: torch.Tensor) -> float:
+    return float(torch.expm1(step(torch.stack([moving, reference])[None])[0, 0]))
+
+
+def test_rigid_step_reads_a_shift_whatever_the_contrast() -> None:
+    volume = _blobs()
+    region = torch.zeros(volume.shape, dtype=torch.bool)
+    region[6:34, 6:34, 6:34] = True
+    step = RigidStep(region, voxel_mm=2.0)
+    assert _rigid_step_rms(step, volume, volume) == pytest.approx(0.0, abs=1e-3)
+    assert _rigid_step_rms(step, 1.0 - volume, volume) == pytest.approx(0.0, abs=1e-3)
+    # One voxel (2 mm) along y is 2 mm RMS; the first-order step falls short as shifts grow.
+    readings = [_rigid_step_rms(step, volume.roll(k, dims=1), volume) for k in (1, 2)]
+    assert readings[0] == pytest.approx(2.0, rel=0.25)
+    assert readings[0] < readings[1]
+    inverted = _rigid_step_rms(step, 1.0 - volume.roll(1, dims=1), volume)
+    assert inverted == pytest.approx(readings[0], rel=0.1)
+    with pytest.raises(ValueError, match="grid of the region"):
+        step(torch.zeros(1, 2, 32, 32, 32))
+
+
+def test_rigid_step_evidence_starts_at_zero() -> None:
+    with_step = MotionNet(
+        in_channels=2, n_grades=2, edge_alignment=True, rigid_step=True, channels=(4, 8)
+    ).eval()
+    without = MotionNet(in_channels=2, n_grades=2, edge_alignment=True, channels=(4, 8)).eval()
+    missing, unexpected = with_step.load_state_dict(without.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith("rigid_step_head.") for key in missing)
+    pair = torch.rand(2, 2, *HEAD_BOX_SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(with_step(pair).grade_logits, without(pair).grade_logits)
+    with pytest.raises(ValueError, match="in_channels=2"):
+        MotionNet(in_channels=1, rigid_step=True)

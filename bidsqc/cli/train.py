@@ -382,7 +382,7 @@ def train_registration(opts: Namespace) -> None:
         opts,
         task="registration",
         network_cls=MotionNet,
-        network={"in_channels": 2, "n_grades": 2, "edge_alignment": True},
+        network={"in_channels": 2, "n_grades": 2, "edge_alignment": True, "rigid_step": True},
         **_motion_loss(class_weights),
         train_set=train_set,
         val_set=val_set,
@@ -553,7 +553,6 @@ def _fit_and_save(
     from torch.utils.data import DataLoader
 
     from bidsqc.evaluation import calibrate_network, training_validation_samples
-    from bidsqc.inference import load_network
     from bidsqc.training import (
         file_sha256,
         fit,
@@ -577,10 +576,7 @@ def _fit_and_save(
     seed_everything(opts.seed)
     model = network_cls(**network)
     if opts.init_weights is not None:
-        try:
-            model.load_state_dict(load_network(opts.init_weights).state_dict())
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
-            raise SetupError(f"Cannot start from '{opts.init_weights}': {err}") from err
+        _load_initial_weights(model, opts.init_weights)
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
     # Cosine decay to 0 over the run: large steps first, fine ones at the end of a short run.
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=opts.epochs)
@@ -651,6 +647,28 @@ def _fit_and_save(
     print(f"Validation metrics of epoch {history.best_epoch} (loss {best.val_loss:.4f}):")
     for name, value in best.val_metrics.items():
         print(f"  {name:<22}{value:.4f}")
+
+
+def _load_initial_weights(model: EncoderNet, weights: Path) -> None:
+    """Start ``model`` from ``weights``: every layer they share must match; layers they lack
+    (a part added to the network since) keep their initialisation, which is logged."""
+    from bidsqc.inference import load_network
+
+    try:
+        missing, unexpected = model.load_state_dict(
+            load_network(weights).state_dict(), strict=False
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise SetupError(f"Cannot start from '{weights}': {err}") from err
+    if unexpected:
+        raise SetupError(
+            f"Cannot start from '{weights}': they hold layers this network lacks: "
+            + ", ".join(unexpected)
+        )
+    if missing:
+        LOGGER.info(
+            "Layers not in '%s' start from their initialisation: %s", weights, ", ".join(missing)
+        )
 
 
 def _samples(opts: Namespace, task: str) -> Path:
