@@ -1108,9 +1108,9 @@ def _finished_sample(
 
 
 def _single_threaded_worker() -> None:
-    """One thread per worker process, for torch and for ANTs (which a ``save_sample`` may use)."""
+    """One torch thread per worker process (ANTs, which a ``save_sample`` may use, always has
+    one: see :mod:`bidsqc.preprocessing`)."""
     torch.set_num_threads(1)
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
 
 
 def generate_corrupted_dataset(

@@ -115,6 +115,15 @@ def test_residual_misregistration_measures_a_known_misalignment(template):
     )
 
 
+def test_a_registration_repeats_exactly(template):
+    """ANTs runs on one thread (see bidsqc.preprocessing): with two, this test failed 3 times
+    out of 3."""
+    moved = misaligned(
+        template.t1w, Misalignment(degrees=(4.0, -3.0, 2.0), translation=(3.0, -2.0, 4.0))
+    )
+    np.testing.assert_array_equal(residual_misregistration(moved), residual_misregistration(moved))
+
+
 def test_head_like_template_wraps_the_brain_in_a_bright_scalp(template):
     head = head_like_template(2)
     brain = template.t1w

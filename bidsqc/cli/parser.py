@@ -128,9 +128,10 @@ def build_parser() -> ArgumentParser:
         "--omp-nthreads",
         type=positive_int,
         metavar="N",
-        help="maximum number of threads per process, at most --nprocs (default: --nprocs "
-        f"minus one, at least 1 and at most {_OMP_NTHREADS_MAX}, so that several images "
-        "are processed in parallel: that pays more than threads)",
+        help="threads per network process, at most --nprocs (default: --nprocs minus one, "
+        f"at least 1 and at most {_OMP_NTHREADS_MAX}, so that several images are processed "
+        "in parallel: that pays more than threads); ANTs always runs on one thread, so that "
+        "a rerun registers every image exactly as before",
     )
     execution.add_argument(
         "--device",

@@ -3,17 +3,13 @@
 The input and output specifications they share are defined here.
 """
 
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec
 
-__all__ = ["ImageInputSpec", "ImageOutputSpec", "ThreadedImageInputSpec"]
+__all__ = ["ImageInputSpec", "ImageOutputSpec"]
 
 
 class ImageInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="input image")
-
-
-class ThreadedImageInputSpec(ImageInputSpec):
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="threads for ANTs")
 
 
 class ImageOutputSpec(TraitedSpec):

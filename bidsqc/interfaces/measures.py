@@ -10,9 +10,9 @@ import numpy as np
 from nipype.interfaces.base import SimpleInterface
 
 from bidsqc.data import load_template
-from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.metrics import compute_iqms
-from bidsqc.preprocessing import estimate_bias_field, residual_misregistration, set_ants_threads
+from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
 
 __all__ = ["ComputeMeasures"]
 
@@ -21,11 +21,10 @@ class ComputeMeasures(SimpleInterface):
     """Estimate the bias field (N4) and the residual misregistration, then compute every
     classical measure."""
 
-    input_spec = ThreadedImageInputSpec
+    input_spec = ImageInputSpec
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        set_ants_threads(self.inputs.num_threads)
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
         field = estimate_bias_field(image, template.brain_mask, template.zooms)

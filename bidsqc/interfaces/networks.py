@@ -7,12 +7,13 @@ from pathlib import Path
 
 from nipype.interfaces.base import File, SimpleInterface, traits
 
-from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 
 __all__ = ["ArtefactQC", "MotionQC", "RegistrationQC"]
 
 
-class _NetworkInputSpec(ThreadedImageInputSpec):
+class _NetworkInputSpec(ImageInputSpec):
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="threads for PyTorch")
     # An input, so that new weights (a package update, fine-tuned ones) invalidate the cache.
     weights = File(exists=True, mandatory=True, desc="weights (.pt), model card beside them")
     device = traits.Enum(

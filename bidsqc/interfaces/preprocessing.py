@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bidsqc.interfaces import ImageOutputSpec, ThreadedImageInputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.loading import check_sidecar, load_anatomical
 from bidsqc.preprocessing import (
     coregister_to_reference,
@@ -22,7 +22,6 @@ from bidsqc.preprocessing import (
     resample_through_transform,
     resample_to_template,
     resample_to_zoom,
-    set_ants_threads,
 )
 
 __all__ = [
@@ -59,7 +58,7 @@ class CheckImage(SimpleInterface):
         return runtime
 
 
-class _ResampleInputSpec(ThreadedImageInputSpec):
+class _ResampleInputSpec(ImageInputSpec):
     zoom = traits.Float(2.0, usedefault=True, desc="isotropic voxel size, mm")
 
 
@@ -70,7 +69,6 @@ class ResampleToZoom(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        set_ants_threads(self.inputs.num_threads)
         img = reorient_to_ras(load_anatomical(self.inputs.in_file))
         img = resample_to_zoom(img, self.inputs.zoom)
         out_file = Path(runtime.cwd) / "resampled.nii.gz"
@@ -86,11 +84,10 @@ class _RegisterOutputSpec(ImageOutputSpec):
 class RegisterToTemplate(SimpleInterface):
     """Affine registration to the bundled template, resampled onto its 2 mm head box."""
 
-    input_spec = ThreadedImageInputSpec
+    input_spec = ImageInputSpec
     output_spec = _RegisterOutputSpec
 
     def _run_interface(self, runtime):
-        set_ants_threads(self.inputs.num_threads)
         result = register_to_template(nb.load(self.inputs.in_file), runtime.cwd)
         out_file = Path(runtime.cwd) / "registered.nii.gz"
         nb.save(result.registered, out_file)
@@ -101,7 +98,7 @@ class RegisterToTemplate(SimpleInterface):
         return runtime
 
 
-class _ResampleThroughTransformInputSpec(ThreadedImageInputSpec):
+class _ResampleThroughTransformInputSpec(ImageInputSpec):
     transform = File(exists=True, mandatory=True, desc="the image's template transform")
     resolution = traits.Enum(1, 2, usedefault=True, desc="voxel size of the head box, mm")
 
@@ -114,7 +111,6 @@ class ResampleThroughTransform(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        set_ants_threads(self.inputs.num_threads)
         resampled = resample_through_transform(
             load_anatomical(self.inputs.in_file), self.inputs.transform, self.inputs.resolution
         )
@@ -127,18 +123,17 @@ class ResampleThroughTransform(SimpleInterface):
 class ResampleToTemplate(SimpleInterface):
     """Resample an image already in MNI space onto the 2 mm template head box (no registration)."""
 
-    input_spec = ThreadedImageInputSpec
+    input_spec = ImageInputSpec
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        set_ants_threads(self.inputs.num_threads)
         out_file = Path(runtime.cwd) / "registered.nii.gz"
         nb.save(resample_to_template(load_anatomical(self.inputs.in_file)), out_file)
         self._results["out_file"] = str(out_file)
         return runtime
 
 
-class _CoregisterInputSpec(ThreadedImageInputSpec):
+class _CoregisterInputSpec(ImageInputSpec):
     reference = File(exists=True, mandatory=True, desc="the T1w, resampled like in_file")
     reference_transform = File(exists=True, mandatory=True, desc="the T1w's template transform")
 
@@ -150,7 +145,6 @@ class CoregisterToReference(SimpleInterface):
     output_spec = _RegisterOutputSpec
 
     def _run_interface(self, runtime):
-        set_ants_threads(self.inputs.num_threads)
         registered, transform = coregister_to_reference(
             nb.load(self.inputs.in_file),
             nb.load(self.inputs.reference),

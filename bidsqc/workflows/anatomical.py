@@ -59,14 +59,9 @@ def _registration_qc_node(omp_nthreads: int, device: str, name: str = "registrat
     )
 
 
-def _measures_node(omp_nthreads: int) -> pe.Node:
-    """The classical measures, N4 and the re-registration included."""
-    return pe.Node(
-        ComputeMeasures(num_threads=omp_nthreads),
-        name="measures",
-        n_procs=omp_nthreads,
-        mem_gb=0.5,
-    )
+def _measures_node() -> pe.Node:
+    """The classical measures, N4 and the re-registration included (ANTs: one thread)."""
+    return pe.Node(ComputeMeasures(), name="measures", mem_gb=0.5)
 
 
 def _write_derivatives(
@@ -114,7 +109,8 @@ def init_anat_qc_wf(
     output_dir
         The derivatives root; file names come from :mod:`bidsqc.outputs`.
     omp_nthreads
-        Threads for the ANTs steps (resampling, registration, N4) and the networks.
+        Threads for the networks; the ANTs steps run on one thread (reproducible
+        registrations, see :mod:`bidsqc.preprocessing`).
     device
         Where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     name
@@ -126,19 +122,9 @@ def init_anat_qc_wf(
     workflow = pe.Workflow(name=name)
 
     check_image = _check_image_node(image)
-    resample = pe.Node(
-        ResampleToZoom(zoom=2.0, num_threads=omp_nthreads),
-        name="resample",
-        n_procs=omp_nthreads,
-        mem_gb=1.0,
-    )
-    register = pe.Node(
-        RegisterToTemplate(num_threads=omp_nthreads),
-        name="register",
-        n_procs=omp_nthreads,
-        mem_gb=0.5,
-    )
-    measures = _measures_node(omp_nthreads)
+    resample = pe.Node(ResampleToZoom(zoom=2.0), name="resample", mem_gb=1.0)
+    register = pe.Node(RegisterToTemplate(), name="register", mem_gb=0.5)
+    measures = _measures_node()
     motion_qc = pe.Node(
         MotionQC(weights=str(MODELS_DIR / "motion.pt"), num_threads=omp_nthreads, device=device),
         name="motion_qc",
@@ -147,10 +133,7 @@ def init_anat_qc_wf(
     )
     plot_motion = pe.Node(PlotMotion(), name="plot_motion")
     resample_fine = pe.Node(
-        ResampleThroughTransform(resolution=1, num_threads=omp_nthreads),
-        name="resample_fine",
-        n_procs=omp_nthreads,
-        mem_gb=1.0,
+        ResampleThroughTransform(resolution=1), name="resample_fine", mem_gb=1.0
     )
     artefact_qc = pe.Node(
         ArtefactQC(
@@ -248,12 +231,7 @@ def init_flair_coreg_wf(
         ),
         name="inputnode",
     )
-    coregister = pe.Node(
-        CoregisterToReference(num_threads=omp_nthreads),
-        name="coregister",
-        n_procs=omp_nthreads,
-        mem_gb=0.5,
-    )
+    coregister = pe.Node(CoregisterToReference(), name="coregister", mem_gb=0.5)
     registration_qc = _registration_qc_node(omp_nthreads, device)
     registration_qc.inputs.column_suffix = "_to_t1w"
     plot_coregistration = pe.Node(PlotMosaic(), name="plot_coregistration")
@@ -301,14 +279,9 @@ def init_derivative_qc_wf(
     """
     workflow = pe.Workflow(name=name)
     check_image = _check_image_node(image)
-    resample = pe.Node(
-        ResampleToTemplate(num_threads=omp_nthreads),
-        name="resample_to_template",
-        n_procs=omp_nthreads,
-        mem_gb=1.0,
-    )
+    resample = pe.Node(ResampleToTemplate(), name="resample_to_template", mem_gb=1.0)
     registration_qc = _registration_qc_node(omp_nthreads, device)
-    measures = _measures_node(omp_nthreads)
+    measures = _measures_node()
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
     workflow.connect([
         (check_image, resample, [("out_file", "in_file")]),

@@ -128,7 +128,7 @@ def init_bidsqc_wf(
     work_dir
         nipype's cache: a rerun with the same work directory resumes where it stopped.
     omp_nthreads
-        Threads per ANTs or network node.
+        Threads per network node (ANTs steps run on one thread).
     device
         Where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
