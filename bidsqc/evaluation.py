@@ -61,13 +61,7 @@ from bidsqc.metrics import (
     nmi_region,
     rereg_mm,
 )
-from bidsqc.networks import (
-    ARTEFACT_NAMES,
-    ArtefactNet,
-    MotionNet,
-    RigidStep,
-    template_brain_region,
-)
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet, RigidStep
 from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.preprocessing import residual_misregistration
 from bidsqc.registration_pairs import RandomMisalignment, misaligned, template_reference
@@ -352,7 +346,7 @@ ALIGNED = "aligned"
 
 @cache
 def _rigid_step() -> RigidStep:
-    return RigidStep(template_brain_region(margin_voxels=3))
+    return RigidStep.on_template_brain()
 
 
 def _classical_measures(moving: np.ndarray, reference: np.ndarray, kind: str) -> dict:

@@ -66,7 +66,6 @@ __all__ = [
     "RigidStep",
     "SoftBins",
     "TileSpectrum",
-    "template_brain_region",
 ]
 
 
@@ -311,6 +310,20 @@ class RigidStep(nn.Module):
         self.register_buffer("region", region, persistent=False)
         self.register_buffer("arm", (position - position.mean(0)).T.contiguous(), persistent=False)
 
+    #: Margin around the template brain, in 2 mm voxels, of :meth:`on_template_brain`'s region.
+    TEMPLATE_MARGIN_VOXELS = 3
+
+    @classmethod
+    def on_template_brain(cls) -> RigidStep:
+        """The step of the registration-QC network: on the 2 mm head box, within the template
+        brain dilated by a cube of :attr:`TEMPLATE_MARGIN_VOXELS` (6 mm)."""
+        mask = torch.from_numpy(head_box_brain_mask(2).astype(np.float32))
+        margin = cls.TEMPLATE_MARGIN_VOXELS
+        dilated = nn.functional.max_pool3d(
+            mask[None, None], 2 * margin + 1, stride=1, padding=margin
+        )
+        return cls(dilated[0, 0] > 0, voxel_mm=2.0)
+
     def forward(self, x: Tensor) -> Tensor:
         return torch.log1p(self.readings(x)).flatten(1)
 
@@ -533,7 +546,7 @@ class MotionNet(EncoderNet):
         super().__init__(encoder_channels, channels, hidden_features, dropout, features)
         self.grade_head = nn.Linear(hidden_features[-1], n_grades)
         self.mm_head = nn.Linear(hidden_features[-1], n_bins)
-        self.rigid_step = RigidStep(template_brain_region(margin_voxels=3)) if rigid_step else None
+        self.rigid_step = RigidStep.on_template_brain() if rigid_step else None
         self.rigid_step_head = None
         if rigid_step:
             self.rigid_step_head = nn.Sequential(
@@ -555,14 +568,6 @@ class MotionNet(EncoderNet):
         return MotionOutput(
             grade_logits=grade_logits, mm_log_probs=torch.log_softmax(mm_logits, dim=1)
         )
-
-
-def template_brain_region(margin_voxels: int) -> Tensor:
-    """The template brain mask on the 2 mm head box, dilated by a cube of ``margin_voxels``."""
-    mask = torch.from_numpy(head_box_brain_mask(2).astype(np.float32))
-    size = 2 * margin_voxels + 1
-    dilated = nn.functional.max_pool3d(mask[None, None], size, stride=1, padding=margin_voxels)
-    return dilated[0, 0] > 0
 
 
 #: Artefacts the artefact network detects, by their :mod:`bidsqc.simulation` names.
