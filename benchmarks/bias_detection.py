@@ -21,12 +21,13 @@ import pandas as pd
 import torchio as tio
 
 from bidsqc.data import load_template
-from bidsqc.inference import load_bundled_network, predict_artefacts
-from bidsqc.metrics import inu_range
+from bidsqc.inference.artefacts import predict_artefacts
+from bidsqc.inference.models import load_bundled_network
+from bidsqc.measures.iqms import inu_range
 from bidsqc.preprocessing import estimate_bias_field
-from bidsqc.simulation import RandomBiasField, RandomCorruption, generate_corrupted_dataset
-from bidsqc.training import roc_auc
-from bidsqc.training_data import ArtefactSampleWriter, artefact_corruption
+from bidsqc.training.metrics import roc_auc
+from bidsqc.training.samples import ArtefactSampleWriter, artefact_corruption
+from bidsqc.training.simulation import RandomBiasField, RandomCorruption, generate_corrupted_dataset
 
 CONDITIONS = {
     "clean": RandomCorruption([]),

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from bidsqc.loading import load_anatomical
-from bidsqc.simulation import RandomMotion
-from bidsqc.training import spearman
-from bidsqc.training_data import RandomMotionLevel
+from bidsqc.training.metrics import spearman
+from bidsqc.training.samples import RandomMotionLevel
+from bidsqc.training.simulation import RandomMotion
 
 LEVELS = range(1, 9)
 

@@ -2,8 +2,8 @@
 
 Every QC column can carry two thresholds: crossing ``review`` sends the image to a person,
 crossing ``fail`` excludes it. Which way is worse comes from the column's description
-(:attr:`bidsqc.metrics.MeasureInfo.better`): for a column where lower is better, a value at or
-above a threshold crosses it; where higher is better, a value at or below. A missing value
+(:attr:`bidsqc.measures.catalogue.MeasureInfo.better`): for a column where lower is better, a value
+at or above a threshold crosses it; where higher is better, a value at or below. A missing value
 (``n/a``) crosses nothing. An image that could not be processed fails.
 
 The defaults, :data:`DEFAULT_THRESHOLDS`, use the networks, and of the classical measures only
@@ -26,14 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bidsqc.data import bundled_thresholds
-from bidsqc.metrics import MeasureInfo
+from bidsqc.geometry import MISREGISTRATION_THRESHOLD_MM
+from bidsqc.measures.catalogue import MeasureInfo
+from bidsqc.outputs.columns import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
 
 __all__ = [
-    "DECISIONS",
     "ARTEFACT_REVIEW_THRESHOLDS",
+    "DECISIONS",
     "DEFAULT_THRESHOLDS",
     "Threshold",
     "decide",
+    "flagged_artefacts",
     "load_thresholds",
 ]
 
@@ -69,15 +72,14 @@ class Threshold:
 ARTEFACT_REVIEW_THRESHOLDS = bundled_thresholds("artefact")
 #: Default thresholds: motion grade mild or severe, registrations the network doubts or that a
 #: new registration moves by 2 mm RMS or more (the network's own line between aligned and
-#: misregistered; it sends 6 of the pipeline's 102 registrations of the ``train`` split to
-#: review, 3 of them visibly misregistered), likely artefacts (review only: most can be
+#: misregistered), likely artefacts (review only: most can be
 #: corrected, or only matter to some analyses), and a quality score below 6 (an artefact of
 #: severity 0.67, or two milder ones) or 3 (one severe artefact and more).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
     "p_misregistered": Threshold(review=0.5, fail=0.9),
     "p_misregistered_to_t1w": Threshold(review=0.5, fail=0.9),
-    "rereg_mm": Threshold(review=2.0),
+    "rereg_mm": Threshold(review=MISREGISTRATION_THRESHOLD_MM),
     **{column: Threshold(review=value) for column, value in ARTEFACT_REVIEW_THRESHOLDS.items()},
     "quality_score": Threshold(review=6, fail=3),
 }
@@ -135,3 +137,17 @@ def decide(
         "decision": DECISIONS[max((level for level, _ in crossed), default=0)],
         "reasons": "; ".join(reason for _, reason in crossed) or "n/a",
     }
+
+
+def flagged_artefacts(
+    probabilities: Mapping[str, float], thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS
+) -> list[str]:
+    """The artefacts, in column order and without ``p_``, whose probability in
+    ``probabilities`` (by column) crosses its threshold in ``thresholds``: those for which the
+    decision sends an image to review."""
+    return [
+        column.removeprefix("p_")
+        for column in ARTEFACT_PROBABILITY_COLUMNS.values()
+        if column in thresholds
+        and thresholds[column].level(probabilities.get(column), ARTEFACT_COLUMNS[column].better)
+    ]

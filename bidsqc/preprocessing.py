@@ -9,9 +9,9 @@ image is registered to a *head-like* version of the template, in which shells of
 scalp surround the brain (:func:`head_like_template`), after its neck is cropped away
 (:func:`crop_below_vertex`); a skull-stripped image is registered to the template as it is.
 Which one an image is follows from the volume of its foreground (:func:`foreground_volume_ml`):
-over the 128 T1w and FLAIR images of the development data, skull-stripped ones measured
-1.0–1.6 L and full-head ones 2.1–5.3 L (clinical stacks of 3–4 mm slices included). Between
-:data:`SKULL_STRIPPED_MAX_ML` and :data:`FULL_HEAD_MIN_ML` both are tried, and the alignment
+a brain holds less than a head (the volumes measured on the development data are in
+``docs/preprocessing.md``). Between :data:`SKULL_STRIPPED_MAX_ML` and :data:`FULL_HEAD_MIN_ML`
+both are tried, and the alignment
 whose brain agrees best with the template brain (normalised mutual information inside the
 dilated brain mask) wins. Either first alignment is then refined against the template T1w with
 the metric restricted to the dilated template brain (:func:`_register_within_brain`). A rigid
@@ -19,10 +19,9 @@ registration of the same kind, started where an image on the template grid lies,
 far that image is from register (:func:`residual_misregistration`).
 
 ANTs runs on one thread. With more, its optimisers add up the metric in the order the threads
-finish, so the same registration differs from run to run: by hundredths of a mm mostly, but a
-clinical head once landed in another minimum (affine diagonal 1.20, 1.16, 1.45 instead of
-0.86, 0.97, 0.88). One thread makes a rerun give the same transforms, so the same QC verdicts;
-the pipeline gets its speed from processing images in parallel instead.
+finish, so the same registration differs from run to run, and may land in another minimum. One
+thread makes a rerun give the same transforms, so the same QC verdicts; the pipeline gets its
+speed from processing images in parallel instead.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bidsqc.data import Template, head_box, load_template
-from bidsqc.metrics import nmi
+from bidsqc.measures.alignment import nmi
 
 __all__ = [
     "RegistrationResult",
@@ -71,6 +70,9 @@ BRAIN_REGION_DILATION = 2
 PLAUSIBLE_SCALE = (0.6, 1.6)
 #: Seed for the random metric sampling of antsRegistration; pinned for reproducibility.
 ANTS_SEED = 20261123
+# antspyx passes this module attribute to every antsRegistration as its --random-seed (its
+# set_ants_deterministic would also reseed NumPy's global generator).
+ants.config._random_seed = ANTS_SEED
 #: Foreground volumes (mL) up to which an image is surely skull-stripped...
 SKULL_STRIPPED_MAX_ML = 1700.0
 #: ...and from which it surely holds a head; in between, both registrations are tried.
@@ -211,11 +213,10 @@ def _register_within_brain(
     :func:`brain_region`.
 
     Neither first stage is precise enough to be judged by the registration-QC network: the
-    head-like template only has the layout of a head, so its optimum left full-head images
-    pitched by up to ~10 degrees (5-20 mm RMS on IXI), and ``AffineFast``, which stops at 4 mm,
-    left skull-stripped ones about 1.5 mm off. Restricting the metric to the dilated template
-    brain lets the brain itself, not the scalp or the neck, set the final alignment. It starts
-    from ``initial``, an ITK transform file or ``"Identity"``.
+    head-like template only has the layout of a head, so its optimum may leave a head pitched,
+    and ``AffineFast`` stops at a coarse level (docs/preprocessing.md). Restricting the metric
+    to the dilated template brain lets the brain itself, not the scalp or the neck, set the
+    final alignment. It starts from ``initial``, an ITK transform file or ``"Identity"``.
     """
     fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
     result = ants.registration(
@@ -237,11 +238,11 @@ def residual_misregistration(image: np.ndarray, template: Template | None = None
     stage registers (:func:`_register_within_brain`), but rigidly and starting from where it
     lies: an image in register gives the identity, up to the optimiser's tolerance, and a
     shifted or rotated one the transform that undoes it. This checks registrations the pipeline
-    did not make, such as fMRIPrep's. Rigid, because an affine let a full-head image shifted by
-    9.5 mm grow by 20-34 % into an 80 mm "correction"; a wrong scale therefore goes unmeasured.
+    did not make, such as fMRIPrep's. Rigid, because an affine can trade a shift of a full-head
+    image for a change of scale, whose "correction" is then tens of mm; a wrong scale therefore
+    goes unmeasured.
     """
     tpl = template or load_template(2)
-    ants.config._random_seed = ANTS_SEED
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
         moving = _to_ants(nb.Nifti1Image(np.asarray(image, dtype=np.float32), tpl.affine))
         transform = _register_within_brain(moving, tpl, prefix=f"{scratch}/", kind="Rigid")
@@ -275,7 +276,6 @@ def register_to_template(
         variants.append(("head", head, _to_ants(crop_below_vertex(img)), "Affine"))
     region = brain_region(tpl)
 
-    ants.config._random_seed = ANTS_SEED  # antspyx reads its seed from this module attribute
     candidates, rejected = [], []
     for variant, fixed_data, moving, kind in variants:
         fixed = _to_ants(nb.Nifti1Image(fixed_data, tpl.affine))
@@ -288,8 +288,7 @@ def register_to_template(
         )
         transform = refined
         if runaway := _implausible_scales(refined):
-            # A refinement that runs away (a blurred IXI head once shrank an axis to 0.2)
-            # falls back on its starting point.
+            # A refinement that runs away (an implausible scale) falls back on its start.
             if implausible := _implausible_scales(initial):
                 rejected.append(implausible)
                 continue
@@ -366,7 +365,6 @@ def coregister_to_reference(
     tpl = template or load_template(2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ants.config._random_seed = ANTS_SEED
     result = ants.registration(
         _to_ants(reference),
         _to_ants(moving),

@@ -1,4 +1,4 @@
-"""Tests of the ``bidsqc-train`` command line (bidsqc.cli.train)."""
+"""Tests of the ``bidsqc-train`` command line (bidsqc.training.cli.train)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,26 @@ import pandas as pd
 import pytest
 import torch
 
-from bidsqc.cli.train import SetupError, _load_initial_weights, build_parser, main, train_artefact
 from bidsqc.data import head_box_brain_mask, load_template
-from bidsqc.inference import load_network
-from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
-from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
-from bidsqc.simulation import ARTEFACTS, LABEL_COLUMNS, LABELS_TABLE
-from bidsqc.training import file_sha256, load_model, save_model
+from bidsqc.inference.models import load_model, load_network
+from bidsqc.networks import (
+    ARTEFACT_NAMES,
+    ArtefactNet,
+    EdgeAlignment,
+    GradeRmsNet,
+    MotionNet,
+    RegistrationNet,
+)
+from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.training.cards import file_sha256, save_model
+from bidsqc.training.cli.train import (
+    SetupError,
+    _load_initial_weights,
+    build_parser,
+    main,
+    train_artefact,
+)
+from bidsqc.training.simulation import ARTEFACTS, LABEL_COLUMNS, LABELS_TABLE
 
 
 def usage_error(capsys, argv: list[str]) -> str:
@@ -102,6 +115,7 @@ def run(tmp_path_factory) -> tuple[list[str], Path, list[Path]]:
     return argv, out, base_images
 
 
+@pytest.mark.slow
 def test_the_model_card_describes_the_run(run):
     _, out, base_images = run
     assert (out / "motion.pt").is_file()
@@ -128,6 +142,7 @@ def test_the_model_card_describes_the_run(run):
         assert "calibration" not in card
 
 
+@pytest.mark.slow
 def test_a_rerun_reuses_the_samples(run, caplog):
     argv, out, _ = run
     samples = sorted((out / "samples").glob("*.npy"))
@@ -139,6 +154,7 @@ def test_a_rerun_reuses_the_samples(run, caplog):
     assert [path.stat().st_mtime_ns for path in samples] == mtimes
 
 
+@pytest.mark.slow
 def test_training_can_start_from_earlier_weights(run, tmp_path):
     argv, out, _ = run
     start = tmp_path / "start.pt"
@@ -152,15 +168,18 @@ def test_training_can_start_from_earlier_weights(run, tmp_path):
 
 
 def test_layers_added_since_the_initial_weights_start_fresh(tmp_path, caplog):
-    def saved(rigid_step: bool) -> tuple[MotionNet, Path]:
-        network = {"in_channels": 2, "n_grades": 2, "edge_alignment": True, "channels": [4, 8]}
-        network["rigid_step"] = rigid_step
-        card = {"training_files": [], "validation_metrics": {}, "seed": 0}
-        model, path = MotionNet(**network), tmp_path / f"rigid_step_{rigid_step}.pt"
-        save_model(model, path, card | {"hyperparameters": {"network": network}})
-        return model, path
-
-    (earlier, without_step), (model, with_step) = saved(False), saved(True)
+    """Weights saved before the rigid-step head existed start a RegistrationNet; weights with
+    layers a network lacks do not."""
+    network = {"channels": [4, 8]}
+    card = {"training_files": [], "validation_metrics": {}, "seed": 0}
+    card |= {"hyperparameters": {"network": network}}
+    earlier = GradeRmsNet(
+        EdgeAlignment.out_channels, [4, 8], [256, 64], 0.5, 2, 50, EdgeAlignment()
+    )
+    model = RegistrationNet(**network)
+    without_step, with_step = tmp_path / "without_step.pt", tmp_path / "with_step.pt"
+    save_model(earlier, without_step, card)
+    save_model(model, with_step, card)
     caplog.set_level(logging.INFO, logger="bidsqc.train")
     _load_initial_weights(model, without_step)
     torch.testing.assert_close(model.trunk.state_dict(), earlier.trunk.state_dict())
@@ -169,6 +188,7 @@ def test_layers_added_since_the_initial_weights_start_fresh(tmp_path, caplog):
         _load_initial_weights(earlier, with_step)
 
 
+@pytest.mark.slow
 def test_training_on_crops(run, caplog):
     argv, out, _ = run
     assert main([*argv, "--crop", "32", "48", "40"]) == 0
@@ -178,6 +198,7 @@ def test_training_on_crops(run, caplog):
     assert "must lie between 32 voxels and the head box" in caplog.text
 
 
+@pytest.mark.slow
 def test_samples_made_with_other_settings_are_not_reused(run, caplog):
     argv, out, _ = run
     assert main([*argv, "--seed", "1"]) == 2
@@ -185,6 +206,7 @@ def test_samples_made_with_other_settings_are_not_reused(run, caplog):
     assert f"'{out / 'samples'}'" in caplog.text
 
 
+@pytest.mark.slow
 def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     _, _, base_images = run
     pairs = tmp_path / "pairs.txt"
@@ -196,10 +218,8 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     assert main(argv) == 0
     card = json.loads((out / "registration.json").read_text())
     assert card["task"] == "registration"
-    assert card["hyperparameters"]["network"]["in_channels"] == 2
-    assert card["hyperparameters"]["network"]["n_grades"] == 2
-    assert card["hyperparameters"]["network"]["edge_alignment"] is True
-    assert card["hyperparameters"]["network"]["rigid_step"] is True
+    assert card["architecture"] == "RegistrationNet"
+    assert isinstance(load_network(out / "registration.pt"), RegistrationNet)
     assert card["hyperparameters"]["misregistration_threshold_mm"] == 2.0
     assert card["hyperparameters"]["left_out_out_of_register_mm"] == {}  # both in register
     assert sum(card["hyperparameters"]["coregistered_pairs"].values()) == 1
@@ -211,11 +231,11 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
 
 
 def test_images_out_of_register_are_left_out_of_registration_training(monkeypatch, caplog):
-    from bidsqc.cli.train import _in_register
+    from bidsqc.training.cli.train import _in_register
 
     residuals = {"a.npy": 0.2, "b.npy": 7.5, "c.npy": 1.99, "d.npy": 2.0}
     monkeypatch.setattr(
-        "bidsqc.training_data.rereg_of_volumes",
+        "bidsqc.training.samples.rereg_of_volumes",
         lambda volumes: [residuals[Path(volume).name] for volume in volumes],
     )
     images = [(Path(name), f"{name[0]}_T1w.nii.gz") for name in residuals]
@@ -227,7 +247,7 @@ def test_images_out_of_register_are_left_out_of_registration_training(monkeypatc
 
 
 def test_images_without_a_sample_are_reported_as_failed(tmp_path, caplog):
-    from bidsqc.cli.train import _warn_of_images_without_sample
+    from bidsqc.training.cli.train import _warn_of_images_without_sample
 
     table = tmp_path / LABELS_TABLE
     caplog.set_level(logging.WARNING, logger="bidsqc.train")
@@ -333,7 +353,7 @@ def test_artefact_training_on_premade_samples(tmp_path, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("the pre-made samples should have been reused")
 
-    monkeypatch.setattr("bidsqc.training_data.generate_artefact_samples", no_generation)
+    monkeypatch.setattr("bidsqc.training.samples.generate_artefact_samples", no_generation)
     argv, out, base_images = premade_artefact_run(tmp_path, task="artefact")
     samples = out / "samples"
     assert main(argv) == 0

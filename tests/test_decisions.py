@@ -17,7 +17,8 @@ from bidsqc.decisions import (
     decide,
     load_thresholds,
 )
-from bidsqc.outputs import QC_COLUMNS, write_group_decisions
+from bidsqc.outputs.columns import QC_COLUMNS
+from bidsqc.outputs.tables import write_group_decisions
 
 
 def test_a_threshold_is_crossed_in_the_worse_direction():
@@ -110,12 +111,15 @@ def artefacts(quality_score: float = 9.0, **probabilities: float) -> dict:
 
 def test_default_thresholds_cover_the_artefact_columns():
     for column in ARTEFACT_PROBABILITIES:
-        review = ARTEFACT_REVIEW_THRESHOLDS[column]
-        assert DEFAULT_THRESHOLDS[column] == Threshold(review=review)
-        assert 0 < review < 1
-        assert QC_COLUMNS[column].better == "lower"
-    assert DEFAULT_THRESHOLDS["quality_score"] == Threshold(review=6, fail=3)
-    assert QC_COLUMNS["quality_score"].better == "higher"
+        below = ARTEFACT_REVIEW_THRESHOLDS[column] - 1e-3
+        assert decide(artefacts(**{column: below}), DEFAULT_THRESHOLDS, QC_COLUMNS) == {
+            "decision": "pass",
+            "reasons": "n/a",
+        }
+    levels = {
+        q: decide(artefacts(q), DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] for q in (6.1, 6, 3)
+    }
+    assert levels == {6.1: "pass", 6: "review", 3: "fail"}
 
 
 def test_a_likely_artefact_sends_the_image_to_review():

@@ -17,8 +17,9 @@ import pytest
 
 from bidsqc.cli.run import main
 from bidsqc.decisions import DEFAULT_THRESHOLDS
-from bidsqc.outputs import ID_COLUMNS, QC_COLUMNS, read_qc_table
-from bidsqc.registration_pairs import Misalignment, misaligned
+from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS
+from bidsqc.outputs.tables import read_qc_table
+from bidsqc.training.pairs import Misalignment, misaligned
 
 pytestmark = pytest.mark.slow
 

@@ -11,24 +11,26 @@ import pandas as pd
 import pytest
 import torch
 
-from bidsqc.cli.evaluate import build_parser, evaluate_artefact, main, markdown_table
 from bidsqc.data import head_box_brain_mask
-from bidsqc.evaluation import (
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
+from bidsqc.outputs.columns import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.training.cli.evaluate import build_parser, evaluate_artefact, main, markdown_table
+from bidsqc.training.evaluation.artefact import (
     ARTEFACT_LEVELS,
     ArtefactAtSeverity,
     artefact_metrics_table,
     artefact_summary,
     generate_artefact_protocol_samples,
-    motion_protocol_metrics,
     predict_artefact_samples,
+)
+from bidsqc.training.evaluation.motion import (
+    motion_protocol_metrics,
     predict_motion_samples,
     rated_motion_metrics,
     read_scores,
-    registration_metrics_table,
 )
-from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet, MotionNet
-from bidsqc.outputs import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
-from bidsqc.simulation import ARTEFACTS, Ghosting
+from bidsqc.training.evaluation.registration import registration_metrics_table
+from bidsqc.training.simulation import ARTEFACTS, Ghosting
 
 
 def protocol_table() -> pd.DataFrame:
@@ -341,7 +343,7 @@ def test_evaluate_artefact_needs_images(tmp_path: Path, capsys) -> None:
 
 def saved_network(network, path: Path, network_arguments: dict) -> Path:
     """``network`` saved at ``path`` with a model card whose one validation image is 'a'."""
-    from bidsqc.training import save_model
+    from bidsqc.training.cards import save_model
 
     card = {
         "training_files": [],
@@ -412,7 +414,9 @@ class FakeArtefactWriter:
 def test_artefact_protocol_samples_every_artefact_at_every_level(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bidsqc.evaluation.ArtefactSampleWriter", FakeArtefactWriter)
+    monkeypatch.setattr(
+        "bidsqc.training.evaluation.artefact.ArtefactSampleWriter", FakeArtefactWriter
+    )
     grid = np.indices((24, 24, 24)) - 11.5
     ball = (np.sqrt((grid**2).sum(axis=0)) < 9) * 100.0 + 1.0
     images = []
@@ -472,8 +476,8 @@ def test_predict_artefact_samples(tmp_path: Path) -> None:
 
 
 def test_calibrated_thresholds_keep_the_false_positive_budget() -> None:
-    from bidsqc.evaluation import calibrated_thresholds
-    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+    from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
+    from bidsqc.training.evaluation.calibration import calibrated_thresholds
 
     rng = np.random.default_rng(0)
     rows = []
@@ -497,7 +501,7 @@ def test_calibrated_thresholds_keep_the_false_positive_budget() -> None:
 
 
 def test_calibrated_motion_threshold_calls_motion_in_few_unmoved_samples() -> None:
-    from bidsqc.evaluation import calibrated_motion_threshold
+    from bidsqc.training.evaluation.calibration import calibrated_motion_threshold
 
     p_none = np.linspace(0.50, 0.99, 50)  # the unmoved samples
     table = pd.DataFrame(

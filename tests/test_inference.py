@@ -10,20 +10,15 @@ import pytest
 import torch
 
 from bidsqc.data import HEAD_BOX_SHAPE, MODELS_DIR, template_path
-from bidsqc.inference import (
-    UNCALIBRATED_MOTION_THRESHOLD,
-    MotionPrediction,
-    load_bundled_network,
-    load_network,
-    load_preprocessed,
-    predict_artefacts,
-    predict_motion,
-    predict_registration,
-)
-from bidsqc.networks import MOTION_BINS, ArtefactNet, MotionNet
-from bidsqc.outputs import MOTION_COLUMNS, REGISTRATION_COLUMNS, column_dictionary
-from bidsqc.simulation import MOTION_GRADE_THRESHOLDS_MM
-from bidsqc.training import file_sha256
+from bidsqc.geometry import MOTION_GRADE_THRESHOLDS_MM
+from bidsqc.inference.artefacts import predict_artefacts
+from bidsqc.inference.inputs import load_preprocessed, normalise_intensity
+from bidsqc.inference.models import load_bundled_network, load_network
+from bidsqc.inference.motion import UNCALIBRATED_MOTION_THRESHOLD, MotionPrediction, predict_motion
+from bidsqc.inference.registration import predict_registration
+from bidsqc.networks import RMS_BINS, ArtefactNet, MotionNet, RegistrationNet
+from bidsqc.outputs.columns import MOTION_COLUMNS, REGISTRATION_COLUMNS, column_dictionary
+from bidsqc.training.cards import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +33,7 @@ def volumes(n: int) -> list[np.ndarray]:
 
 
 def test_prediction_columns() -> None:
-    distribution = np.zeros(MOTION_BINS.n_bins)
+    distribution = np.zeros(RMS_BINS.n_bins)
     distribution[[10, 30]] = 0.5  # 5 mm and 15 mm
     prediction = MotionPrediction((0.1, 0.3, 0.6), tuple(distribution))
     assert prediction.columns() == pytest.approx(
@@ -72,13 +67,12 @@ THRESHOLD = 0.3552
 def test_grade_calls_motion_from_the_calibrated_threshold(
     none: float, mild: float, severe: float, grade: int
 ) -> None:
-    distribution = tuple(np.full(MOTION_BINS.n_bins, 1 / MOTION_BINS.n_bins))
+    distribution = tuple(np.full(RMS_BINS.n_bins, 1 / RMS_BINS.n_bins))
     assert MotionPrediction((none, mild, severe), distribution, THRESHOLD).grade == grade
 
 
 def test_an_uncalibrated_grade_calls_motion_when_it_is_the_more_probable() -> None:
-    distribution = tuple(np.full(MOTION_BINS.n_bins, 1 / MOTION_BINS.n_bins))
-    assert UNCALIBRATED_MOTION_THRESHOLD == 0.5
+    distribution = tuple(np.full(RMS_BINS.n_bins, 1 / RMS_BINS.n_bins))
     assert MotionPrediction((0.55, 0.45, 0.0), distribution).grade == 0
     assert MotionPrediction((0.45, 0.0, 0.55), distribution).grade == 2
 
@@ -98,7 +92,7 @@ def test_predict_motion_grades_at_the_network_threshold(small_network: MotionNet
 
 
 def test_load_network_reads_the_calibrated_thresholds(tmp_path, small_network) -> None:
-    from bidsqc.training import record_calibration, save_model
+    from bidsqc.training.cards import record_calibration, save_model
 
     card = {
         "training_files": [],
@@ -123,17 +117,12 @@ def test_load_network_reads_the_calibrated_thresholds(tmp_path, small_network) -
 
 
 def test_bundled_motion_and_artefact_networks_are_calibrated() -> None:
-    from bidsqc.decisions import ARTEFACT_REVIEW_THRESHOLDS, DEFAULT_THRESHOLDS
-    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+    from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 
     motion = load_bundled_network("motion").thresholds
     assert set(motion) == {"p_motion"} and 0 < motion["p_motion"] < 1
     artefact = load_bundled_network("artefact").thresholds
     assert set(artefact) == set(ARTEFACT_PROBABILITY_COLUMNS.values())
-    # The decisions flag artefacts at the bundled network's own thresholds.
-    assert ARTEFACT_REVIEW_THRESHOLDS == artefact
-    for column, value in artefact.items():
-        assert DEFAULT_THRESHOLDS[column].review == value
 
 
 def test_batches_give_the_same_predictions(small_network: MotionNet) -> None:
@@ -172,8 +161,10 @@ def test_bundled_motion_weights_load_and_match_their_card() -> None:
     assert (MODELS_DIR / "motion.pt").stat().st_size < 20e6
     network = load_bundled_network("motion", "cpu")
     assert not network.training
-    (prediction,) = predict_motion(network, [np.zeros(HEAD_BOX_SHAPE, np.float32) + 0.5])
-    assert 0 <= prediction.motion_mm <= MOTION_BINS.max_mm
+    template = load_preprocessed(template_path(2, "T1w"))
+    (prediction,) = predict_motion(network, [template])
+    assert prediction.grade == 0  # the template is the average of many still heads
+    assert prediction.motion_mm < MOTION_GRADE_THRESHOLDS_MM[0]
 
 
 def test_motion_columns_are_described_with_the_grade_thresholds() -> None:
@@ -187,11 +178,11 @@ def test_motion_columns_are_described_with_the_grade_thresholds() -> None:
 
 def test_registration_predictions_judge_pairs(small_network: MotionNet) -> None:
     torch.manual_seed(0)
-    network = MotionNet(in_channels=2, channels=(4, 8, 8), n_grades=2, edge_alignment=True).eval()
-    moving, reference = volumes(2)
+    network = RegistrationNet(channels=(4, 8, 8)).eval()
+    rng = np.random.default_rng(0)
+    moving, reference = (rng.random(HEAD_BOX_SHAPE, dtype=np.float32) for _ in range(2))
     one, two = predict_registration(network, [(moving, reference), (reference, moving)])
     assert sum(one.class_probabilities) == pytest.approx(1, abs=1e-5)
-    assert 0 <= one.error_mm <= MOTION_BINS.max_mm
     assert set(one.columns()) == {"p_misregistered", "registration_error_mm"}
     assert set(two.columns("_to_t1w")) == set(REGISTRATION_COLUMNS) - set(one.columns())
     assert one.p_misregistered != two.p_misregistered  # the channels are not interchangeable
@@ -205,8 +196,8 @@ def test_registration_predictions_judge_pairs(small_network: MotionNet) -> None:
 def test_bundled_registration_weights_load_and_match_their_card() -> None:
     card = json.loads((MODELS_DIR / "registration.json").read_text())
     assert file_sha256(MODELS_DIR / "registration.pt") == card["weights"]["sha256"]
-    assert card["hyperparameters"]["network"]["in_channels"] == 2
     network = load_bundled_network("registration", "cpu")
+    assert isinstance(network, RegistrationNet)
     template = load_preprocessed(template_path(2, "T1w"))
     (prediction,) = predict_registration(network, [(template, template)])
     assert prediction.p_misregistered < 0.5
@@ -223,6 +214,10 @@ def test_bundled_artefact_weights_load_and_match_their_card() -> None:
     assert not network.training
     template = load_preprocessed(template_path(2, "T1w"))
     volume = template.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
-    prediction = predict_artefacts(network, volume)
-    assert all(0 <= p <= 1 for p in prediction.probabilities)
-    assert 0 <= prediction.quality_score <= 10
+    # Rician noise of 0.1 x the foreground, as the magnitude of complex Gaussian noise is.
+    rng, sigma = np.random.default_rng(0), 0.1 * volume[volume > 0.1].mean()
+    noise = rng.normal(0, sigma, (2, *volume.shape))
+    noisy = normalise_intensity(np.abs(volume + noise[0] + 1j * noise[1]).astype(np.float32))
+    clean, with_noise = (predict_artefacts(network, v).columns() for v in (volume, noisy))
+    assert clean["p_noise"] < network.thresholds["p_noise"] <= with_noise["p_noise"]
+    assert with_noise["quality_score"] < clean["quality_score"]

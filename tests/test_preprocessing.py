@@ -11,7 +11,8 @@ import pytest
 
 from bidsqc import preprocessing
 from bidsqc.data import load_template
-from bidsqc.metrics import rereg_mm
+from bidsqc.geometry import jenkinson_rms, rigid_affine
+from bidsqc.measures.alignment import rereg_mm
 from bidsqc.preprocessing import (
     crop_below_vertex,
     estimate_bias_field,
@@ -23,8 +24,7 @@ from bidsqc.preprocessing import (
     resample_to_zoom,
     residual_misregistration,
 )
-from bidsqc.registration_pairs import Misalignment, misaligned
-from bidsqc.simulation import jenkinson_rms, rigid_affine
+from bidsqc.training.pairs import Misalignment, misaligned
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold
-from bidsqc.metrics import MeasureInfo
-from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.measures.catalogue import MeasureInfo
+from bidsqc.measures.robust import robust_zscores
+from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.reports import format_value, subject_report_href
 from bidsqc.reports.figures import (
     OUTLINE_COLOR,
@@ -24,7 +25,7 @@ from bidsqc.reports.figures import (
     plot_motion_distribution,
     strip_layout,
 )
-from bidsqc.reports.group import render_group_report, robust_zscores
+from bidsqc.reports.group import render_group_report
 from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
 
 INJECTION = "<script>alert(1)</script>"

@@ -15,9 +15,38 @@ import torchio as tio
 from scipy.spatial.transform import Rotation
 from torchio.data.io import nib_to_sitk
 
-from bidsqc import simulation as sim
+from bidsqc.geometry import (
+    JENKINSON_RADIUS_MM,
+    MOTION_GRADE_THRESHOLDS_MM,
+    jenkinson_rms,
+    motion_grade,
+    motion_rms_mm,
+    rigid_affine,
+)
+from bidsqc.training.simulation import (
+    ARTEFACTS,
+    Artefact,
+    BiasField,
+    Blur,
+    Corruption,
+    Ghosting,
+    Motion,
+    Noise,
+    RandomBiasField,
+    RandomBlur,
+    RandomCorruption,
+    RandomGhosting,
+    RandomMotion,
+    RandomNoise,
+    RandomSpike,
+    Spike,
+    foreground_intensity,
+    generate_corrupted_dataset,
+    image_centre_lps,
+)
+from bidsqc.training.simulation.base import as_scalar_image
 
-R = sim.JENKINSON_RADIUS_MM
+R = JENKINSON_RADIUS_MM
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -48,13 +77,13 @@ def array(image: nb.Nifti1Image) -> np.ndarray:
 
 @pytest.mark.parametrize("centre", [(0, 0, 0), (30, -20, 50)])
 def test_identity_gives_zero(centre):
-    assert sim.jenkinson_rms(np.eye(4), np.eye(4), R, centre) == 0.0
-    assert sim.motion_rms_mm([np.eye(4)], R, centre) == 0.0
+    assert jenkinson_rms(np.eye(4), np.eye(4), R, centre) == 0.0
+    assert motion_rms_mm([np.eye(4)], R, centre) == 0.0
 
 
 def test_pure_translation_gives_its_length():
-    pose = sim.rigid_affine((0, 0, 0), (3.0, -4.0, 12.0))
-    assert sim.jenkinson_rms(pose, np.eye(4), R, (5, 6, 7)) == pytest.approx(13.0)
+    pose = rigid_affine((0, 0, 0), (3.0, -4.0, 12.0))
+    assert jenkinson_rms(pose, np.eye(4), R, (5, 6, 7)) == pytest.approx(13.0)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
@@ -63,56 +92,54 @@ def test_pure_rotation_about_centre(axis, theta):
     centre = (20.0, -35.0, 10.0)
     degrees = np.zeros(3)
     degrees[axis] = theta
-    pose = sim.rigid_affine(degrees, (0, 0, 0), centre)
+    pose = rigid_affine(degrees, (0, 0, 0), centre)
     expected = R * math.sqrt(4 * (1 - math.cos(math.radians(theta))) / 5)
-    assert sim.jenkinson_rms(pose, np.eye(4), R, centre) == pytest.approx(expected)
+    assert jenkinson_rms(pose, np.eye(4), R, centre) == pytest.approx(expected)
 
 
 def test_rotation_about_origin_seen_from_elsewhere():
     # 90 degrees about z at the origin moves c = (10, 0, 0) by (-10, 10, 0):
     # RMS^2 = R^2/5 * 4(1 - cos 90) + 200.
-    pose = sim.rigid_affine((0, 0, 90), (0, 0, 0))
-    assert sim.jenkinson_rms(pose, np.eye(4), R, (10, 0, 0)) == pytest.approx(
+    pose = rigid_affine((0, 0, 90), (0, 0, 0))
+    assert jenkinson_rms(pose, np.eye(4), R, (10, 0, 0)) == pytest.approx(
         math.sqrt(R**2 / 5 * 4 + 200)
     )
 
 
 def test_rotation_and_translation_add_in_quadrature():
     centre = (4.0, 5.0, -6.0)
-    pose = sim.rigid_affine((0, 30, 0), (1.0, 2.0, 2.0), centre)
+    pose = rigid_affine((0, 30, 0), (1.0, 2.0, 2.0), centre)
     expected = math.sqrt(R**2 / 5 * 4 * (1 - math.cos(math.radians(30))) + 9)
-    assert sim.jenkinson_rms(pose, np.eye(4), R, centre) == pytest.approx(expected)
+    assert jenkinson_rms(pose, np.eye(4), R, centre) == pytest.approx(expected)
 
 
 def test_jenkinson_is_symmetric_for_rigid_transforms():
     rng = np.random.default_rng(3)
-    a = sim.rigid_affine(rng.uniform(-20, 20, 3), rng.uniform(-9, 9, 3), (1, 2, 3))
-    b = sim.rigid_affine(rng.uniform(-20, 20, 3), rng.uniform(-9, 9, 3), (-4, 0, 8))
-    forward = sim.jenkinson_rms(a, b, 60.0, (10, 20, 30))
+    a = rigid_affine(rng.uniform(-20, 20, 3), rng.uniform(-9, 9, 3), (1, 2, 3))
+    b = rigid_affine(rng.uniform(-20, 20, 3), rng.uniform(-9, 9, 3), (-4, 0, 8))
+    forward = jenkinson_rms(a, b, 60.0, (10, 20, 30))
     assert forward > 1
-    assert sim.jenkinson_rms(b, a, 60.0, (10, 20, 30)) == pytest.approx(forward)
+    assert jenkinson_rms(b, a, 60.0, (10, 20, 30)) == pytest.approx(forward)
 
 
 def test_jenkinson_rejects_non_4x4():
     with pytest.raises(ValueError, match="affine_b"):
-        sim.jenkinson_rms(np.eye(4), np.eye(3))
+        jenkinson_rms(np.eye(4), np.eye(3))
 
 
 def test_motion_rms_is_mean_over_poses_and_independent_of_centre():
     translations = [(3, 0, 0), (0, 0, 5)]
-    assert sim.motion_rms_mm([]) == 0.0
-    assert sim.motion_rms_mm([sim.rigid_affine((0, 0, 0), t) for t in translations]) == 4.0
-    motion = sim.Motion(
-        degrees=[[3, -2, 5], [1, 1, 1]], translation=[[1, 2, 3]] * 2, times=[0.3, 0.7]
-    )
+    assert motion_rms_mm([]) == 0.0
+    assert motion_rms_mm([rigid_affine((0, 0, 0), t) for t in translations]) == 4.0
+    motion = Motion(degrees=[[3, -2, 5], [1, 1, 1]], translation=[[1, 2, 3]] * 2, times=[0.3, 0.7])
     centre = (100.0, -50.0, 20.0)
-    assert sim.motion_rms_mm(motion.poses(centre), centre=centre) == pytest.approx(motion.strength)
+    assert motion_rms_mm(motion.poses(centre), centre=centre) == pytest.approx(motion.strength)
 
 
 def test_rigid_affine_matches_torchio_and_rotates_about_the_image_centre():
-    image = sim._as_scalar_image(phantom((20, 24, 10), (0.72, 0.72, 4.0)))
-    motion = sim.Motion(degrees=[[5, -7, 11]], translation=[[1, 2, 3]], times=[0.4])
-    centre = sim.image_centre_lps(image)
+    image = as_scalar_image(phantom((20, 24, 10), (0.72, 0.72, 4.0)))
+    motion = Motion(degrees=[[5, -7, 11]], translation=[[1, 2, 3]], times=[0.4])
+    centre = image_centre_lps(image)
     sitk_image = nib_to_sitk(image.data, image.affine)
     index = ((np.asarray(image.spatial_shape) - 1) / 2).tolist()
     np.testing.assert_allclose(sitk_image.TransformContinuousIndexToPhysicalPoint(index), centre)
@@ -145,18 +172,16 @@ def test_motion_rotates_about_the_image_centre():
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [60.0, -40.0, 50.0]
     image = nb.Nifti1Image(blob.astype(np.float32), affine)
-    motion = sim.Motion(
-        degrees=[[0, 0, 10], [8, 0, 0]], translation=np.zeros((2, 3)), times=[0.3, 0.7]
-    )
+    motion = Motion(degrees=[[0, 0, 10], [8, 0, 0]], translation=np.zeros((2, 3)), times=[0.3, 0.7])
     assert motion.strength > 5
     np.testing.assert_allclose(array(motion(image)), blob, rtol=0, atol=0.5)
-    shifted = sim.Motion(degrees=np.zeros((2, 3)), translation=[[0, 0, 6]] * 2, times=[0.3, 0.7])
+    shifted = Motion(degrees=np.zeros((2, 3)), translation=[[0, 0, 6]] * 2, times=[0.3, 0.7])
     assert np.abs(array(shifted(image)) - blob).max() > 2
 
 
 def test_rotation_is_right_handed_about_z():
     np.testing.assert_allclose(
-        sim.rigid_affine((0, 0, 90), (0, 0, 0)) @ [1, 0, 0, 1], [0, 1, 0, 1], atol=1e-12
+        rigid_affine((0, 0, 90), (0, 0, 0)) @ [1, 0, 0, 1], [0, 1, 0, 1], atol=1e-12
     )
 
 
@@ -164,8 +189,8 @@ def test_rotation_is_right_handed_about_z():
 
 
 def test_motion_grade_thresholds():
-    mild, severe = sim.MOTION_GRADE_THRESHOLDS_MM
-    assert [sim.motion_grade(v) for v in (0.0, mild - 1e-9, mild, severe - 1e-9, severe)] == [
+    mild, severe = MOTION_GRADE_THRESHOLDS_MM
+    assert [motion_grade(v) for v in (0.0, mild - 1e-9, mild, severe - 1e-9, severe)] == [
         0,
         0,
         1,
@@ -174,22 +199,22 @@ def test_motion_grade_thresholds():
     ]
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="rms_mm"):
-            sim.motion_grade(bad)
+            motion_grade(bad)
 
 
 @pytest.mark.parametrize(("low", "high", "grade"), [(2, 4, 1), (6, 8, 2)])
 def test_loizillon_ranges_get_their_grade(low, high, grade):
     rng = np.random.default_rng(0)
     for num_transforms in (1, 2, 4):
-        draw = sim.RandomMotion((low, high), (low, high), num_transforms)
-        grades = {sim.motion_grade(draw.sample(rng).strength) for _ in range(300)}
+        draw = RandomMotion((low, high), (low, high), num_transforms)
+        grades = {motion_grade(draw.sample(rng).strength) for _ in range(300)}
         assert grades == {grade}
 
 
 def test_boundary_range_is_split():
     rng = np.random.default_rng(0)
-    draw = sim.RandomMotion((4, 6), (4, 6))
-    grades = [sim.motion_grade(draw.sample(rng).strength) for _ in range(400)]
+    draw = RandomMotion((4, 6), (4, 6))
+    grades = [motion_grade(draw.sample(rng).strength) for _ in range(400)]
     assert 0.35 < np.mean(np.equal(grades, 2)) < 0.65
     assert set(grades) == {1, 2}
 
@@ -197,11 +222,11 @@ def test_boundary_range_is_split():
 # --- artefacts on images ----------------------------------------------------------------------
 
 ZERO = {
-    "bias": sim.BiasField(coefficients=[0.0] * 20),
-    "ghosting": sim.Ghosting(num_ghosts=4, axis=1, intensity=0.0),
-    "spike": sim.Spike(positions=[[0.3, 0.6, 0.1]], intensity=0.0),
-    "blur": sim.Blur(fwhm=0.0),
-    "noise": sim.Noise(std=0.0, seed=7),
+    "bias": BiasField(coefficients=[0.0] * 20),
+    "ghosting": Ghosting(num_ghosts=4, axis=1, intensity=0.0),
+    "spike": Spike(positions=[[0.3, 0.6, 0.1]], intensity=0.0),
+    "blur": Blur(fwhm=0.0),
+    "noise": Noise(std=0.0, seed=7),
 }
 
 
@@ -215,24 +240,24 @@ def test_zero_strength_is_identity(name):
 
 def test_motion_without_displacement_is_identity():
     image = phantom()
-    motion = sim.Motion(degrees=np.zeros((2, 3)), translation=np.zeros((2, 3)), times=[0.3, 0.6])
+    motion = Motion(degrees=np.zeros((2, 3)), translation=np.zeros((2, 3)), times=[0.3, 0.6])
     assert motion.severity == 0.0
     np.testing.assert_allclose(array(motion(image)), array(image), rtol=0, atol=1e-4)
 
 
-def _strengths(name: str, value: float) -> sim.Artefact:
+def _strengths(name: str, value: float) -> Artefact:
     """One artefact of each kind whose strength grows with ``value`` in (0, 1]."""
     return {
-        "motion": lambda: sim.Motion([[4 * value] * 3] * 2, [[4 * value] * 3] * 2, [0.3, 0.7]),
-        "bias": lambda: sim.BiasField([0.0] + [0.05 * value * (-1) ** i for i in range(19)]),
-        "ghosting": lambda: sim.Ghosting(num_ghosts=2, axis=0, intensity=value),
-        "spike": lambda: sim.Spike([[0.6, 0.55, 0.3]], intensity=0.4 * value),
-        "blur": lambda: sim.Blur(fwhm=3 * value),
-        "noise": lambda: sim.Noise(std=0.15 * value, seed=1),
+        "motion": lambda: Motion([[4 * value] * 3] * 2, [[4 * value] * 3] * 2, [0.3, 0.7]),
+        "bias": lambda: BiasField([0.0] + [0.05 * value * (-1) ** i for i in range(19)]),
+        "ghosting": lambda: Ghosting(num_ghosts=2, axis=0, intensity=value),
+        "spike": lambda: Spike([[0.6, 0.55, 0.3]], intensity=0.4 * value),
+        "blur": lambda: Blur(fwhm=3 * value),
+        "noise": lambda: Noise(std=0.15 * value, seed=1),
     }[name]()
 
 
-@pytest.mark.parametrize("name", list(sim.ARTEFACTS))
+@pytest.mark.parametrize("name", list(ARTEFACTS))
 def test_severity_is_monotonic_in_strength(name):
     artefacts = [_strengths(name, value) for value in (0.25, 0.5, 0.75, 1.0)]
     severities = [artefact.severity for artefact in artefacts]
@@ -245,26 +270,26 @@ def test_severity_is_monotonic_in_strength(name):
 
 
 def test_severity_saturates_at_one():
-    assert sim.Noise(std=1.0, seed=0).severity == 1.0
-    assert sim.Ghosting(num_ghosts=2, axis=0, intensity=1.0).severity == 1.0
+    assert Noise(std=1.0, seed=0).severity == 1.0
+    assert Ghosting(num_ghosts=2, axis=0, intensity=1.0).severity == 1.0
 
 
 def test_noise_is_relative_to_foreground():
     low, high = phantom(), phantom(scale=16.0)
-    noise = sim.Noise(std=0.1, seed=3)
+    noise = Noise(std=0.1, seed=3)
     np.testing.assert_allclose(array(noise(high)), 16 * array(noise(low)), rtol=1e-5, atol=1e-3)
     residual = array(noise(low)) - array(low)
     inside = array(low) >= 100
     assert np.std(residual[inside]) == pytest.approx(
-        0.1 * sim.foreground_intensity(array(low)), rel=0.1
+        0.1 * foreground_intensity(array(low)), rel=0.1
     )
 
 
 # --- random draws, determinism, replay --------------------------------------------------------
 
 
-def every_artefact() -> sim.RandomCorruption:
-    return sim.RandomCorruption(probabilities=1.0)
+def every_artefact() -> RandomCorruption:
+    return RandomCorruption(probabilities=1.0)
 
 
 def test_same_seed_same_volume_different_seed_different_volume():
@@ -282,16 +307,16 @@ def test_record_is_json_and_replays_to_the_same_volume():
     image = phantom()
     corrupted, record = every_artefact()(image, np.random.default_rng(5))
     loaded = json.loads(json.dumps(record.to_dict()))
-    assert [entry["name"] for entry in loaded["artefacts"]] == list(sim.ARTEFACTS)
+    assert [entry["name"] for entry in loaded["artefacts"]] == list(ARTEFACTS)
     assert loaded["motion_rms_mm"] == record.motion_rms_mm > 0
-    replayed = sim.Corruption.from_dict(loaded)(image)
+    replayed = Corruption.from_dict(loaded)(image)
     assert array(replayed).tobytes() == array(corrupted).tobytes()
 
 
 def test_probabilities_choose_the_subset():
     image = phantom()
-    draw = sim.RandomCorruption(
-        [sim.RandomNoise(), sim.RandomBlur(), sim.RandomGhosting()], probabilities=[1, 0, 1]
+    draw = RandomCorruption(
+        [RandomNoise(), RandomBlur(), RandomGhosting()], probabilities=[1, 0, 1]
     )
     _, record = draw(image, np.random.default_rng(0))
     assert [a.name for a in record.artefacts] == ["noise", "ghosting"]
@@ -302,26 +327,26 @@ def test_probabilities_choose_the_subset():
 @pytest.mark.parametrize(
     ("factory", "argument"),
     [
-        (lambda: sim.RandomMotion(degrees=(4, 2)), "degrees"),
-        (lambda: sim.RandomMotion(translation="large"), "translation"),
-        (lambda: sim.RandomMotion(num_transforms=0), "num_transforms"),
-        (lambda: sim.RandomMotion(image_interpolation="magic"), "magic"),
-        (lambda: sim.RandomGhosting(intensity=(0, 1.5)), "intensity"),
-        (lambda: sim.RandomGhosting(num_ghosts=(1, 3)), "num_ghosts"),
-        (lambda: sim.RandomGhosting(axes=(3,)), "axes"),
-        (lambda: sim.RandomSpike(num_spikes=(0.5, 2)), "num_spikes"),
-        (lambda: sim.RandomBiasField(coefficients=-1), "coefficients"),
-        (lambda: sim.RandomBiasField(order=-1), "order"),
-        (lambda: sim.RandomBlur(fwhm=(1, float("nan"))), "fwhm"),
-        (lambda: sim.RandomNoise(std=(0.1, 0.05)), "std"),
-        (lambda: sim.RandomCorruption(probabilities=1.5), "probabilities"),
-        (lambda: sim.RandomCorruption([sim.RandomBlur()], probabilities=[1, 1]), "probabilities"),
-        (lambda: sim.Motion(degrees=[[0, 0, 0]], translation=[[0, 0, 0]], times=[1.2]), "times"),
-        (lambda: sim.BiasField(coefficients=[0.0] * 5), "coefficients"),
-        (lambda: sim.Motion(degrees=[1, 2, 3, 4], translation=[0, 0, 0], times=[0.5]), "degrees"),
-        (lambda: sim.Spike(positions=[[0.5, 0.5, 1.0]], intensity=1), "positions"),
-        (lambda: sim.Corruption([sim.Blur(1.0), sim.Blur(2.0)]), "distinct"),
-        (lambda: sim.Corruption.from_dict({"artefacts": [{"name": "wrap", "params": {}}]}), "wrap"),
+        (lambda: RandomMotion(degrees=(4, 2)), "degrees"),
+        (lambda: RandomMotion(translation="large"), "translation"),
+        (lambda: RandomMotion(num_transforms=0), "num_transforms"),
+        (lambda: RandomMotion(image_interpolation="magic"), "magic"),
+        (lambda: RandomGhosting(intensity=(0, 1.5)), "intensity"),
+        (lambda: RandomGhosting(num_ghosts=(1, 3)), "num_ghosts"),
+        (lambda: RandomGhosting(axes=(3,)), "axes"),
+        (lambda: RandomSpike(num_spikes=(0.5, 2)), "num_spikes"),
+        (lambda: RandomBiasField(coefficients=-1), "coefficients"),
+        (lambda: RandomBiasField(order=-1), "order"),
+        (lambda: RandomBlur(fwhm=(1, float("nan"))), "fwhm"),
+        (lambda: RandomNoise(std=(0.1, 0.05)), "std"),
+        (lambda: RandomCorruption(probabilities=1.5), "probabilities"),
+        (lambda: RandomCorruption([RandomBlur()], probabilities=[1, 1]), "probabilities"),
+        (lambda: Motion(degrees=[[0, 0, 0]], translation=[[0, 0, 0]], times=[1.2]), "times"),
+        (lambda: BiasField(coefficients=[0.0] * 5), "coefficients"),
+        (lambda: Motion(degrees=[1, 2, 3, 4], translation=[0, 0, 0], times=[0.5]), "degrees"),
+        (lambda: Spike(positions=[[0.5, 0.5, 1.0]], intensity=1), "positions"),
+        (lambda: Corruption([Blur(1.0), Blur(2.0)]), "distinct"),
+        (lambda: Corruption.from_dict({"artefacts": [{"name": "wrap", "params": {}}]}), "wrap"),
     ],
 )
 def test_bad_arguments_raise_naming_them(factory, argument):
@@ -336,7 +361,7 @@ def test_bad_arguments_raise_naming_them(factory, argument):
 def test_output_keeps_shape_and_affine(spacing):
     image = phantom((40, 36, 12) if spacing[2] > 1 else (32, 32, 32), spacing)
     corrupted, record = every_artefact()(image, np.random.default_rng(2))
-    assert len(record.artefacts) == len(sim.ARTEFACTS)
+    assert len(record.artefacts) == len(ARTEFACTS)
     assert isinstance(corrupted, nb.Nifti1Image)
     assert corrupted.shape == image.shape
     np.testing.assert_array_equal(corrupted.affine, image.affine)
@@ -356,7 +381,7 @@ def test_blur_is_physical_on_anisotropic_voxels():
     # A 4 mm FWHM blurs 0.72 mm voxels far more than 4 mm slices.
     image = phantom((40, 40, 16), (0.72, 0.72, 4.0))
     data = array(image)
-    blurred = array(sim.Blur(fwhm=4.0)(image))
+    blurred = array(Blur(fwhm=4.0)(image))
     in_plane = np.abs(np.diff(blurred, axis=0)).mean() / np.abs(np.diff(data, axis=0)).mean()
     through = np.abs(np.diff(blurred, axis=2)).mean() / np.abs(np.diff(data, axis=2)).mean()
     assert in_plane < through
@@ -367,7 +392,7 @@ def test_torchio_image_in_torchio_image_out():
         tensor=torch.from_numpy(array(phantom())[np.newaxis]), affine=phantom().affine
     )
     original = image.data.clone()
-    corrupted = sim.Ghosting(num_ghosts=3, axis=2, intensity=0.8)(image)
+    corrupted = Ghosting(num_ghosts=3, axis=2, intensity=0.8)(image)
     assert isinstance(corrupted, tio.ScalarImage)
     np.testing.assert_array_equal(corrupted.affine, image.affine)
     assert torch.equal(image.data, original)
@@ -376,9 +401,9 @@ def test_torchio_image_in_torchio_image_out():
 
 def test_rejects_4d_and_multichannel_images():
     with pytest.raises(ValueError, match="3D"):
-        sim.Blur(1.0)(nb.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)))
+        Blur(1.0)(nb.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)))
     with pytest.raises(ValueError, match="channel"):
-        sim.Blur(1.0)(tio.ScalarImage(tensor=torch.zeros(2, 4, 4, 4)))
+        Blur(1.0)(tio.ScalarImage(tensor=torch.zeros(2, 4, 4, 4)))
 
 
 # --- pre-generation ---------------------------------------------------------------------------
@@ -390,8 +415,8 @@ def test_generate_corrupted_dataset(tmp_path):
         path = tmp_path / f"sub-{index}_T1w.nii.gz"
         nb.save(phantom((24, 24, 24) if index == 0 else (32, 32, 10), spacing), path)
         bases.append(path)
-    draw = sim.RandomCorruption([sim.RandomMotion(), sim.RandomNoise()], probabilities=[0.5, 1])
-    labels = sim.generate_corrupted_dataset(
+    draw = RandomCorruption([RandomMotion(), RandomNoise()], probabilities=[0.5, 1])
+    labels = generate_corrupted_dataset(
         bases, tmp_path / "out", n_per_image=2, seed=9, corruption=draw
     )
     rows = list(csv.DictReader(labels.open(), delimiter="\t"))
@@ -408,14 +433,14 @@ def test_generate_corrupted_dataset(tmp_path):
         )
         base = nb.load(row["base_image"])
         np.testing.assert_array_equal(output.affine, base.affine)
-        replayed = sim.Corruption.from_dict(sidecar)(base)
+        replayed = Corruption.from_dict(sidecar)(base)
         np.testing.assert_array_equal(output.get_fdata(dtype=np.float32), array(replayed))
         assert float(row["severity_noise"]) == pytest.approx(sidecar["severity"]["noise"])
         assert sidecar["severity"]["noise"] > 0
         assert float(row["motion_rms_mm"]) == pytest.approx(sidecar["motion_rms_mm"])
 
     # Copy (i, k) depends only on (seed, i, k): more copies leave the first ones unchanged.
-    again = sim.generate_corrupted_dataset(
+    again = generate_corrupted_dataset(
         bases, tmp_path / "again", n_per_image=3, seed=9, corruption=draw
     )
     assert len(list(csv.DictReader(again.open(), delimiter="\t"))) == 6
@@ -425,15 +450,15 @@ def test_generate_corrupted_dataset(tmp_path):
             tmp_path / "again" / sidecar
         ).read_text()
     with pytest.raises(ValueError, match="n_per_image"):
-        sim.generate_corrupted_dataset(bases, tmp_path / "x", n_per_image=0, seed=1)
+        generate_corrupted_dataset(bases, tmp_path / "x", n_per_image=0, seed=1)
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="shared MRI data not available")
 def test_real_clinical_flair_at_native_resolution():
     path = DATA / "mslub" / "longitudinal_raw" / "patient01" / "study1_FLAIR.nii.gz"
     image = nb.load(path)
-    draw = sim.RandomCorruption(
-        [sim.RandomBiasField(), sim.RandomGhosting(axes=(0, 1)), sim.RandomNoise()], probabilities=1
+    draw = RandomCorruption(
+        [RandomBiasField(), RandomGhosting(axes=(0, 1)), RandomNoise()], probabilities=1
     )
     corrupted, record = draw(image, np.random.default_rng(0))
     assert corrupted.shape == image.shape

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from bidsqc import __version__
-from bidsqc.bids import DEFAULT_BIDS_QUERIES, RAW_DATASET, BIDSError, load_bids_filters
+from bidsqc.discovery import DEFAULT_BIDS_QUERIES, RAW_DATASET, BIDSError, load_bids_filters
 
 __all__ = ["absolute_path", "build_parser", "image_list", "parse_args", "positive_int"]
 
@@ -268,7 +268,7 @@ def _bids_filters(value: str) -> dict[str, dict[str, Any]]:
 
 def _thresholds(value: str) -> dict[str, Any]:
     from bidsqc.decisions import load_thresholds
-    from bidsqc.outputs import QC_COLUMNS
+    from bidsqc.outputs.columns import QC_COLUMNS
 
     try:
         return load_thresholds(value, QC_COLUMNS)

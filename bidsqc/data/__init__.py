@@ -47,7 +47,7 @@ def read_model_card(weights: str | os.PathLike) -> dict:
 
 def card_thresholds(card: Mapping) -> dict[str, float]:
     """The decision thresholds calibrated for a network, from its model card (``calibration``,
-    written by :func:`bidsqc.training.record_calibration`); empty if it was not calibrated."""
+    written by :func:`bidsqc.training.cards.record_calibration`); empty if it was not calibrated."""
     return dict(card.get("calibration", {}).get("thresholds", {}))
 
 

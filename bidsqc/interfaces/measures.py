@@ -1,4 +1,4 @@
-"""nipype interface for the classical measures (:mod:`bidsqc.metrics`)."""
+"""nipype interface for the classical measures (:mod:`bidsqc.measures`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from nipype.interfaces.base import SimpleInterface
 
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
-from bidsqc.metrics import compute_iqms
+from bidsqc.measures.iqms import compute_iqms
 from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
 
 __all__ = ["ComputeMeasures"]

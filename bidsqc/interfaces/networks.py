@@ -24,7 +24,7 @@ class _NetworkInputSpec(ImageInputSpec):
 class MotionQC(SimpleInterface):
     """Grade the motion of a preprocessed image with a motion network (the bundled one).
 
-    Writes ``motion.json``: the QC columns of :class:`bidsqc.inference.MotionPrediction` and
+    Writes ``motion.json``: the QC columns of :class:`bidsqc.inference.motion.MotionPrediction` and
     the predicted distribution over motion in mm.
     """
 
@@ -34,7 +34,9 @@ class MotionQC(SimpleInterface):
     def _run_interface(self, runtime):
         import torch
 
-        from bidsqc.inference import load_network, load_preprocessed, predict_motion
+        from bidsqc.inference.inputs import load_preprocessed
+        from bidsqc.inference.models import load_network
+        from bidsqc.inference.motion import predict_motion
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
@@ -57,8 +59,8 @@ class RegistrationQC(SimpleInterface):
     template, or the T1w of a FLAIR's session) with a registration-QC network.
 
     Writes ``registration.json``: the columns of
-    :class:`bidsqc.inference.RegistrationPrediction` and its distribution over the error in mm.
-    """
+    :class:`bidsqc.inference.registration.RegistrationPrediction` and its distribution over the
+    error in mm."""
 
     input_spec = _RegistrationQCInputSpec
     output_spec = ImageOutputSpec
@@ -66,7 +68,9 @@ class RegistrationQC(SimpleInterface):
     def _run_interface(self, runtime):
         import torch
 
-        from bidsqc.inference import load_network, load_preprocessed, predict_registration
+        from bidsqc.inference.inputs import load_preprocessed
+        from bidsqc.inference.models import load_network
+        from bidsqc.inference.registration import predict_registration
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
@@ -87,11 +91,10 @@ class ArtefactQC(SimpleInterface):
     """Detect artefacts, tile by tile, in an image on the 1 mm head box with an artefact
     network.
 
-    Writes ``artefacts.json`` (the columns of :class:`bidsqc.inference.ArtefactPrediction` and
-    every tile's answers) and ``artefactmap.nii.gz``: each tile's artefact probabilities spread
-    over the voxels it covers, one volume per artefact, on the 2 mm head box of the preproc
-    image (tile edges rounded to 2 mm), NaN where no tile holding brain reaches.
-    """
+    Writes ``artefacts.json`` (the columns of :class:`bidsqc.inference.artefacts.ArtefactPrediction`
+    and every tile's answers) and ``artefactmap.nii.gz``: each tile's artefact probabilities spread
+    over the voxels it covers, one volume per artefact, on the 2 mm head box of the preproc image
+    (tile edges rounded to 2 mm), NaN where no tile holding brain reaches."""
 
     input_spec = _NetworkInputSpec
     output_spec = _ArtefactQCOutputSpec
@@ -101,7 +104,9 @@ class ArtefactQC(SimpleInterface):
         import torch
 
         from bidsqc.data import head_box
-        from bidsqc.inference import load_network, load_preprocessed, predict_artefacts
+        from bidsqc.inference.artefacts import predict_artefacts
+        from bidsqc.inference.inputs import load_preprocessed
+        from bidsqc.inference.models import load_network
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)

@@ -10,6 +10,7 @@ import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, isdefined, traits
 
 from bidsqc.data import load_template
+from bidsqc.geometry import MOTION_GRADE_NAMES
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.preprocessing import reorient_to_ras
 
@@ -57,8 +58,8 @@ def _flagged_tiles(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
     """The voxels whose tiles cross the default review threshold of some artefact, and a title
     that names those artefacts. The image's probability is a weighted mean of its tiles' logits,
     so an image flagged for an artefact always has a tile flagged for it."""
-    from bidsqc.decisions import DEFAULT_THRESHOLDS
-    from bidsqc.outputs import ARTEFACT_PROBABILITY_COLUMNS, flagged_artefacts
+    from bidsqc.decisions import DEFAULT_THRESHOLDS, flagged_artefacts
+    from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 
     columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
     probabilities = np.nan_to_num(np.asarray(artefact_map.dataobj, dtype=np.float32))
@@ -77,15 +78,15 @@ class PlotMotion(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.geometry import MOTION_GRADE_THRESHOLDS_MM
         from bidsqc.reports.figures import plot_motion_distribution
-        from bidsqc.simulation import MOTION_GRADE_THRESHOLDS_MM
 
         prediction = json.loads(Path(self.inputs.in_file).read_text())
         out_file = Path(runtime.cwd) / "motion.png"
         plot_motion_distribution(
             prediction["mm_bin_centres"],
             prediction["mm_distribution"],
-            [prediction[f"p_motion_{grade}"] for grade in ("none", "mild", "severe")],
+            [prediction[f"p_motion_{grade}"] for grade in MOTION_GRADE_NAMES],
             MOTION_GRADE_THRESHOLDS_MM,
             out_file,
         )

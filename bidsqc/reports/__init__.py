@@ -22,8 +22,9 @@ from urllib.parse import quote
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from bidsqc.metrics import MeasureInfo
-from bidsqc.outputs import ID_COLUMNS, participant_report_name
+from bidsqc.measures.catalogue import MeasureInfo
+from bidsqc.outputs.columns import ID_COLUMNS
+from bidsqc.outputs.paths import participant_report_name
 
 __all__ = [
     "data_uri",

@@ -7,11 +7,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from bidsqc.decisions import DECISIONS
-from bidsqc.metrics import MeasureInfo
+from bidsqc.measures.catalogue import MeasureInfo
+from bidsqc.measures.robust import MAD_TO_SD, MEAN_AD_TO_SD, robust_zscores
 from bidsqc.reports import (
     describe,
     format_value,
@@ -21,52 +21,12 @@ from bidsqc.reports import (
 )
 from bidsqc.reports.figures import strip_layout
 
-__all__ = ["MIN_IMAGES_TO_FLAG", "OUTLIER_Z", "render_group_report", "robust_zscores"]
+__all__ = ["MIN_IMAGES_TO_FLAG", "OUTLIER_Z", "render_group_report"]
 
 #: An image is flagged on a measure when its robust z-score exceeds this in magnitude.
 OUTLIER_Z = 3.0
 #: Fewer images than this give no reliable spread: nothing is flagged.
 MIN_IMAGES_TO_FLAG = 5
-#: Scale the MAD, and the mean absolute deviation, to the standard deviation of a normal
-#: distribution: 1 / Phi^-1(3/4) and sqrt(pi / 2).
-MAD_TO_SD = 1.4826
-MEAN_AD_TO_SD = 1.2533
-
-
-def robust_zscores(values: ArrayLike) -> np.ndarray:
-    """Robust z-scores, ``z = (x - median) / (1.4826 * MAD)``.
-
-    The median and the median absolute deviation (MAD) from it stand in for the mean and
-    the standard deviation, so that the outliers being looked for do not mask themselves.
-
-    Parameters
-    ----------
-    values
-        Values of one measure; non-finite values are ignored and get a NaN score.
-
-    Returns
-    -------
-    numpy.ndarray
-        One score per value.
-
-    Notes
-    -----
-    When more than half the values are equal, the MAD is 0; the mean absolute deviation
-    from the median, scaled by 1.2533, takes its place. When that is 0 too, all the values
-    are equal and all scores are 0.
-    """
-    values = np.asarray(values, dtype=float)
-    scores = np.full(values.shape, np.nan)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return scores
-    median = np.median(values[finite])
-    deviations = np.abs(values[finite] - median)
-    scale = MAD_TO_SD * np.median(deviations)
-    if scale == 0:
-        scale = MEAN_AD_TO_SD * deviations.mean()
-    scores[finite] = (values[finite] - median) / scale if scale > 0 else 0.0
-    return scores
 
 
 def render_group_report(
@@ -76,6 +36,7 @@ def render_group_report(
     out_file: Path,
     *,
     generated_by: str,
+    methods_href: str | None = None,
 ) -> Path:
     """Write the HTML group report of one modality.
 
@@ -91,6 +52,8 @@ def render_group_report(
         Where to write the report; subject reports are linked as siblings of it.
     generated_by
         Name and version of the generating software, shown in the footer.
+    methods_href
+        Link, relative to ``out_file``, to the run's methods (``logs/CITATION.html``), if any.
 
     Returns
     -------
@@ -148,8 +111,11 @@ def render_group_report(
         n_failed=sum(image["failed"] for image in images),
         n_flagged=sum(bool(image["flags"]) for image in images),
         outlier_z=OUTLIER_Z,
+        mad_to_sd=MAD_TO_SD,
+        mean_ad_to_sd=MEAN_AD_TO_SD,
         min_images=MIN_IMAGES_TO_FLAG,
         generated_by=generated_by,
+        methods_href=methods_href,
     )
 
 

@@ -6,9 +6,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold
-from bidsqc.metrics import MeasureInfo
-from bidsqc.outputs import flagged_artefacts
+from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, flagged_artefacts
+from bidsqc.geometry import MOTION_GRADE_NAMES
+from bidsqc.measures.catalogue import MeasureInfo
 from bidsqc.reports import (
     data_uri,
     describe,
@@ -18,10 +18,7 @@ from bidsqc.reports import (
     render_html,
 )
 
-__all__ = ["FIGURE_CAPTIONS", "MOTION_GRADE_NAMES", "render_subject_report"]
-
-#: Names of the motion grades 0, 1 and 2.
-MOTION_GRADE_NAMES = ("none", "mild", "severe")
+__all__ = ["FIGURE_CAPTIONS", "render_subject_report"]
 
 #: Captions of the known figures, in display order; other figures follow, under their name.
 FIGURE_CAPTIONS = {

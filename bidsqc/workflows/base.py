@@ -8,12 +8,13 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
-from bidsqc.bids import RAW_DATASET, AnatImage
+from bidsqc.discovery import RAW_DATASET, AnatImage
 from bidsqc.workflows.anatomical import (
     init_anat_qc_wf,
     init_derivative_qc_wf,
     init_flair_coreg_wf,
 )
+from bidsqc.workflows.settings import QCSettings
 
 __all__ = [
     "branch_name",
@@ -57,9 +58,7 @@ def init_single_subject_wf(
     *,
     subject: str,
     images: Sequence[AnatImage],
-    output_dir: Path,
-    omp_nthreads: int,
-    device: str = "auto",
+    settings: QCSettings,
     name: str | None = None,
 ) -> pe.Workflow:
     """All images of one participant, each in its own branch, plus the FLAIR-to-T1w
@@ -72,17 +71,13 @@ def init_single_subject_wf(
     images
         That participant's T1w and FLAIR images, raw or from derivatives datasets (which get
         :func:`~bidsqc.workflows.anatomical.init_derivative_qc_wf`).
-    output_dir, omp_nthreads, device
-        As for :func:`~bidsqc.workflows.anatomical.init_anat_qc_wf`.
+    settings
+        Where the outputs go, and how the networks run.
     """
     workflow = pe.Workflow(name=name or f"single_subject_{subject}_wf")
     branches = {
         image: (init_anat_qc_wf if image.dataset == RAW_DATASET else init_derivative_qc_wf)(
-            image=image,
-            output_dir=output_dir,
-            omp_nthreads=omp_nthreads,
-            device=device,
-            name=branch_name(image),
+            image=image, settings=settings, name=branch_name(image)
         )
         for image in images
     }
@@ -93,17 +88,13 @@ def init_single_subject_wf(
         if t1w is None:
             continue
         coreg_wf = init_flair_coreg_wf(
-            flair=flair,
-            output_dir=output_dir,
-            omp_nthreads=omp_nthreads,
-            device=device,
-            name=coregistration_branch_name(flair),
+            flair=flair, settings=settings, name=coregistration_branch_name(flair)
         )
         workflow.connect([
-            (branches[flair], coreg_wf, [("resample.out_file", "inputnode.flair_resampled")]),
-            (branches[t1w], coreg_wf, [("resample.out_file", "inputnode.t1w_resampled"),
-                                       ("register.out_file", "inputnode.t1w_registered"),
-                                       ("register.out_transform", "inputnode.t1w_transform")]),
+            (branches[flair], coreg_wf, [("outputnode.resampled", "inputnode.flair_resampled")]),
+            (branches[t1w], coreg_wf, [("outputnode.resampled", "inputnode.t1w_resampled"),
+                                       ("outputnode.registered", "inputnode.t1w_registered"),
+                                       ("outputnode.transform", "inputnode.t1w_transform")]),
         ])  # fmt: skip
     return workflow
 
@@ -122,7 +113,7 @@ def init_bidsqc_wf(
     Parameters
     ----------
     images
-        Every image to QC, as returned by :func:`bidsqc.bids.collect_data`.
+        Every image to QC, as returned by :func:`bidsqc.discovery.collect_data`.
     output_dir
         Derivatives root.
     work_dir
@@ -133,14 +124,13 @@ def init_bidsqc_wf(
         Where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
     workflow = pe.Workflow(name=name, base_dir=str(work_dir))
+    settings = QCSettings(output_dir=output_dir, omp_nthreads=omp_nthreads, device=device)
     by_subject = groupby(sorted(images, key=lambda image: image.subject), lambda i: i.subject)
     workflow.add_nodes([
         init_single_subject_wf(
             subject=subject,
             images=list(subject_images),
-            output_dir=output_dir,
-            omp_nthreads=omp_nthreads,
-            device=device,
+            settings=settings,
         )
         for subject, subject_images in by_subject
     ])  # fmt: skip

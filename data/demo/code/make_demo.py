@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 
-from bidsqc.simulation import Noise, RandomMotion
+from bidsqc.training.simulation import Noise, RandomMotion
 
 DEMO = Path(__file__).resolve().parents[1]
 SEED = 2748

@@ -1,0 +1,246 @@
+"""The participant level: discover the images, run the graph, write the tables and reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from argparse import Namespace
+from collections.abc import Mapping
+from pathlib import Path
+
+from bidsqc.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, GENERATED_BY
+from bidsqc.decisions import Threshold
+from bidsqc.discovery import (
+    RAW_DATASET,
+    AnatImage,
+    BIDSError,
+    collect_data,
+    collect_derivatives,
+    collect_participants,
+    init_layout,
+)
+from bidsqc.outputs.columns import QC_COLUMNS
+from bidsqc.outputs.dataset import write_dataset_description
+from bidsqc.outputs.paths import (
+    coregistration_path,
+    figure_path,
+    measures_path,
+    network_paths,
+    participant_report_path,
+    participant_table_path,
+)
+from bidsqc.outputs.tables import qc_row, write_qc_table
+from bidsqc.reports.methods import write_methods
+from bidsqc.workflows.base import (
+    branch_name,
+    coregistration_branch_name,
+    flair_reference,
+    init_bidsqc_wf,
+)
+
+__all__ = [
+    "read_crash_reports",
+    "run_participant",
+    "write_participant_outputs",
+]
+
+LOGGER = logging.getLogger("bidsqc")
+
+
+#: The exception line of a traceback: ``package.module.SomeError: message``.
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
+
+
+_WRAPPERS = {"NodeExecutionError", "RuntimeError"}
+
+
+#: Workflows whose crashes are reported: an image's own branch, and a FLAIR's co-registration.
+_BRANCH_PREFIXES = ("anat_qc_", "flair_coreg_")
+
+
+def run_participant(opts: Namespace) -> int:
+    """Discover the images, run the graph (unless ``--reports-only``), write tables and reports."""
+    try:
+        layout = init_layout(
+            opts.bids_dir,
+            database_dir=opts.work_dir / "bids_db",
+            validate=not opts.skip_bids_validation,
+        )
+        subjects = collect_participants(layout, opts.participant_label)
+        images = collect_data(
+            layout,
+            subjects,
+            session_label=opts.session_label,
+            modalities=opts.modalities,
+            bids_filters=opts.bids_filters,
+        )
+        for folder in opts.derivatives:
+            found = [
+                image
+                for image in collect_derivatives(folder, subjects, opts.modalities)
+                if not opts.session_label or image.session in opts.session_label
+            ]
+            LOGGER.info("Found %d template-space images in '%s'.", len(found), folder)
+            images += found
+    except BIDSError as err:
+        LOGGER.error("%s", err)
+        return EXIT_USAGE
+    if not images:
+        LOGGER.error("No %s image found in '%s'.", " or ".join(opts.modalities), opts.bids_dir)
+        return EXIT_USAGE
+    LOGGER.info("Found %d images of %d participants.", len(images), len(subjects))
+
+    output_dir = opts.output_dir
+    write_dataset_description(output_dir, opts.bids_dir)
+    log_dir = output_dir / "logs"
+    if not opts.reports_only:
+        _run_workflow(opts, images, log_dir)
+
+    failures = read_crash_reports(log_dir)
+    images_by_subject: dict[str, list[AnatImage]] = {}
+    for image in images:
+        images_by_subject.setdefault(image.subject, []).append(image)
+    n_failed = 0
+    for subject, subject_images in images_by_subject.items():
+        rows = [
+            _image_row(output_dir, image, failures.get(branch_name(image)), opts.thresholds)
+            for image in subject_images
+        ]
+        for image, row in zip(subject_images, rows, strict=True):
+            if row["status"] == "failed":
+                n_failed += 1
+                LOGGER.warning("%s failed: %s", image.relpath, row["error"])
+            elif _failed_since_written(
+                failures.get(coregistration_branch_name(image)),
+                coregistration_path(output_dir, image),
+            ):
+                LOGGER.warning(
+                    "%s: co-registration to its T1w failed, so it has no FLAIR-T1w QC: %s",
+                    image.relpath,
+                    failures[coregistration_branch_name(image)][1],
+                )
+        write_participant_outputs(output_dir, subject, rows, subject_images, opts.thresholds)
+    write_methods(
+        output_dir,
+        images,
+        n_failed=n_failed,
+        n_coregistered=sum(
+            flair_reference(image, images_by_subject[image.subject]) is not None
+            for image in images
+            if image.modality == "FLAIR" and image.dataset == RAW_DATASET
+        ),
+        device=opts.device,
+    )
+
+    LOGGER.warning(
+        "%d of %d images processed; results in '%s'.",
+        len(images) - n_failed,
+        len(images),
+        output_dir,
+    )
+    return EXIT_SOME_FAILED if n_failed else EXIT_OK
+
+
+def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> None:
+    workflow = init_bidsqc_wf(
+        images=images,
+        output_dir=opts.output_dir,
+        work_dir=opts.work_dir,
+        omp_nthreads=opts.omp_nthreads,
+        device=opts.device,
+    )
+    workflow.config["execution"] = {
+        "crashdump_dir": str(log_dir),
+        "crashfile_format": "txt",
+        "stop_on_first_crash": False,
+        "hash_method": "timestamp",
+        "remove_unnecessary_outputs": False,
+        # nipype's scheduler sleeps this long between polls; at its default of 2 s the CPUs
+        # idle after every node.
+        "poll_sleep_duration": 0.1,
+    }
+    settings = opts.plugin_settings or {
+        "plugin": "MultiProc",
+        "plugin_args": {"n_procs": opts.nprocs, "raise_insufficient": False},
+    }
+    try:
+        workflow.run(**settings)
+    except RuntimeError as err:  # nipype's summary once some nodes crashed; rows report them
+        LOGGER.info("%s", err)
+
+
+def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
+    """Newest crash of each image branch: branch name to (time, ``node: Error: message``)."""
+    failures: dict[str, tuple[float, str]] = {}
+    for crash_file in sorted(log_dir.glob("crash-*.txt")):
+        lines = crash_file.read_text(errors="replace").splitlines()
+        node = lines[0].removeprefix("Node: ").split(".") if lines else []
+        branch = next((part for part in node if part.startswith(_BRANCH_PREFIXES)), None)
+        if branch is None:
+            continue
+        exceptions = [m for line in lines if (m := _EXCEPTION_LINE.match(line.strip()))]
+        specific = [m for m in exceptions if m.group(1) not in _WRAPPERS] or exceptions
+        message = f"{specific[-1].group(1)}: {specific[-1].group(2)}" if specific else lines[-1]
+        when = crash_file.stat().st_mtime
+        if branch not in failures or failures[branch][0] < when:
+            failures[branch] = (when, f"{node[-1]}: {message}")
+    return failures
+
+
+def _failed_since_written(failure: tuple[float, str] | None, path: Path) -> bool:
+    """Whether a crash happened after ``path`` was last written (or ``path`` is missing)."""
+    if failure is None:
+        return False
+    return not path.exists() or failure[0] >= path.stat().st_mtime
+
+
+def _image_row(
+    output_dir: Path,
+    image: AnatImage,
+    failure: tuple[float, str] | None,
+    thresholds: Mapping[str, Threshold],
+) -> dict:
+    """The image's QC row: ``ok`` if its last derivative, the measures, was written after its
+    last crash."""
+    measures_file = measures_path(output_dir, image)
+    if _failed_since_written(failure, measures_file):
+        return qc_row(image, None, failure[1], thresholds)
+    if not measures_file.exists():
+        error = "not processed: see the log and the work directory"
+        return qc_row(image, None, error, thresholds)
+    columns = json.loads(measures_file.read_text())
+    for path in network_paths(output_dir, image):
+        if path.exists():
+            columns |= json.loads(path.read_text())
+    return qc_row(image, columns, None, thresholds)
+
+
+def write_participant_outputs(
+    output_dir: Path,
+    subject: str,
+    rows: list[dict],
+    images: list[AnatImage],
+    thresholds: Mapping[str, Threshold],
+) -> None:
+    """Write ``sub-<label>_qc.tsv``, its dictionary, and the participant's HTML report."""
+    from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
+
+    write_qc_table(rows, participant_table_path(output_dir, subject))
+    figures = {
+        image.relpath: {
+            desc: path
+            for desc in FIGURE_CAPTIONS
+            if (path := figure_path(output_dir, image, desc)).exists()
+        }
+        for image in images
+    }
+    render_subject_report(
+        f"sub-{subject}",
+        rows,
+        figures,
+        QC_COLUMNS,
+        participant_report_path(output_dir, subject),
+        generated_by=GENERATED_BY,
+        thresholds=thresholds,
+    )

@@ -1,0 +1,138 @@
+"""The artefact network's reading of one image, tile by tile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bidsqc.data import (
+    head_box,
+    head_box_brain_mask,
+)
+from bidsqc.inference.tiles import (
+    MIN_BRAIN_FRACTION,
+    TILE_SIZE,
+    aggregate_tiles,
+    overview,
+    tile_fractions,
+    tile_map,
+    tile_origins,
+    tiles_in_context,
+)
+from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet
+from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
+
+__all__ = [
+    "ArtefactPrediction",
+    "predict_artefacts",
+]
+
+
+@dataclass(frozen=True)
+class ArtefactPrediction:
+    """What the artefact network says about one image, and about each of its tiles."""
+
+    #: Probability of each artefact of :data:`bidsqc.networks.ARTEFACT_NAMES` in the image.
+    probabilities: tuple[float, ...]
+    #: The image's 0-10 quality score.
+    quality_score: float
+    #: Origins of the tiles on the 1 mm head box, shape (N, 3)
+    #: (:func:`bidsqc.inference.tiles.tile_origins`).
+    tile_origins: np.ndarray
+    #: Each tile's artefact probabilities, shape (N, 5), and quality score, shape (N,).
+    tile_probabilities: np.ndarray
+    tile_quality: np.ndarray
+    #: Each tile's say in the image's answer (:func:`bidsqc.inference.tiles.aggregate_tiles`), shape
+    #: (N,).
+    tile_weights: np.ndarray
+
+    def columns(self) -> dict[str, float]:
+        """The QC-table columns (:data:`bidsqc.outputs.columns.ARTEFACT_COLUMNS`)."""
+        named = zip(ARTEFACT_NAMES, self.probabilities, strict=True)
+        return {ARTEFACT_PROBABILITY_COLUMNS[name]: float(p) for name, p in named} | {
+            "quality_score": float(self.quality_score)
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the columns, plus every tile's origin, weight and answers."""
+        return self.columns() | {
+            "tiles": [
+                {
+                    "origin_voxel": [int(v) for v in origin],
+                    "weight": round(float(weight), 4),
+                    "quality_score": round(float(quality), 4),
+                    **{
+                        ARTEFACT_PROBABILITY_COLUMNS[name]: round(float(p), 4)
+                        for name, p in zip(ARTEFACT_NAMES, probabilities, strict=True)
+                    },
+                }
+                for origin, weight, quality, probabilities in zip(
+                    self.tile_origins,
+                    self.tile_weights,
+                    self.tile_quality,
+                    self.tile_probabilities,
+                    strict=True,
+                )
+            ]
+        }
+
+    def artefact_map(self, shape: Sequence[int], voxel_size: int = 1) -> np.ndarray:
+        """Tile answers spread over the head box of ``shape``, shape (*shape, 6): each artefact's
+        probability, then the quality score; NaN where no tile reaches (:func:`tile_map`).
+
+        ``voxel_size`` is that of the box in mm (2 for the preproc grid): tile origins and
+        edges are divided by it, rounded down.
+        """
+        values = np.column_stack([self.tile_probabilities, self.tile_quality])
+        return tile_map(values, self.tile_origins // voxel_size, shape, TILE_SIZE // voxel_size)
+
+
+def predict_artefacts(
+    network: ArtefactNet, volume: np.ndarray, *, batch_size: int = 12
+) -> ArtefactPrediction:
+    """Detect artefacts in one volume on the 1 mm head box (:func:`load_preprocessed` of the
+    ``res-1`` image), tile by tile.
+
+    Tiles with less brain than :data:`bidsqc.inference.tiles.MIN_BRAIN_FRACTION` (the brain being
+    the template brain mask inside the scan's field of view) are skipped, unless every tile is; the
+    image's presence logits and quality are the brain-weighted means of the others'
+    (:func:`bidsqc.inference.tiles.aggregate_tiles`). Unlike the whole-image networks, tiles are not
+    mirrored: the mirror would double the cost for an answer already averaged over ~27 tiles."""
+    if volume.shape != head_box(1)[0]:
+        raise ValueError(
+            f"expected a volume on the 1 mm head box {head_box(1)[0]}, got {volume.shape}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    origins = tile_origins(volume.shape)
+    weights = tile_fractions(head_box_brain_mask(1) & (volume > 0), origins)
+    keep = weights >= MIN_BRAIN_FRACTION
+    if keep.any():
+        origins, weights = origins[keep], weights[keep]
+    device = next(network.parameters()).device
+    network.eval()
+    view = overview(volume)
+    logits, quality = [], []
+    with torch.inference_mode():
+        for start in range(0, len(origins), batch_size):
+            tiles = tiles_in_context(volume, origins[start : start + batch_size], view)
+            output = network(torch.from_numpy(tiles).to(device))
+            logits.append(output.presence_logits.cpu().numpy())
+            quality.append(output.quality.cpu().numpy())
+    tile_logits, tile_quality = np.concatenate(logits), np.concatenate(quality)
+    image = aggregate_tiles(np.column_stack([tile_logits, tile_quality]), weights)
+    return ArtefactPrediction(
+        probabilities=tuple(float(p) for p in _sigmoid(image[:-1])),
+        quality_score=float(image[-1]),
+        tile_origins=origins,
+        tile_probabilities=_sigmoid(tile_logits),
+        tile_quality=tile_quality,
+        tile_weights=weights,
+    )
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-logits))

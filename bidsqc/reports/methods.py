@@ -1,0 +1,215 @@
+"""The methods paragraph of a run, as fMRIPrep writes it: ``logs/CITATION.md``, ``.html``, ``.bib``.
+
+The text builds itself from what ran: the images found (raw and from derivatives datasets), the
+FLAIR images co-registered to a T1w, the networks that read them (from their model cards:
+training date, weights, validation scores, calibrated thresholds), the template, the device and
+the versions of the software. Citations are ``[@key]`` of ``data/boilerplate.bib``; the BibTeX
+file holds the cited entries, the HTML numbers them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from bidsqc import __version__
+from bidsqc.data import MODELS_DIR, TEMPLATE_NAME, read_model_card
+from bidsqc.discovery import RAW_DATASET, AnatImage
+from bidsqc.reports import render_html
+
+__all__ = ["BIBLIOGRAPHY", "methods_markdown", "write_methods"]
+
+#: The references the methods may cite, in BibTeX.
+BIBLIOGRAPHY = Path(__file__).parents[1] / "data" / "boilerplate.bib"
+
+#: The LaTeX accents of ``boilerplate.bib``, as characters.
+_ACCENTED = {'"o': "ö", "'e": "é", "'c": "ć", "'i": "í"}
+#: What each bundled network does, and the validation scores its paragraph quotes.
+_NETWORKS = {
+    "motion": (
+        "a 3D CNN (Conv5FC3-style encoder [@loizillon2023], SFCN-style output [@sfcn]) trained "
+        "on simulated rigid motion (k-space segments acquired at different poses [@torchio]) "
+        "graded each registered image none, mild or severe and estimated its motion as a "
+        "distribution over the Jenkinson RMS deviation in mm [@jenkinson2002; @bricout]",
+        {"motion_ba": "balanced accuracy of motion", "mm_spearman": "Spearman of the mm"},
+    ),
+    "registration": (
+        "a network trained on synthetic image pairs under known affine misalignments "
+        "[@li2022] judged whether each registered image lay on the template, and by how many "
+        "mm (Jenkinson RMS [@jenkinson2002]) it did not",
+        {"auc": "AUC of misregistration", "mm_spearman": "Spearman of the mm"},
+    ),
+    "artefact": (
+        "a network reading 64 mm tiles of the 1 mm head box [@miqa], trained on simulated "
+        "artefacts, gave the probability of ghosting, spikes, intensity inhomogeneity, noise "
+        "and blur, and a 0-10 quality score, averaged over the tiles that hold brain",
+        {"quality_r2": "R² of the quality score", "auc_ghosting": "AUC of ghosting"},
+    ),
+}
+
+
+def write_methods(
+    output_dir: Path,
+    images: Sequence[AnatImage],
+    *,
+    n_failed: int,
+    n_coregistered: int,
+    device: str,
+) -> Path:
+    """Write the methods of a participant-level run into ``output_dir/logs``.
+
+    Returns the HTML file; ``CITATION.md`` and ``CITATION.bib`` lie beside it.
+    """
+    logs = Path(output_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    markdown = methods_markdown(
+        images, n_failed=n_failed, n_coregistered=n_coregistered, device=device
+    )
+    keys = _cited_keys(markdown)
+    entries = _bibtex_entries()
+    (logs / "CITATION.md").write_text(markdown, encoding="utf-8")
+    (logs / "CITATION.bib").write_text("\n\n".join(entries[key] for key in keys) + "\n", "utf-8")
+    numbers = {key: index for index, key in enumerate(keys, start=1)}
+    return render_html(
+        "methods.html",
+        logs / "CITATION.html",
+        paragraphs=[_paragraph_html(p, numbers) for p in markdown.split("\n\n")[1:]],
+        references=[(numbers[key], key, _reference_text(entries[key])) for key in keys],
+        generated_by=f"bidsqc {__version__}",
+    )
+
+
+def methods_markdown(
+    images: Sequence[AnatImage], *, n_failed: int, n_coregistered: int, device: str
+) -> str:
+    """The methods as Markdown: a title, then one paragraph per step that ran."""
+    raw = [image for image in images if image.dataset == RAW_DATASET]
+    derived = Counter(image.dataset for image in images if image.dataset != RAW_DATASET)
+    modalities = Counter(image.modality for image in raw)
+    subjects = {image.subject for image in images}
+    paragraphs = [
+        "# Methods",
+        f"Quality control was performed with *bidsqc* {__version__}, whose workflows run on "
+        f"Nipype {_version('nipype')} [@nipype1]. PyBIDS {_version('pybids')} [@pybids] found "
+        f"{_count(modalities['T1w'], 'T1-weighted image')} and "
+        f"{_count(modalities['FLAIR'], 'FLAIR image')} of {_count(len(subjects), 'participant')}"
+        + (
+            ", and "
+            + ", ".join(f"{n} template-space images of {name}" for name, n in derived.items())
+            if derived
+            else ""
+        )
+        + f"; {len(images) - n_failed} of {len(images)} were processed.",
+    ]
+    if raw:
+        paragraphs.append(
+            "Each image was checked (readable, 3D, finite, plausible voxel sizes), reoriented to "
+            "RAS, resampled to 2 mm isotropic voxels and registered affinely to the "
+            f"{TEMPLATE_NAME} template [@mni152nlin2009] with ANTs (antspyx "
+            f"{_version('antspyx')}) [@ants], on one thread so that a rerun gives the same "
+            "transform; full-head images were registered to a head-like version of the "
+            "brain-extracted template, and every alignment was refined with the metric "
+            "restricted to the dilated template brain."
+        )
+    if derived:
+        paragraphs.append(
+            "Images of derivatives datasets were resampled onto the template grid without "
+            "being registered again, so that their normalisation was judged as it was."
+        )
+    paragraphs.append(
+        "Classical image-quality measures [@mriqc] were computed on the template grid with "
+        "the template's tissue masks, including the N4 bias field [@n4] and the residual "
+        "misregistration (Jenkinson RMS of a new rigid registration [@jenkinson2002])."
+    )
+    for name in ("motion", "registration", "artefact") if raw else ("registration",):
+        paragraphs.append(_network_paragraph(name, device))
+    if n_coregistered:
+        paragraphs.append(
+            f"{_count(n_coregistered, 'FLAIR image')} "
+            f"{'was' if n_coregistered == 1 else 'were'} co-registered rigidly to the T1w of "
+            "their session and reached the template through the T1w's transform; the "
+            "registration-QC network judged each FLAIR/T1w pair on the template grid."
+        )
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def _network_paragraph(name: str, device: str) -> str:
+    card = read_model_card(MODELS_DIR / f"{name}.pt")
+    what, scores = _NETWORKS[name]
+    metrics = card.get("validation_metrics", {})
+    quoted = ", ".join(
+        f"{label} {metrics[key]:.2f}" for key, label in scores.items() if key in metrics
+    )
+    thresholds = card.get("calibration", {}).get("thresholds", {})
+    calibrated = (
+        "; its decision thresholds were calibrated on its validation images ("
+        + ", ".join(f"`{column}` {value:.2f}" for column, value in thresholds.items())
+        + ")"
+        if thresholds
+        else ""
+    )
+    return (
+        f"The {name} network ({card['architecture']}, PyTorch {_version('torch')}, device "
+        f"{device}): {what}. Its weights (SHA-256 {card['weights']['sha256'][:12]}) were "
+        f"trained on {card['date'][:10]} on {len(card['training_files'])} files, from "
+        f"`bidsqc-train {card['task']}`; on its validation images, {quoted}{calibrated}."
+    )
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _cited_keys(markdown: str) -> list[str]:
+    """Every key cited, once, in order of first citation (``[@a; @b]`` cites two)."""
+    groups = re.findall(r"\[(@[^\]]+)\]", markdown)
+    keys = [key.strip().removeprefix("@") for group in groups for key in group.split(";")]
+    return list(dict.fromkeys(keys))
+
+
+def _bibtex_entries() -> dict[str, str]:
+    text = BIBLIOGRAPHY.read_text(encoding="utf-8")
+    entries = ["@" + entry.strip() for entry in text.split("\n@") if entry.strip()]
+    entries[0] = entries[0].removeprefix("@")
+    return {re.match(r"@\w+\{([^,]+),", entry).group(1): entry for entry in entries}
+
+
+def _reference_text(entry: str) -> str:
+    """Authors (year). Title. Venue. DOI, read off a BibTeX entry of ``boilerplate.bib``."""
+    fields = dict(re.findall(r"^\s*(\w+) = \{(.*)\},?$", entry, flags=re.MULTILINE))
+    venue = fields.get("journal") or fields.get("booktitle") or fields.get("note", "")
+    parts = [
+        f"{fields['author']} ({fields.get('year', 'n.d.')})",
+        fields["title"],
+        venue,
+        f"doi:{fields['doi']}" if "doi" in fields else "",
+    ]
+    text = ". ".join(part for part in parts if part) + "."
+    return re.sub(
+        r"\{\\(.)(\w)\}", lambda m: _ACCENTED.get(m.group(1) + m.group(2), m.group(2)), text
+    )
+
+
+def _paragraph_html(paragraph: str, numbers: dict[str, int]) -> str:
+    """One Markdown paragraph of :func:`methods_markdown` as HTML, citations numbered."""
+    text = html.escape(paragraph, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
+
+    def cite(match: re.Match) -> str:
+        keys = [key.strip().removeprefix("@") for key in match.group(1).split(";")]
+        links = ", ".join(f'<a href="#ref-{key}">{numbers[key]}</a>' for key in keys)
+        return f"[{links}]"
+
+    return re.sub(r"\[(@[^\]]+)\]", cite, text)

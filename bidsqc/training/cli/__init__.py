@@ -1,0 +1,1 @@
+"""The training side's command lines: ``bidsqc-train`` and ``bidsqc-evaluate``."""

@@ -1,0 +1,409 @@
+"""Pre-generate training samples: corrupt real images, then preprocess them as the pipeline does.
+
+Each sample is a real base image corrupted at its native resolution and in its native space
+(:mod:`bidsqc.training.simulation`), then reoriented, resampled and registered exactly as a
+participant run would (:mod:`bidsqc.preprocessing`), so the network learns what the pipeline makes
+of a corrupted scan. Simulating and registering cost seconds per volume, so samples are written
+once:
+
+    out_dir/labels.tsv                      one row per sample, with its motion RMS and grade
+    out_dir/<i>_<stem>_corrupt-<k>.npy      float16, the 96 x 112 x 96 template head box at 2 mm,
+                                            scaled by
+                                            :func:`bidsqc.inference.inputs.normalise_intensity`
+    out_dir/<i>_<stem>_corrupt-<k>.json     the applied corruption, replayable
+
+Seeding and the table are those of :func:`bidsqc.training.simulation.generate_corrupted_dataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+
+from bidsqc.data import load_template
+from bidsqc.inference.inputs import normalise_intensity
+from bidsqc.loading import load_anatomical
+from bidsqc.measures.alignment import rereg_mm
+from bidsqc.preprocessing import (
+    RegistrationResult,
+    coregister_to_reference,
+    register_to_template,
+    reorient_to_ras,
+    resample_through_transform,
+    resample_to_zoom,
+    residual_misregistration,
+)
+from bidsqc.training.datasets import read_sample_table
+from bidsqc.training.simulation import (
+    Motion,
+    RandomArtefact,
+    RandomBiasField,
+    RandomBlur,
+    RandomCorruption,
+    RandomGhosting,
+    RandomMotion,
+    RandomNoise,
+    RandomSpike,
+    generate_corrupted_dataset,
+)
+
+__all__ = [
+    "ArtefactSampleWriter",
+    "RandomMotionLevel",
+    "artefact_corruption",
+    "generate_artefact_samples",
+    "generate_motion_samples",
+    "generate_template_space_images",
+    "generate_coregistered_pairs",
+    "read_coregistered_pairs",
+    "read_pair_list",
+    "read_template_space_images",
+    "rereg_of_volumes",
+    "CoregisteredPair",
+    "save_template_space_sample",
+    "to_template_space",
+]
+
+LOGGER = logging.getLogger("bidsqc.training.samples")
+
+
+@dataclass
+class RandomMotionLevel(RandomArtefact):
+    r"""Motion of a random severity, in both directions.
+
+    A level :math:`\ell \sim \mathcal{U}(\ell_{min}, \ell_{max})` is drawn first; each rotation
+    (degrees) and translation (mm) of each pose is then :math:`\pm\mathcal{U}(\ell - 1, \ell + 1)`
+    with a random sign, so training covers the whole (2-4) to (6-8) degree/mm protocol and the
+    values between, with every direction of motion.
+
+    Parameters
+    ----------
+    levels : (float, float)
+        Range of :math:`\ell`, in degrees and mm; :math:`\ell_{min} \ge 1`.
+    num_transforms : int
+        Moved poses per volume, as in :class:`~bidsqc.training.simulation.RandomMotion`.
+    """
+
+    levels: tuple[float, float] = (1.0, 8.0)
+    num_transforms: int = 2
+
+    def __post_init__(self) -> None:
+        low, high = self.levels
+        if not 1 <= low <= high:
+            raise ValueError(f"levels must satisfy 1 <= low <= high, got {self.levels}")
+
+    def sample(self, rng: np.random.Generator) -> Motion:
+        level = rng.uniform(*self.levels)
+        span = (level - 1, level + 1)
+        drawn = RandomMotion(span, span, self.num_transforms).sample(rng)
+        shape = (self.num_transforms, 3)
+        return Motion(
+            degrees=np.multiply(drawn.degrees, rng.choice([-1, 1], size=shape)),
+            translation=np.multiply(drawn.translation, rng.choice([-1, 1], size=shape)),
+            times=drawn.times,
+        )
+
+
+def _register(img: nb.Nifti1Image, out_dir: str | os.PathLike) -> RegistrationResult:
+    """Register an image to the template as the pipeline does: reoriented, resampled to 2 mm."""
+    return register_to_template(resample_to_zoom(reorient_to_ras(img)), out_dir)
+
+
+def to_template_space(img: nb.Nifti1Image) -> np.ndarray:
+    """The image as the pipeline's networks see it: on the 2 mm template head box, float32."""
+    with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
+        result = _register(img, scratch)
+    return np.asarray(result.registered.dataobj, dtype=np.float32)
+
+
+def save_template_space_sample(
+    image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image
+) -> str | None:
+    """Preprocess a corrupted volume, scale it, and save it as ``<stem>.npy`` (float16).
+
+    The corrupted volume is registered itself, as the pipeline would register it, since motion
+    changes the pose the registration finds; ``original`` is not needed. Returns None,
+    dropping the sample, when its registration to the template is implausible.
+    """
+    try:
+        volume = to_template_space(image)
+    except ValueError as err:
+        LOGGER.warning("Dropping %s: %s", stem.name, err)
+        return None
+    path = stem.with_name(f"{stem.name}.npy")
+    _save_scaled(volume, path)
+    return path.name
+
+
+def _save_scaled(volume: np.ndarray, path: Path) -> None:
+    """Save a template-space volume scaled by :func:`normalise_intensity`, as float16."""
+    np.save(path, normalise_intensity(volume).astype(np.float16))
+
+
+def generate_motion_samples(
+    base_images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    n_per_image: int,
+    seed: int,
+    clean_fraction: float = 0.25,
+    n_jobs: int = 1,
+) -> Path:
+    """Write ``n_per_image`` motion samples of each base image and return their labels table.
+
+    A fraction ``clean_fraction`` of the samples (on average) is left unmoved, so the network
+    also learns what real, clean scans look like after preprocessing. The table and the
+    seeding are those of :func:`bidsqc.training.simulation.generate_corrupted_dataset`.
+    """
+    return generate_corrupted_dataset(
+        base_images,
+        out_dir,
+        n_per_image=n_per_image,
+        seed=seed,
+        corruption=RandomCorruption([RandomMotionLevel()], probabilities=1 - clean_fraction),
+        n_jobs=n_jobs,
+        save_sample=save_template_space_sample,
+    )
+
+
+def artefact_corruption(probability: float = 0.2) -> RandomCorruption:
+    """The artefacts the artefact network learns, each applied with ``probability``.
+
+    The five artefacts the network detects are drawn with severities from about 0.2 to 1:
+    weaker ones hide in the noise and texture of real scans, so labelling them present would
+    teach label noise. Motion (:class:`RandomMotionLevel`, severities from about 0.1) comes with
+    probability 0.15, as it costs the most to simulate: it only lowers the quality score, the
+    motion network grades it. With the default, 28 % of the samples are clean (0.85 x 0.8^5).
+    """
+    return RandomCorruption(
+        [
+            RandomMotionLevel(),
+            RandomBiasField(coefficients=(0.15, 0.8)),
+            RandomGhosting(num_ghosts=(2, 4), intensity=(0.4, 1.0)),
+            RandomSpike(num_spikes=(1, 3), intensity=(0.1, 0.3)),
+            RandomBlur(fwhm=(0.8, 4.0)),
+            RandomNoise(std=(0.04, 0.2)),
+        ],
+        probabilities=[0.15, *[probability] * 5],
+    )
+
+
+class ArtefactSampleWriter:
+    """``save_sample`` for artefact samples: the 1 mm head box, through the clean scan's
+    registration, saved as ``<stem>.npy`` (float16, scaled by :func:`normalise_intensity`).
+
+    By default the clean base image is registered to the template once, and every corrupted
+    copy of it is resampled through that transform (:func:`resample_through_transform`), as
+    the pipeline resamples a scan through its own registration. The artefacts do not move the
+    head (in simulated motion the unmoved pose fills the centre of k-space), so this is the
+    transform the pipeline would find for the copy, less the small changes an artefact makes
+    to the optimiser's path, at a fraction of the cost. With ``register_copies``, each copy is
+    registered itself, exactly as the pipeline does (for evaluation). A registration that is
+    implausible gives no sample.
+    """
+
+    def __init__(self, register_copies: bool = False) -> None:
+        self.register_copies = register_copies
+        #: The last image registered, the scratch folder holding its transform, the transform.
+        self._registered: (
+            tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, Path | None] | None
+        ) = None
+
+    def __call__(self, image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image) -> str | None:
+        transform = self._transform(image if self.register_copies else original)
+        if transform is None:
+            return None
+        path = stem.with_name(f"{stem.name}.npy")
+        volume = resample_through_transform(image, transform, resolution=1)
+        _save_scaled(np.asarray(volume.dataobj), path)
+        return path.name
+
+    def _transform(self, image: nb.Nifti1Image) -> Path | None:
+        """The template transform of ``image``, registered when first asked for."""
+        if self._registered is None or self._registered[0] is not image:
+            scratch = tempfile.TemporaryDirectory(prefix="bidsqc_")
+            try:
+                result = _register(image, scratch.name)
+                self._registered = (image, scratch, result.transform)
+            except ValueError as err:
+                LOGGER.warning("No artefact sample: %s", err)
+                scratch.cleanup()
+                self._registered = (image, None, None)
+        return self._registered[2]
+
+
+def generate_artefact_samples(
+    base_images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    n_per_image: int,
+    seed: int,
+    n_jobs: int = 1,
+) -> Path:
+    """Write ``n_per_image`` artefact samples (:func:`artefact_corruption`) of each base image
+    on the 1 mm head box (:class:`ArtefactSampleWriter`) and return their labels table.
+
+    The table and the seeding are those of
+    :func:`bidsqc.training.simulation.generate_corrupted_dataset`; its ``severity_<artefact>``
+    columns are the network's labels."""
+    return generate_corrupted_dataset(
+        base_images,
+        out_dir,
+        n_per_image=n_per_image,
+        seed=seed,
+        corruption=artefact_corruption(),
+        n_jobs=n_jobs,
+        save_sample=ArtefactSampleWriter(),
+    )
+
+
+def generate_template_space_images(
+    base_images: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    seed: int,
+    n_jobs: int = 1,
+) -> Path:
+    """Preprocess each base image once, uncorrupted, into ``out_dir`` and return the table.
+
+    The registration-QC network draws its pairs from these volumes on the fly. Same layout,
+    table and resumption as :func:`generate_motion_samples`.
+    """
+    return generate_corrupted_dataset(
+        base_images,
+        out_dir,
+        n_per_image=1,
+        seed=seed,
+        corruption=RandomCorruption([]),
+        n_jobs=n_jobs,
+        save_sample=save_template_space_sample,
+    )
+
+
+def read_template_space_images(table: str | os.PathLike) -> list[tuple[Path, str]]:
+    """The ``(volume, base image)`` of each row of the table that
+    :func:`generate_template_space_images` returns; ``FileNotFoundError`` without the table."""
+    rows = read_sample_table(table, ("filename", "base_image"))
+    return [(Path(table).parent / row["filename"], row["base_image"]) for row in rows]
+
+
+def rereg_of_volumes(volumes: Sequence[str | os.PathLike]) -> list[float]:
+    """:func:`bidsqc.measures.alignment.rereg_mm` of each volume on the 2 mm template grid
+    (``.npy``): how far from register the pipeline's own registration left it."""
+    template = load_template(2)
+    return [
+        rereg_mm(residual_misregistration(np.load(volume).astype(np.float32), template), template)
+        for volume in volumes
+    ]
+
+
+#: The table of :func:`generate_coregistered_pairs`, one row per pair.
+PAIRS_TABLE = "pairs.tsv"
+
+
+@dataclass(frozen=True)
+class CoregisteredPair:
+    """One real FLAIR/T1w pair as :func:`generate_coregistered_pairs` wrote it."""
+
+    #: The FLAIR and the T1w on the template grid (``.npy``).
+    moving: Path
+    reference: Path
+    #: The source images.
+    moving_image: str
+    reference_image: str
+
+
+def read_coregistered_pairs(table: str | os.PathLike) -> list[CoregisteredPair]:
+    """The pairs listed in the table that :func:`generate_coregistered_pairs` returns."""
+    folder = Path(table).parent
+    return [
+        CoregisteredPair(
+            folder / row["moving"],
+            folder / row["reference"],
+            row["moving_image"],
+            row["base_image"],
+        )
+        for row in read_sample_table(table, ("moving", "reference", "moving_image", "base_image"))
+    ]
+
+
+def read_pair_list(path: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """Read a list of image pairs: one ``FLAIR<tab>T1w`` line per pair, paths relative to the
+    list; blank lines and ``#`` comments are skipped."""
+    path = Path(path)
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise ValueError(f"{path}:{number}: expected two tab-separated paths, got {line!r}")
+        moving, reference = (path.parent / field.strip() for field in fields)
+        pairs.append((moving, reference))
+    return pairs
+
+
+def _coregistered_pair(moving: Path, reference: Path, stem: Path) -> dict | None:
+    """Preprocess one pair as the pipeline does; None (with a warning) when it cannot be."""
+    names = {key: f"{stem.name}_{key}.npy" for key in ("moving", "reference")}
+    row = {"base_image": str(reference), "moving_image": str(moving), **names}
+    if all((stem.parent / name).is_file() for name in names.values()):
+        return row
+    try:
+        with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
+            t1w = resample_to_zoom(reorient_to_ras(load_anatomical(reference)))
+            flair = resample_to_zoom(reorient_to_ras(load_anatomical(moving)))
+            registered = register_to_template(t1w, scratch)
+            coregistered, _ = coregister_to_reference(flair, t1w, registered.transform, scratch)
+    except ValueError as err:
+        LOGGER.warning("Dropping the pair %s, %s: %s", moving, reference, err)
+        return None
+    for key, img in (("moving", coregistered), ("reference", registered.registered)):
+        _save_scaled(np.asarray(img.dataobj, dtype=np.float32), stem.parent / names[key])
+    return row
+
+
+def generate_coregistered_pairs(
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    *,
+    n_jobs: int = 1,
+) -> Path:
+    """Co-register real FLAIR/T1w pairs as the pipeline does, onto the template grid.
+
+    The T1w is registered to the template, the FLAIR rigidly to the T1w and through it to the
+    template (:func:`bidsqc.preprocessing.coregister_to_reference`): the two volumes are the
+    aligned pair the registration-QC network sees at run time. Writes
+    ``<i>_<stem>_moving.npy`` and ``..._reference.npy`` (float16, scaled) per pair, reused by a
+    rerun, and the table ``pairs.tsv`` (``moving``, ``reference``, ``base_image`` = the T1w,
+    ``moving_image``); returns the table's path.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = [
+        out_dir / f"{i:04d}_{Path(moving).name.removesuffix('.gz').removesuffix('.nii')}"
+        for i, (moving, _) in enumerate(pairs)
+    ]
+    arguments = [(Path(m), Path(r), stem) for (m, r), stem in zip(pairs, stems, strict=True)]
+    if n_jobs > 1:
+        with ProcessPoolExecutor(n_jobs) as pool:
+            rows = list(pool.map(_coregistered_pair, *zip(*arguments, strict=True)))
+    else:
+        rows = [_coregistered_pair(*argument) for argument in arguments]
+    table = out_dir / PAIRS_TABLE
+    with table.open("w", newline="") as stream:
+        fields = ["moving", "reference", "base_image", "moving_image"]
+        writer = csv.DictWriter(stream, fieldnames=fields, delimiter="\t")
+        writer.writeheader()
+        writer.writerows(row for row in rows if row is not None)
+    return table

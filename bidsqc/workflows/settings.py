@@ -1,0 +1,42 @@
+"""What every QC workflow of a run shares: where it writes, and how its networks run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nipype.pipeline import engine as pe
+
+from bidsqc.data import MODELS_DIR
+
+__all__ = ["QCSettings"]
+
+
+@dataclass(frozen=True)
+class QCSettings:
+    """The settings of a participant-level run that every image's workflow takes.
+
+    Args:
+        output_dir: the derivatives root; file names come from :mod:`bidsqc.outputs.paths`.
+        omp_nthreads: threads for each network; the ANTs steps run on one thread (reproducible
+            registrations, see :mod:`bidsqc.preprocessing`).
+        device: where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    output_dir: Path
+    omp_nthreads: int = 1
+    device: str = "auto"
+
+    def network_node(self, interface_cls: type, network: str, name: str, mem_gb: float) -> pe.Node:
+        """A node running the bundled ``network`` through ``interface_cls``, on these threads
+        and this device."""
+        return pe.Node(
+            interface_cls(
+                weights=str(MODELS_DIR / f"{network}.pt"),
+                num_threads=self.omp_nthreads,
+                device=self.device,
+            ),
+            name=name,
+            n_procs=self.omp_nthreads,
+            mem_gb=mem_gb,
+        )

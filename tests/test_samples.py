@@ -1,0 +1,73 @@
+"""Motion training samples: corrupted in native space, preprocessed like the pipeline, seeded."""
+
+from __future__ import annotations
+
+import csv
+
+import nibabel as nb
+import numpy as np
+import pytest
+
+from bidsqc.data import HEAD_BOX_SHAPE, load_template
+from bidsqc.geometry import motion_grade
+from bidsqc.training.datasets import MotionSampleDataset
+from bidsqc.training.samples import RandomMotionLevel, generate_motion_samples, rereg_of_volumes
+from bidsqc.training.simulation import LABEL_COLUMNS
+
+
+def test_motion_levels_cover_the_protocol_in_both_directions():
+    rng = np.random.default_rng(0)
+    motions = [RandomMotionLevel(levels=(1, 8)).sample(rng) for _ in range(200)]
+    degrees = np.concatenate([np.ravel(m.degrees) for m in motions])
+    assert (degrees < 0).any() and (degrees > 0).any()
+    assert 0 <= np.abs(degrees).min() and np.abs(degrees).max() <= 9
+    strengths = [m.strength for m in motions]
+    assert min(strengths) < 4.5 < 11.7 < max(strengths)
+    with pytest.raises(ValueError, match="levels"):
+        RandomMotionLevel(levels=(0.5, 2))
+
+
+@pytest.fixture(scope="module")
+def base_image(tmp_path_factory):
+    template = load_template(2)
+    path = tmp_path_factory.mktemp("base") / "brain_T1w.nii.gz"
+    nb.save(nb.Nifti1Image(template.t1w.astype(np.float32), template.affine), path)
+    return path
+
+
+def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_path):
+    tables = [
+        generate_motion_samples([base_image], tmp_path / run, n_per_image=2, seed=3)
+        for run in ("a", "b")
+    ]
+    rows = [list(csv.DictReader(table.open(), delimiter="\t")) for table in tables]
+    assert len(rows[0]) == 2
+    assert list(rows[0][0]) == list(LABEL_COLUMNS)
+    for row, twin in zip(rows[0], rows[1], strict=True):
+        assert row == twin
+        assert int(row["motion_grade"]) == motion_grade(float(row["motion_rms_mm"]))
+        volume = np.load(tables[0].parent / row["filename"])
+        assert volume.shape == HEAD_BOX_SHAPE
+        assert volume.dtype == np.float16
+        # Multi-threaded ANTs sums in varying order, so registrations agree closely, not exactly.
+        twin_volume = np.load(tables[1].parent / twin["filename"])
+        difference = np.abs(volume.astype(np.float64) - twin_volume)
+        assert difference.max() < 0.01 * volume.max()
+        assert difference.mean() < 1e-3 * volume.max()
+    # The training engine reads the table as it is.
+    dataset = MotionSampleDataset(tables[0].parent)
+    assert len(dataset) == 2
+    assert dataset[0][0].shape == (1, *HEAD_BOX_SHAPE)
+
+
+def test_rereg_of_volumes_measures_how_far_each_is_from_register(tmp_path):
+    from bidsqc.training.pairs import RandomMisalignment, misaligned
+
+    template = load_template(2)
+    shift = RandomMisalignment((6.0, 6.0), scaling=False).sample(np.random.default_rng(0))
+    paths = [tmp_path / "aligned.npy", tmp_path / "shifted.npy"]
+    np.save(paths[0], template.t1w.astype(np.float16))
+    np.save(paths[1], misaligned(template.t1w, shift).astype(np.float16))
+    aligned, shifted = rereg_of_volumes(paths)
+    assert aligned < 0.5
+    assert shifted == pytest.approx(6.0, abs=1.0)
