@@ -43,7 +43,14 @@ def test_derivatives_alone_run_the_registration_network_only() -> None:
 
 def test_written_files_cite_every_reference_once(tmp_path: Path) -> None:
     derived = [image("sub-03/anat/sub-03_space-MNI_T1w.nii.gz", "<script>x</script>")]
-    page = write_methods(tmp_path, RAW + derived, n_failed=0, n_coregistered=1, device="cpu")
+    page = write_methods(
+        tmp_path,
+        RAW + derived,
+        n_failed=0,
+        n_coregistered=1,
+        device="cpu",
+        generated_by="bidsqc test",
+    )
     assert page == tmp_path / "logs" / "CITATION.html"
     markdown = (tmp_path / "logs" / "CITATION.md").read_text()
     bib = (tmp_path / "logs" / "CITATION.bib").read_text()

@@ -131,6 +131,7 @@ def run_participant(opts: Namespace) -> int:
             if image.modality == "FLAIR" and image.dataset == RAW_DATASET
         ),
         device=opts.device,
+        generated_by=GENERATED_BY,
     )
 
     LOGGER.warning(

@@ -26,6 +26,8 @@ __all__ = ["BIBLIOGRAPHY", "methods_markdown", "write_methods"]
 #: The references the methods may cite, in BibTeX.
 BIBLIOGRAPHY = Path(__file__).parents[1] / "data" / "boilerplate.bib"
 
+#: A citation in the Markdown: ``[@key]`` or ``[@a; @b]``.
+_CITATION = re.compile(r"\[(@[^\]]+)\]")
 #: The LaTeX accents of ``boilerplate.bib``, as characters.
 _ACCENTED = {'"o': "ö", "'e": "é", "'c": "ć", "'i": "í"}
 #: What each bundled network does, and the validation scores its paragraph quotes.
@@ -59,6 +61,7 @@ def write_methods(
     n_failed: int,
     n_coregistered: int,
     device: str,
+    generated_by: str,
 ) -> Path:
     """Write the methods of a participant-level run into ``output_dir/logs``.
 
@@ -79,7 +82,7 @@ def write_methods(
         logs / "CITATION.html",
         paragraphs=[_paragraph_html(p, numbers) for p in markdown.split("\n\n")[1:]],
         references=[(numbers[key], key, _reference_text(entries[key])) for key in keys],
-        generated_by=f"bidsqc {__version__}",
+        generated_by=generated_by,
     )
 
 
@@ -172,16 +175,19 @@ def _count(n: int, noun: str) -> str:
 
 
 def _cited_keys(markdown: str) -> list[str]:
-    """Every key cited, once, in order of first citation (``[@a; @b]`` cites two)."""
-    groups = re.findall(r"\[(@[^\]]+)\]", markdown)
-    keys = [key.strip().removeprefix("@") for group in groups for key in group.split(";")]
-    return list(dict.fromkeys(keys))
+    """Every key cited, once, in order of first citation."""
+    groups = _CITATION.findall(markdown)
+    return list(dict.fromkeys(key for group in groups for key in _keys(group)))
+
+
+def _keys(group: str) -> list[str]:
+    """The keys of one citation, ``@a; @b`` of ``[@a; @b]``."""
+    return [key.strip().removeprefix("@") for key in group.split(";")]
 
 
 def _bibtex_entries() -> dict[str, str]:
     text = BIBLIOGRAPHY.read_text(encoding="utf-8")
-    entries = ["@" + entry.strip() for entry in text.split("\n@") if entry.strip()]
-    entries[0] = entries[0].removeprefix("@")
+    entries = [entry.strip() for entry in re.split(r"\n(?=@)", text) if entry.strip()]
     return {re.match(r"@\w+\{([^,]+),", entry).group(1): entry for entry in entries}
 
 
@@ -208,8 +214,7 @@ def _paragraph_html(paragraph: str, numbers: dict[str, int]) -> str:
     text = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
 
     def cite(match: re.Match) -> str:
-        keys = [key.strip().removeprefix("@") for key in match.group(1).split(";")]
-        links = ", ".join(f'<a href="#ref-{key}">{numbers[key]}</a>' for key in keys)
-        return f"[{links}]"
+        links = (f'<a href="#ref-{key}">{numbers[key]}</a>' for key in _keys(match.group(1)))
+        return f"[{', '.join(links)}]"
 
-    return re.sub(r"\[(@[^\]]+)\]", cite, text)
+    return _CITATION.sub(cite, text)
