@@ -9,7 +9,7 @@ in the scanner is mostly nodding (MR-ART's participants nodded on cue): many sho
 that pitch the head about the left-right axis, with a small shift along the head-foot
 axis as the neck bends. This script simulates that on the train-split T1w images of
 ds002748 at their native resolution. Each participant gets four runs of increasing nod
-amplitude, graded by the Jenkinson RMS of the poses (:func:`bidsqc.geometry.motion_grade`),
+amplitude, graded by the Jenkinson RMS of the poses,
 so that the truth is known. The site's raters are also stricter than the synthetic grades
 (:data:`bidsqc.geometry.MOTION_GRADE_THRESHOLDS_MM`, 4.5 and 11.7 mm): they call a scan
 questionable from :data:`SITE_RATING_THRESHOLDS_MM` ``[0]`` and unusable from ``[1]``. Both

@@ -27,6 +27,7 @@ METHODS_HREF = "logs/CITATION.html"
 def run_group(opts: Namespace) -> int:
     """Gather every participant table into ``group_<modality>.tsv`` and its HTML report."""
     from bidsqc.reports.group import render_group_report
+    from bidsqc.reports.review import dataset_key
 
     tables = sorted(opts.output_dir.glob("sub-*/sub-*_qc.tsv"))
     if not tables:
@@ -56,6 +57,7 @@ def run_group(opts: Namespace) -> int:
             QC_COLUMNS,
             tsv.with_suffix(".html"),
             generated_by=GENERATED_BY,
+            dataset=dataset_key(opts.output_dir),
             methods_href=METHODS_HREF if (opts.output_dir / METHODS_HREF).is_file() else None,
         )
         LOGGER.warning("Group %s: %d image(s), written to '%s'.", modality, len(rows), tsv)

@@ -20,15 +20,17 @@ from bidsqc.discovery import (
     collect_participants,
     init_layout,
 )
-from bidsqc.outputs.columns import QC_COLUMNS
+from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS, QC_COLUMNS
 from bidsqc.outputs.dataset import write_dataset_description
 from bidsqc.outputs.paths import (
+    artefact_map_path,
     coregistration_path,
     figure_path,
     measures_path,
     network_paths,
     participant_report_path,
     participant_table_path,
+    preproc_path,
 )
 from bidsqc.outputs.tables import qc_row, write_qc_table
 from bidsqc.reports.methods import write_methods
@@ -224,10 +226,23 @@ def write_participant_outputs(
     images: list[AnatImage],
     thresholds: Mapping[str, Threshold],
 ) -> None:
-    """Write ``sub-<label>_qc.tsv``, its dictionary, and the participant's HTML report."""
+    """Write ``sub-<label>_qc.tsv``, its dictionary, each image's thumbnail (for the group
+    report's queue) and the participant's HTML report."""
     from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
+    from bidsqc.reports.review import dataset_key
+    from bidsqc.reports.volumes import viewer_volumes, write_thumbnail
 
     write_qc_table(rows, participant_table_path(output_dir, subject))
+    volumes = {}
+    for image in images:
+        preproc = preproc_path(output_dir, image)
+        if preproc.exists():
+            write_thumbnail(preproc, figure_path(output_dir, image, "thumbnail"))
+            volumes[image.relpath] = viewer_volumes(
+                preproc,
+                artefact_map_path(output_dir, image),
+                list(ARTEFACT_PROBABILITY_COLUMNS.values()),
+            )
     figures = {
         image.relpath: {
             desc: path
@@ -243,5 +258,7 @@ def write_participant_outputs(
         QC_COLUMNS,
         participant_report_path(output_dir, subject),
         generated_by=GENERATED_BY,
+        dataset=dataset_key(output_dir),
+        volumes=volumes,
         thresholds=thresholds,
     )

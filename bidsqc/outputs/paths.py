@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from bidsqc.data import TEMPLATE_NAME
@@ -24,6 +25,7 @@ __all__ = [
     "participant_table_path",
     "preproc_path",
     "registration_path",
+    "row_figure_href",
     "transform_path",
 ]
 
@@ -139,6 +141,21 @@ def figure_path(out_dir: str | os.PathLike, image: AnatImage, desc: str) -> Path
     """A report figure (``desc`` is ``raw``, ``registered``, ``motion``, ``artefacts`` or
     ``coregistration``)."""
     return derivative_path(out_dir, image, datatype="figures", desc=desc, extension=".png")
+
+
+def row_figure_href(row: Mapping[str, str], desc: str) -> str:
+    """A figure of the image of a QC-table row, relative to the output directory."""
+    image = AnatImage(
+        path=Path(row["filename"]),
+        relpath=row["filename"],
+        subject=row["participant_id"].removeprefix("sub-"),
+        session=None,  # figures have no session folder
+        modality=row["modality"],
+        entities={},
+        sidecar=None,
+        dataset=row.get("dataset", RAW_DATASET),
+    )
+    return figure_path(".", image, desc).as_posix()
 
 
 def participant_table_path(out_dir: str | os.PathLike, subject: str) -> Path:

@@ -16,11 +16,13 @@ import numbers
 import re
 from collections.abc import Iterable, Mapping
 from functools import cache
+from importlib.resources import files
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from bidsqc.measures.catalogue import MeasureInfo
 from bidsqc.outputs.columns import ID_COLUMNS
@@ -39,12 +41,23 @@ __all__ = [
 
 @cache
 def _environment() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("bidsqc", "data/reports"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.globals["script"] = _script
+    return environment
+
+
+@cache
+def _script(name: str) -> Markup:
+    """A bundled script (``data/reports/<name>``), verbatim, to inline in a ``<script>``."""
+    text = files("bidsqc").joinpath("data", "reports", name).read_text("utf-8")
+    if "</script" in text.lower():
+        raise ValueError(f"{name} would close its <script> element")
+    return Markup(text)
 
 
 def render_html(template: str, out_file: Path, **context: object) -> Path:

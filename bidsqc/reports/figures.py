@@ -22,7 +22,14 @@ from nibabel.affines import voxel_sizes
 from numpy.typing import ArrayLike
 from PIL import Image
 
-__all__ = ["StripLayout", "edge_mask", "plot_mosaic", "plot_motion_distribution", "strip_layout"]
+__all__ = [
+    "StripLayout",
+    "edge_mask",
+    "intensity_window",
+    "plot_mosaic",
+    "plot_motion_distribution",
+    "strip_layout",
+]
 
 #: Slices per view (sagittal, coronal and axial rows of a mosaic).
 N_SLICES = 7
@@ -90,7 +97,7 @@ def plot_mosaic(
             raise ValueError("the outline must be on the grid of the image")
     zooms = voxel_sizes(img.affine)
     sample, step = _subsample(data)
-    vmin, vmax = _window(sample)
+    vmin, vmax = intensity_window(sample)
     box = _foreground_box(sample > vmin + FOREGROUND * (vmax - vmin), step, data.shape)
 
     fig = Figure(facecolor="black")
@@ -194,7 +201,7 @@ def _subsample(data: np.ndarray) -> tuple[np.ndarray, int]:
     return data[::step, ::step, ::step], step
 
 
-def _window(data: np.ndarray) -> tuple[float, float]:
+def intensity_window(data: np.ndarray) -> tuple[float, float]:
     """The :data:`WINDOW` percentiles of the finite nonzero voxels (of all the finite ones if
     none is nonzero), widened if needed so that ``vmax > vmin`` (e.g. a constant image)."""
     values = data[np.isfinite(data)]

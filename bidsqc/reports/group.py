@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from bidsqc.decisions import DECISIONS
 from bidsqc.measures.catalogue import MeasureInfo
 from bidsqc.measures.robust import MAD_TO_SD, MEAN_AD_TO_SD, robust_zscores
+from bidsqc.outputs.paths import row_figure_href
 from bidsqc.reports import (
     describe,
     format_value,
@@ -20,6 +22,7 @@ from bidsqc.reports import (
     subject_report_href,
 )
 from bidsqc.reports.figures import strip_layout
+from bidsqc.reports.review import review_keys, seen_outputs, uncertainty
 
 __all__ = ["MIN_IMAGES_TO_FLAG", "OUTLIER_Z", "render_group_report"]
 
@@ -36,9 +39,10 @@ def render_group_report(
     out_file: Path,
     *,
     generated_by: str,
+    dataset: str,
     methods_href: str | None = None,
 ) -> Path:
-    """Write the HTML group report of one modality.
+    """Write the HTML group report of one modality: its review queue, outliers and plots.
 
     Parameters
     ----------
@@ -52,6 +56,8 @@ def render_group_report(
         Where to write the report; subject reports are linked as siblings of it.
     generated_by
         Name and version of the generating software, shown in the footer.
+    dataset
+        What the browser keys the ratings by (:func:`bidsqc.reports.review.dataset_key`).
     methods_href
         Link, relative to ``out_file``, to the run's methods (``logs/CITATION.html``), if any.
 
@@ -62,6 +68,11 @@ def render_group_report(
 
     Notes
     -----
+    The queue lists every image, "review first": failures, then the images to review, then
+    the others, each group with the images the networks are least sure of first
+    (:func:`bidsqc.reports.review.uncertainty`). It is a table built by the page's script from
+    one JSON array, a page at a time, with each thumbnail loaded when its row shows.
+
     Each numeric column is plotted, and each of its values flagged when its robust z-score
     (:func:`robust_zscores`, over the images of the table) exceeds :data:`OUTLIER_Z`; a column
     with fewer than :data:`MIN_IMAGES_TO_FLAG` values flags nothing.
@@ -83,6 +94,9 @@ def render_group_report(
         _image(record, columns, {column: score[i] for column, score in scores.items()})
         for i, record in enumerate(table.to_dict("records"))
     ]
+    queue = sorted(
+        images, key=lambda image: (-DECISIONS.index(image["decision"]), -image["uncertainty"])
+    )
     return render_html(
         "group.html",
         out_file,
@@ -116,6 +130,9 @@ def render_group_report(
         min_images=MIN_IMAGES_TO_FLAG,
         generated_by=generated_by,
         methods_href=methods_href,
+        dataset=dataset,
+        review_keys=review_keys(),
+        queue={"columns": columns, "rows": [_queue_row(image, columns) for image in queue]},
     )
 
 
@@ -135,6 +152,36 @@ def _image(record: dict, columns: list[str], scores: dict[str, float]) -> dict:
         "cells": cells,
         "flags": flags,
         "worst": max((abs(cell["z"]) for cell in flags.values()), default=0.0),
+        "thumbnail": quote(row_figure_href(record, "thumbnail")),
+        "uncertainty": uncertainty(record),
+        "outputs": seen_outputs(record),
+    }
+
+
+def _queue_row(image: dict, columns: list[str]) -> dict:
+    """One image of the review queue, as the page's script reads it."""
+    return {
+        key: image[key]
+        for key in (
+            "name",
+            "filename",
+            "href",
+            "thumbnail",
+            "status",
+            "failed",
+            "error",
+            "decision",
+            "reasons",
+            "outputs",
+        )
+    } | {
+        "uncertainty": round(float(image["uncertainty"]), 3),
+        "flags": len(image["flags"]),
+        # Per column: display text, sort key ("" when missing), flagged.
+        "cells": [
+            [cell["text"], cell["sort"], bool(cell["flagged"])]
+            for cell in (image["cells"][column] for column in columns)
+        ],
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, flagged_artefacts
 from bidsqc.geometry import MOTION_GRADE_NAMES
 from bidsqc.measures.catalogue import MeasureInfo
+from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.reports import (
     data_uri,
     describe,
@@ -17,6 +18,7 @@ from bidsqc.reports import (
     measure_columns,
     render_html,
 )
+from bidsqc.reports.review import review_keys, seen_outputs
 
 __all__ = ["FIGURE_CAPTIONS", "render_subject_report"]
 
@@ -44,9 +46,12 @@ def render_subject_report(
     out_file: Path,
     *,
     generated_by: str,
+    dataset: str,
+    volumes: Mapping[str, dict] | None = None,
     thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
 ) -> Path:
-    """Write the HTML report of one participant.
+    """Write the HTML report of one participant, with a rating widget and a slice viewer for
+    each image.
 
     Parameters
     ----------
@@ -63,6 +68,11 @@ def render_subject_report(
         Where to write the report.
     generated_by
         Name and version of the generating software, shown in the footer.
+    dataset
+        What the browser keys the ratings by (:func:`bidsqc.reports.review.dataset_key`).
+    volumes
+        The slice viewer's volumes of each image (:func:`bidsqc.reports.volumes.viewer_volumes`),
+        by file name; an image without them has no viewer.
     thresholds
         The decision's thresholds (``--thresholds``): the artefacts that cross theirs are named.
 
@@ -71,7 +81,12 @@ def render_subject_report(
     Path
         ``out_file``: a single HTML file with the figures embedded.
     """
-    images = [_image(row, figures.get(row["filename"], {}), measures, thresholds) for row in rows]
+    volumes = volumes or {}
+    images = [
+        _image(row, figures.get(row["filename"], {}), measures, thresholds)
+        | {"volumes": volumes.get(row["filename"])}
+        for row in rows
+    ]
     n_failed = sum(image["failed"] for image in images)
     return render_html(
         "subject.html",
@@ -81,6 +96,8 @@ def render_subject_report(
         n_ok=len(images) - n_failed,
         n_failed=n_failed,
         generated_by=generated_by,
+        dataset=dataset,
+        review_keys=review_keys(),
     )
 
 
@@ -123,6 +140,8 @@ def _image(
             if (summary := _registration_summary(row, suffix, reference))
         ],
         "artefacts": _artefact_summary(row, thresholds),
+        "overlay": _most_probable_artefact(row),
+        "outputs": seen_outputs(row),
         "measures": [
             {"key": key, "info": describe(key, measures), "value": value}
             for key, value in values.items()
@@ -163,3 +182,13 @@ def _artefact_summary(row: Mapping, thresholds: Mapping[str, Threshold]) -> dict
     if quality is None or not math.isfinite(quality):
         return None
     return {"quality": format_value(quality), "flagged": flagged_artefacts(row, thresholds)}
+
+
+def _most_probable_artefact(row: Mapping) -> str | None:
+    """The artefact column of the highest probability: what the viewer overlays first."""
+    probabilities = {
+        column: row[column]
+        for column in ARTEFACT_PROBABILITY_COLUMNS.values()
+        if isinstance(row.get(column), float) and math.isfinite(row[column])
+    }
+    return max(probabilities, key=probabilities.__getitem__, default=None)
