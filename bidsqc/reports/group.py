@@ -22,7 +22,7 @@ from bidsqc.reports import (
     subject_report_href,
 )
 from bidsqc.reports.figures import strip_layout
-from bidsqc.reports.review import review_keys, seen_outputs, uncertainty
+from bidsqc.reports.review import SEEN_OUTPUTS, review_keys, uncertainty
 
 __all__ = ["MIN_IMAGES_TO_FLAG", "OUTLIER_Z", "render_group_report"]
 
@@ -30,6 +30,8 @@ __all__ = ["MIN_IMAGES_TO_FLAG", "OUTLIER_Z", "render_group_report"]
 OUTLIER_Z = 3.0
 #: Fewer images than this give no reliable spread: nothing is flagged.
 MIN_IMAGES_TO_FLAG = 5
+#: "Needs a look" lists this many images at most; the review queue has them all.
+ATTENTION_SHOWN = 100
 
 
 def render_group_report(
@@ -122,6 +124,7 @@ def render_group_report(
             for decision in DECISIONS
         },
         plots=[_plot(column, infos[column], values[column], images) for column in values],
+        attention_shown=ATTENTION_SHOWN,
         n_failed=sum(image["failed"] for image in images),
         n_flagged=sum(bool(image["flags"]) for image in images),
         outlier_z=OUTLIER_Z,
@@ -132,7 +135,11 @@ def render_group_report(
         methods_href=methods_href,
         dataset=dataset,
         review_keys=review_keys(),
-        queue={"columns": columns, "rows": [_queue_row(image, columns) for image in queue]},
+        queue={
+            # Where each model output a rater sees is among the cells (the decision aside).
+            "seen": [[name, columns.index(name)] for name in SEEN_OUTPUTS if name in columns],
+            "rows": [_queue_row(image, columns) for image in queue],
+        },
     )
 
 
@@ -154,7 +161,6 @@ def _image(record: dict, columns: list[str], scores: dict[str, float]) -> dict:
         "worst": max((abs(cell["z"]) for cell in flags.values()), default=0.0),
         "thumbnail": quote(row_figure_href(record, "thumbnail")),
         "uncertainty": uncertainty(record),
-        "outputs": seen_outputs(record),
     }
 
 
@@ -172,7 +178,6 @@ def _queue_row(image: dict, columns: list[str]) -> dict:
             "error",
             "decision",
             "reasons",
-            "outputs",
         )
     } | {
         "uncertainty": round(float(image["uncertainty"]), 3),
@@ -192,7 +197,7 @@ def _cell(value: object, score: float | None) -> dict:
     return {
         "text": text,
         # What the table sorts on: numbers as numbers, missing values as blanks.
-        "sort": "" if text == "n/a" else repr(float(value)) if numeric else text,
+        "sort": "" if text == "n/a" else f"{float(value):.6g}" if numeric else text,
         "numeric": numeric,
         "z": score,
         "flagged": numeric and abs(score) > OUTLIER_Z,
@@ -200,25 +205,31 @@ def _cell(value: object, score: float | None) -> dict:
 
 
 def _plot(column: str, info: MeasureInfo, values: np.ndarray, images: list[dict]) -> dict:
-    """Template context of the strip plot of one numeric column."""
+    """Template context of the strip plot of one numeric column: the dots as one SVG path
+    (a zero-length segment each, drawn round), and the flagged ones as links to their image."""
     layout = strip_layout(values)
-    points = []
+    dots, flagged = [], []
     for xy, image in zip(layout.points if layout else [], images, strict=False):
+        if xy is None:
+            continue
         cell = image["cells"][column]
-        if xy is not None:
-            points.append(
-                {
-                    "x": xy[0],
-                    "y": xy[1],
-                    "flagged": cell["flagged"],
-                    "href": image["href"],
-                    "title": f"{image['name']}\n{cell['text']} {info.units}\nz = {cell['z']:+.1f}",
-                }
-            )
+        if not cell["flagged"]:
+            dots.append(f"M{xy[0]:.1f} {xy[1]:.1f}h0")
+            continue
+        flagged.append(
+            {
+                "x": xy[0],
+                "y": xy[1],
+                "href": image["href"],
+                "title": f"{image['name']}\n{cell['text']} {info.units}\nz = {cell['z']:+.1f}",
+            }
+        )
     return {
         "key": column,
         "info": info,
         "layout": layout,
-        "points": sorted(points, key=lambda point: point["flagged"]),  # outliers on top
-        "n_flagged": sum(point["flagged"] for point in points),
+        "dots": "".join(dots),
+        "flagged": flagged,
+        "n_points": len(dots) + len(flagged),
+        "n_flagged": len(flagged),
     }

@@ -69,7 +69,8 @@
 
   function renderRow(row) {
     const tr = document.createElement("tr");
-    Object.assign(tr.dataset, { filename: row.filename, name: row.name, outputs: JSON.stringify(row.outputs) });
+    const outputs = { decision: row.decision, ...Object.fromEntries(data.seen.map(([name, i]) => [name, row.cells[i][0]])) };
+    Object.assign(tr.dataset, { filename: row.filename, name: row.name, outputs: JSON.stringify(outputs) });
     if (row.failed) tr.className = "failed";
     const thumbnail = document.createElement("img");
     thumbnail.loading = "lazy";
@@ -151,4 +152,5 @@
   document.getElementById("queue-previous").addEventListener("click", () => turn(-1));
   document.getElementById("queue-next").addEventListener("click", () => turn(1));
   update();
+  performance.mark("queue-rendered"); // for benchmarks/group_report_load.py
 })();
