@@ -157,9 +157,8 @@ def test_the_demo_graph(demo_dir: Path, settings: QCSettings, tmp_path: Path) ->
     ]
     workflow = init_bidsqc_wf(
         images=[demo_image(demo_dir, relpath) for relpath in relpaths],
-        output_dir=settings.output_dir,
+        settings=settings,
         work_dir=tmp_path / "work",
-        omp_nthreads=1,
     )
     assert sorted(n.name for n in workflow._graph.nodes()) == [
         "single_subject_01_wf",

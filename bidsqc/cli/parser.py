@@ -141,6 +141,14 @@ def build_parser() -> ArgumentParser:
         "(default: %(default)s)",
     )
     execution.add_argument(
+        "--models-dir",
+        type=absolute_path,
+        metavar="DIR",
+        help="networks fine-tuned by bidsqc-finetune (motion.pt, ...), used instead of the "
+        "bundled ones of the same name; the others stay bundled. With a work directory from an "
+        "earlier run, only the networks run again",
+    )
+    execution.add_argument(
         "--use-plugin",
         dest="plugin_settings",
         type=_plugin_settings,
@@ -194,6 +202,22 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
 
         opts.thresholds = DEFAULT_THRESHOLDS
 
+    if opts.models_dir is not None:
+        from bidsqc.data import NETWORKS
+
+        found = [name for name in NETWORKS if (opts.models_dir / f"{name}.pt").is_file()]
+        if not found:
+            parser.error(
+                f"--models-dir '{opts.models_dir}' holds none of "
+                f"{', '.join(f'{name}.pt' for name in NETWORKS)}: "
+                "give the --out of bidsqc-finetune."
+            )
+        without_card = [name for name in found if not (opts.models_dir / f"{name}.json").is_file()]
+        if without_card:
+            parser.error(
+                f"--models-dir: {', '.join(f'{name}.pt' for name in without_card)} has no "
+                "model card beside it (same name, .json), so bidsqc cannot tell how to build it."
+            )
     if opts.analysis_level == "participant" and opts.device == "cuda" and not _cuda_available():
         parser.error("--device cuda, but CUDA sees no GPU: use --device cpu (or auto).")
 

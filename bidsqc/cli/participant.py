@@ -23,6 +23,7 @@ from bidsqc.discovery import (
 from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS, QC_COLUMNS
 from bidsqc.outputs.dataset import write_dataset_description
 from bidsqc.outputs.paths import (
+    NETWORK_OUTPUT_NAMES,
     artefact_map_path,
     coregistration_path,
     figure_path,
@@ -40,6 +41,7 @@ from bidsqc.workflows.base import (
     flair_reference,
     init_bidsqc_wf,
 )
+from bidsqc.workflows.settings import QCSettings
 
 __all__ = [
     "read_crash_reports",
@@ -146,13 +148,13 @@ def run_participant(opts: Namespace) -> int:
 
 
 def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> None:
-    workflow = init_bidsqc_wf(
-        images=images,
+    settings = QCSettings(
         output_dir=opts.output_dir,
-        work_dir=opts.work_dir,
         omp_nthreads=opts.omp_nthreads,
         device=opts.device,
+        models_dir=opts.models_dir,
     )
+    workflow = init_bidsqc_wf(images=images, settings=settings, work_dir=opts.work_dir)
     workflow.config["execution"] = {
         "crashdump_dir": str(log_dir),
         "crashfile_format": "txt",
@@ -243,6 +245,7 @@ def write_participant_outputs(
                 artefact_map_path(output_dir, image),
                 list(ARTEFACT_PROBABILITY_COLUMNS.values()),
             )
+    models = {image.relpath: _image_models(output_dir, image) for image in images}
     figures = {
         image.relpath: {
             desc: path
@@ -260,5 +263,28 @@ def write_participant_outputs(
         generated_by=GENERATED_BY,
         dataset=dataset_key(output_dir),
         volumes=volumes,
+        models=models,
         thresholds=thresholds,
     )
+
+
+def _image_models(output_dir: Path, image: AnatImage) -> list[dict]:
+    """Which model made each of an image's network outputs, with a link, relative to the
+    output directory, to a copy of its model card in ``logs/models``."""
+    import shutil
+
+    models = []
+    outputs = zip(NETWORK_OUTPUT_NAMES, network_paths(output_dir, image), strict=True)
+    for output, path in outputs:
+        if not path.exists():
+            continue
+        model = json.loads(path.read_text()).get("model")
+        if model is None:
+            continue
+        card = Path(model["weights"]).with_suffix(".json")
+        copy = output_dir / "logs" / "models" / f"{card.stem}-{model['sha256'][:12]}.json"
+        if not copy.exists() and card.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(card, copy)
+        models.append(model | {"output": output, "card": copy.relative_to(output_dir).as_posix()})
+    return models

@@ -19,6 +19,7 @@ __all__ = [
     "DATA_DIR",
     "HEAD_BOX_SHAPE",
     "MODELS_DIR",
+    "NETWORKS",
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "Template",
@@ -27,6 +28,8 @@ __all__ = [
     "head_box",
     "head_box_brain_mask",
     "load_template",
+    "model_provenance",
+    "network_weights",
     "read_model_card",
     "template_path",
 ]
@@ -40,9 +43,32 @@ HEAD_BOX_SHAPE = (96, 112, 96)
 MODELS_DIR = DATA_DIR / "models"
 
 
+#: The networks of a participant run, each ``<name>.pt`` in :data:`MODELS_DIR` or a models dir.
+NETWORKS = ("motion", "registration", "artefact")
+
+
+def network_weights(name: str, models_dir: str | os.PathLike | None = None) -> Path:
+    """The weights of network ``name``: ``models_dir/<name>.pt`` (``bidsqc-finetune``'s output)
+    when ``models_dir`` has them, else the bundled ones."""
+    if models_dir is not None and (Path(models_dir) / f"{name}.pt").is_file():
+        return Path(models_dir) / f"{name}.pt"
+    return MODELS_DIR / f"{name}.pt"
+
+
 def read_model_card(weights: str | os.PathLike) -> dict:
     """The model card of ``weights``: the JSON file beside it, of the same name."""
     return json.loads(Path(weights).with_suffix(".json").read_text())
+
+
+def model_provenance(weights: str | os.PathLike) -> dict:
+    """Which model a prediction comes from: its weights, their SHA-256 (from its card), and
+    whether and how it was fine-tuned (``bidsqc-finetune``: ``method``, else None)."""
+    card = read_model_card(weights)
+    return {
+        "weights": str(Path(weights).absolute()),
+        "sha256": card["weights"]["sha256"],
+        "fine_tuned": card.get("method"),
+    }
 
 
 def card_thresholds(card: Mapping) -> dict[str, float]:

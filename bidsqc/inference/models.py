@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bidsqc.data import MODELS_DIR, card_thresholds, read_model_card
-from bidsqc.networks import ArtefactNet, EncoderNet, MotionNet, RegistrationNet
+from bidsqc.networks import ArtefactNet, EncoderNet, MotionNet, ProbedMotionNet, RegistrationNet
 
 __all__ = [
     "ARCHITECTURES",
@@ -48,7 +48,7 @@ def load_model(path: str | os.PathLike, model_cls: type[ModuleT], **kwargs: Any)
 
 #: The network classes a model card's ``architecture`` may name.
 ARCHITECTURES: dict[str, type[EncoderNet]] = {
-    cls.__name__: cls for cls in (MotionNet, RegistrationNet, ArtefactNet)
+    cls.__name__: cls for cls in (MotionNet, ProbedMotionNet, RegistrationNet, ArtefactNet)
 }
 
 

@@ -41,9 +41,9 @@ class MotionQC(SimpleInterface):
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         (prediction,) = predict_motion(network, [load_preprocessed(self.inputs.in_file)])
-        out_file = Path(runtime.cwd) / "motion.json"
-        out_file.write_text(json.dumps(prediction.to_dict(), indent=2) + "\n")
-        self._results["out_file"] = str(out_file)
+        self._results["out_file"] = _write_prediction(
+            Path(runtime.cwd) / "motion.json", prediction.to_dict(), self.inputs.weights
+        )
         return runtime
 
 
@@ -76,10 +76,11 @@ class RegistrationQC(SimpleInterface):
         network = load_network(self.inputs.weights, self.inputs.device)
         pair = (load_preprocessed(self.inputs.in_file), load_preprocessed(self.inputs.reference))
         (prediction,) = predict_registration(network, [pair])
-        result = prediction.to_dict(self.inputs.column_suffix)
-        out_file = Path(runtime.cwd) / "registration.json"
-        out_file.write_text(json.dumps(result, indent=2) + "\n")
-        self._results["out_file"] = str(out_file)
+        self._results["out_file"] = _write_prediction(
+            Path(runtime.cwd) / "registration.json",
+            prediction.to_dict(self.inputs.column_suffix),
+            self.inputs.weights,
+        )
         return runtime
 
 
@@ -111,11 +112,23 @@ class ArtefactQC(SimpleInterface):
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         prediction = predict_artefacts(network, load_preprocessed(self.inputs.in_file))
-        out_file = Path(runtime.cwd) / "artefacts.json"
-        out_file.write_text(json.dumps(prediction.to_dict(), indent=2) + "\n")
+        out_file = _write_prediction(
+            Path(runtime.cwd) / "artefacts.json", prediction.to_dict(), self.inputs.weights
+        )
         shape, affine = head_box(2)
         probabilities = prediction.artefact_map(shape, voxel_size=2)[..., :-1]  # not quality
         out_map = Path(runtime.cwd) / "artefactmap.nii.gz"
         nb.save(nb.Nifti1Image(probabilities, affine), out_map)
-        self._results.update(out_file=str(out_file), out_map=str(out_map))
+        self._results.update(out_file=out_file, out_map=str(out_map))
         return runtime
+
+
+def _write_prediction(out_file: Path, prediction: dict, weights: str) -> str:
+    """Write a prediction as JSON, with the model that made it
+    (:func:`bidsqc.data.model_provenance`), and return the file's path."""
+    from bidsqc.data import model_provenance
+
+    out_file.write_text(
+        json.dumps(prediction | {"model": model_provenance(weights)}, indent=2) + "\n"
+    )
+    return str(out_file)

@@ -14,6 +14,7 @@ Conv5Encoder     five Conv3d-BatchNorm-ReLU-MaxPool blocks and a global average 
 GradeRmsNet      the encoder, a two-layer FC trunk and two heads: a grade and a 50-bin
                  distribution over a Jenkinson RMS in mm (Bricout et al.)
 MotionNet        a GradeRmsNet on one image: motion grade (none, mild, severe) and motion in mm
+ProbedMotionNet  a MotionNet whose grade is a linear probe of the embedding (bidsqc-finetune)
 RegistrationNet  a GradeRmsNet on an image pair: aligned or misregistered, and the error in mm
 EdgeAlignment    normalised-gradient-field features of an image pair (Haber & Modersitzki 2006),
                  which RegistrationNet computes before its encoder
@@ -45,7 +46,7 @@ from bidsqc.networks.artefact import ARTEFACT_NAMES, ArtefactNet, ArtefactOutput
 from bidsqc.networks.bins import RMS_BINS, SoftBins
 from bidsqc.networks.encoder import Conv5Encoder, EncoderNet
 from bidsqc.networks.grade_rms import GradeRmsNet, GradeRmsOutput
-from bidsqc.networks.motion import MotionNet
+from bidsqc.networks.motion import MotionNet, ProbedMotionNet
 from bidsqc.networks.registration import EdgeAlignment, RegistrationNet, RigidStep
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "EncoderNet",
     "RMS_BINS",
     "MotionNet",
+    "ProbedMotionNet",
     "GradeRmsNet",
     "GradeRmsOutput",
     "RegistrationNet",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bidsqc.networks.bins import RMS_BINS
-from bidsqc.networks.grade_rms import GradeRmsNet
+import torch
+from torch import Tensor, nn
 
-__all__ = ["MotionNet"]
+from bidsqc.networks.bins import RMS_BINS
+from bidsqc.networks.grade_rms import GradeRmsNet, GradeRmsOutput
+
+__all__ = ["MotionNet", "ProbedMotionNet"]
 
 
 class MotionNet(GradeRmsNet):
@@ -38,3 +41,46 @@ class MotionNet(GradeRmsNet):
         n_bins: int = RMS_BINS.n_bins,
     ) -> None:
         super().__init__(1, channels, hidden_features, dropout, n_grades=3, n_bins=n_bins)
+
+
+class ProbedMotionNet(MotionNet):
+    """A :class:`MotionNet` whose grade is a linear probe of its encoder's embedding.
+
+    What ``bidsqc-finetune --method embedding`` trains: a small model on the frozen embeddings
+    of a pretrained network (Bricout et al.). The probe reads the embedding standardised by
+    the mean and scale of the site's images; the distribution over mm stays the pretrained
+    network's, and so does its grade head, which the probe replaces.
+
+    Args:
+        channels, hidden_features, dropout, n_bins: as for :class:`MotionNet`.
+
+    Examples:
+        >>> import torch
+        >>> net = ProbedMotionNet()
+        >>> net(torch.zeros(2, 1, 32, 32, 32)).grade_logits.shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (8, 16, 32, 64, 128),
+        hidden_features: Sequence[int] = (256, 64),
+        dropout: float = 0.5,
+        n_bins: int = RMS_BINS.n_bins,
+    ) -> None:
+        super().__init__(channels, hidden_features, dropout, n_bins)
+        self.probe = nn.Linear(channels[-1], 3)
+        self.register_buffer("embedding_mean", torch.zeros(channels[-1]))
+        self.register_buffer("embedding_scale", torch.ones(channels[-1]))
+
+    def probe_logits(self, embedding: Tensor) -> Tensor:
+        """Grade logits of embeddings, shape (B, channels[-1]) to (B, 3)."""
+        return self.probe((embedding - self.embedding_mean) / self.embedding_scale)
+
+    def forward(self, x: Tensor) -> GradeRmsOutput:
+        embedding = self.embed(x)
+        mm_logits = self.mm_head(self.trunk(embedding))
+        return GradeRmsOutput(
+            grade_logits=self.probe_logits(embedding),
+            mm_log_probs=torch.log_softmax(mm_logits, dim=1),
+        )

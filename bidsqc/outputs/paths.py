@@ -11,6 +11,7 @@ from bidsqc.data import TEMPLATE_NAME
 from bidsqc.discovery import RAW_DATASET, AnatImage
 
 __all__ = [
+    "NETWORK_OUTPUT_NAMES",
     "artefact_map_path",
     "artefacts_path",
     "coregistration_path",
@@ -125,6 +126,10 @@ def artefact_map_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     return derivative_path(
         out_dir, image, space=TEMPLATE_NAME, res="2", desc="artefactmap", extension=".nii.gz"
     )
+
+
+#: What each of :func:`network_paths` holds, in its order.
+NETWORK_OUTPUT_NAMES = ("motion", "registration", "FLAIR-T1w registration", "artefacts")
 
 
 def network_paths(out_dir: str | os.PathLike, image: AnatImage) -> list[Path]:

@@ -48,6 +48,7 @@ def render_subject_report(
     generated_by: str,
     dataset: str,
     volumes: Mapping[str, dict] | None = None,
+    models: Mapping[str, list[dict]] | None = None,
     thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
 ) -> Path:
     """Write the HTML report of one participant, with a rating widget and a slice viewer for
@@ -73,6 +74,10 @@ def render_subject_report(
     volumes
         The slice viewer's volumes of each image (:func:`bidsqc.reports.volumes.viewer_volumes`),
         by file name; an image without them has no viewer.
+    models
+        Which model made each network output of an image, by file name: ``output``,
+        ``weights``, ``sha256``, ``fine_tuned`` (the method, or None) and ``card`` (a link,
+        relative to ``out_file``).
     thresholds
         The decision's thresholds (``--thresholds``): the artefacts that cross theirs are named.
 
@@ -81,10 +86,10 @@ def render_subject_report(
     Path
         ``out_file``: a single HTML file with the figures embedded.
     """
-    volumes = volumes or {}
+    volumes, models = volumes or {}, models or {}
     images = [
         _image(row, figures.get(row["filename"], {}), measures, thresholds)
-        | {"volumes": volumes.get(row["filename"])}
+        | {"volumes": volumes.get(row["filename"]), "models": models.get(row["filename"], [])}
         for row in rows
     ]
     n_failed = sum(image["failed"] for image in images)

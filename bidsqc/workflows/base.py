@@ -102,10 +102,8 @@ def init_single_subject_wf(
 def init_bidsqc_wf(
     *,
     images: Sequence[AnatImage],
-    output_dir: Path,
+    settings: QCSettings,
     work_dir: Path,
-    omp_nthreads: int,
-    device: str = "auto",
     name: str = "bidsqc_wf",
 ) -> pe.Workflow:
     """The participant level: a sub-workflow for every participant that has images.
@@ -114,17 +112,13 @@ def init_bidsqc_wf(
     ----------
     images
         Every image to QC, as returned by :func:`bidsqc.discovery.collect_data`.
-    output_dir
-        Derivatives root.
+    settings
+        Where the results go, and how the networks run (and which: ``--models-dir``).
     work_dir
-        nipype's cache: a rerun with the same work directory resumes where it stopped.
-    omp_nthreads
-        Threads per network node (ANTs steps run on one thread).
-    device
-        Where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        nipype's cache: a rerun with the same work directory resumes where it stopped, and a
+        rerun with other networks runs only the networks again.
     """
     workflow = pe.Workflow(name=name, base_dir=str(work_dir))
-    settings = QCSettings(output_dir=output_dir, omp_nthreads=omp_nthreads, device=device)
     by_subject = groupby(sorted(images, key=lambda image: image.subject), lambda i: i.subject)
     workflow.add_nodes([
         init_single_subject_wf(

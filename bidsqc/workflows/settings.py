@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
-from bidsqc.data import MODELS_DIR
+from bidsqc.data import network_weights
 
 __all__ = ["QCSettings"]
 
@@ -21,18 +21,21 @@ class QCSettings:
         omp_nthreads: threads for each network; the ANTs steps run on one thread (reproducible
             registrations, see :mod:`bidsqc.preprocessing`).
         device: where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        models_dir: fine-tuned networks (``--models-dir``) to use instead of the bundled ones
+            that have the same name.
     """
 
     output_dir: Path
     omp_nthreads: int = 1
     device: str = "auto"
+    models_dir: Path | None = None
 
     def network_node(self, interface_cls: type, network: str, name: str, mem_gb: float) -> pe.Node:
-        """A node running the bundled ``network`` through ``interface_cls``, on these threads
-        and this device."""
+        """A node running ``network`` (:func:`~bidsqc.data.network_weights`) through
+        ``interface_cls``, on these threads and this device."""
         return pe.Node(
             interface_cls(
-                weights=str(MODELS_DIR / f"{network}.pt"),
+                weights=str(network_weights(network, self.models_dir)),
                 num_threads=self.omp_nthreads,
                 device=self.device,
             ),
