@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -195,7 +196,13 @@ def test_subject_report(tmp_path: Path, png: Path) -> None:
         rows[1]["filename"]: {"raw": png, "registered": tmp_path / "missing.png"},
     }
     out = render_subject_report(
-        "sub-01", rows, figures, MEASURES, tmp_path / "sub-01.html", generated_by="bidsqc test"
+        "sub-01",
+        rows,
+        figures,
+        MEASURES,
+        tmp_path / "sub-01.html",
+        generated_by="bidsqc test",
+        dataset="test",
     )
     html = out.read_text()
     for image in rows:
@@ -236,7 +243,7 @@ def test_subject_report_shows_the_motion_grade(tmp_path: Path) -> None:
         "motion_mm": 6.25,
     }
     html = render_subject_report(
-        "sub-01", [graded], {}, MEASURES, tmp_path / "s.html", generated_by="x"
+        "sub-01", [graded], {}, MEASURES, tmp_path / "s.html", generated_by="x", dataset="test"
     ).read_text()
     assert "motion: mild (p = 0.8500), 6.250 mm" in html
 
@@ -245,10 +252,16 @@ def test_reports_escape_dataset_text(tmp_path: Path, png: Path) -> None:
     filename = f"sub-01/anat/sub-01_{INJECTION}_T1w.nii.gz"
     rows = [{**failed_row(filename, INJECTION), "participant_id": INJECTION}]
     subject = render_subject_report(
-        INJECTION, rows, {filename: {"raw": png}}, MEASURES, tmp_path / "s.html", generated_by="x"
+        INJECTION,
+        rows,
+        {filename: {"raw": png}},
+        MEASURES,
+        tmp_path / "s.html",
+        generated_by="x",
+        dataset="test",
     ).read_text()
     group = render_group_report(
-        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x"
+        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x", dataset="test"
     ).read_text()
     for html in (subject, group):
         assert INJECTION not in html
@@ -274,29 +287,45 @@ def test_group_report(tmp_path: Path) -> None:
     table = pd.read_csv(tsv, sep="\t")
 
     html = render_group_report(
-        table, "T1w", MEASURES, tmp_path / "group_T1w.html", generated_by="bidsqc test"
+        table,
+        "T1w",
+        MEASURES,
+        tmp_path / "group_T1w.html",
+        generated_by="bidsqc test",
+        dataset="test",
     ).read_text()
-    for i in range(1, 22):
-        assert f'href="sub-{i:02d}.html#sub-{i:02d}_T1w"' in html
-    assert "no brain found" in html
+    queue = queue_data(html)
+    hrefs = sorted(row["href"] for row in queue["rows"])
+    assert hrefs == [f"sub-{i:02d}.html#sub-{i:02d}_T1w" for i in range(1, 22)]
+    assert queue["rows"][0]["error"] == "no brain found"  # failures first
     assert "p_motion" in html
-    flagged = re.findall(r'<td class="num flag"[^>]*>([^<]*)</td>', html)
-    assert flagged == [format_value(cjv[4])]
-    body = html.split("<tbody>")[-1]
-    outlier_row = next(tr for tr in body.split("<tr") if "sub-05_T1w" in tr)
-    assert 'class="num flag"' in outlier_row
+    flagged = [
+        (row["name"], text) for row in queue["rows"] for text, _, flag in row["cells"] if flag
+    ]
+    assert flagged == [("sub-05_T1w.nii.gz", format_value(cjv[4]))]
     assert html.count('class="pt flag"') == 1
     assert re.search(r"<b>1</b><span>failed</span>", html)
     assert re.search(r"<b>1</b><span>flagged as outliers</span>", html)
     assert not re.search(r"(src|href)=\"https?:", html)
 
 
+def queue_data(html: str) -> dict:
+    """The review queue's JSON of a group report."""
+    start = html.index('<script type="application/json" id="queue-data">')
+    return json.loads(html[html.index(">", start) + 1 : html.index("</script>", start)])
+
+
 def test_group_report_flags_nothing_in_a_tiny_group(tmp_path: Path) -> None:
     rows = [row(f"sub-{i}/anat/sub-{i}_T1w.nii.gz", cjv=v) for i, v in enumerate([0.5, 0.51, 9.0])]
     html = render_group_report(
-        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="bidsqc test"
+        pd.DataFrame(rows),
+        "T1w",
+        MEASURES,
+        tmp_path / "g.html",
+        generated_by="bidsqc test",
+        dataset="test",
     ).read_text()
-    assert 'class="num flag"' not in html
+    assert not any(flag for row in queue_data(html)["rows"] for *_, flag in row["cells"])
     assert re.search(r"<b>0</b><span>flagged as outliers</span>", html)
 
 
@@ -308,7 +337,7 @@ def test_group_report_puts_failures_then_reviews_first(tmp_path):
         row("sub-04/anat/sub-04_T1w.nii.gz", cjv=0.4, decision="review", reasons="review: r4"),
     ]
     out = render_group_report(
-        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x"
+        pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x", dataset="test"
     )
     html = out.read_text()
     attention = html[html.index("Needs a look") : html.index("Distributions")]
@@ -345,7 +374,7 @@ def test_subject_report_shows_the_quality_chip(tmp_path: Path) -> None:
         ),
     ]
     html = render_subject_report(
-        "sub-01", rows, {}, MEASURES, tmp_path / "s.html", generated_by="x"
+        "sub-01", rows, {}, MEASURES, tmp_path / "s.html", generated_by="x", dataset="test"
     ).read_text()
     # Flagged artefacts are named in the order of the columns, without their "p_".
     assert "quality 4.200/10: ghosting, noise</span>" in html
@@ -367,6 +396,7 @@ def test_subject_report_flags_artefacts_at_the_thresholds_in_effect(tmp_path: Pa
         MEASURES,
         tmp_path / "s.html",
         generated_by="x",
+        dataset="test",
         thresholds={"p_blur": Threshold(review=0.25)},
     ).read_text()
     assert "quality 8.000/10: blur</span>" in html
@@ -376,12 +406,12 @@ def test_subject_report_captions_the_artefact_figure(tmp_path: Path, png: Path) 
     graded = artefact_row("sub-01/anat/sub-01_T1w.nii.gz", 7.5)
     caption = FIGURE_CAPTIONS["artefacts"]
     without = render_subject_report(
-        "sub-01", [graded], {}, MEASURES, tmp_path / "a.html", generated_by="x"
+        "sub-01", [graded], {}, MEASURES, tmp_path / "a.html", generated_by="x", dataset="test"
     ).read_text()
     assert escape(caption) not in without
     figures = {graded["filename"]: {"artefacts": png, "raw": png}}
     html = render_subject_report(
-        "sub-01", [graded], figures, MEASURES, tmp_path / "b.html", generated_by="x"
+        "sub-01", [graded], figures, MEASURES, tmp_path / "b.html", generated_by="x", dataset="test"
     ).read_text()
     assert f"<figcaption>{escape(caption)}</figcaption>" in html
     assert 'alt="artefacts mosaic of sub-01_T1w.nii.gz"' in html
