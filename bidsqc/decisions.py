@@ -74,7 +74,8 @@ ARTEFACT_REVIEW_THRESHOLDS = bundled_thresholds("artefact")
 #: new registration moves by 2 mm RMS or more (the network's own line between aligned and
 #: misregistered), likely artefacts (review only: most can be
 #: corrected, or only matter to some analyses), and a quality score below 6 (an artefact of
-#: severity 0.67, or two milder ones) or 3 (one severe artefact and more).
+#: severity 0.67, or two milder ones) or 3 (one severe artefact and more), and a site-quality
+#: network's rating questionable or unusable, where there is one.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
     "p_misregistered": Threshold(review=0.5, fail=0.9),
@@ -82,6 +83,7 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "rereg_mm": Threshold(review=MISREGISTRATION_THRESHOLD_MM),
     **{column: Threshold(review=value) for column, value in ARTEFACT_REVIEW_THRESHOLDS.items()},
     "quality_score": Threshold(review=6, fail=3),
+    "site_rating": Threshold(review=1, fail=2),
 }
 
 

@@ -221,3 +221,16 @@ def test_bundled_artefact_weights_load_and_match_their_card() -> None:
     clean, with_noise = (predict_artefacts(network, v).columns() for v in (volume, noisy))
     assert clean["p_noise"] < network.thresholds["p_noise"] <= with_noise["p_noise"]
     assert with_noise["quality_score"] < clean["quality_score"]
+
+
+def test_site_quality_rates_by_the_two_worse_ratings_together():
+    from bidsqc.inference.site_quality import SiteQualityPrediction, predict_site_quality
+
+    assert SiteQualityPrediction((0.6, 0.3, 0.1)).columns()["site_rating"] == 0
+    assert SiteQualityPrediction((0.4, 0.25, 0.35)).columns()["site_rating"] == 2
+    assert SiteQualityPrediction((0.4, 0.35, 0.25), threshold=0.7).columns()["site_rating"] == 0
+    torch.manual_seed(0)
+    network = MotionNet(channels=(4, 8), hidden_features=(8,)).eval()
+    (prediction,) = predict_site_quality(network, [np.ones((32, 32, 32), dtype=np.float32)])
+    columns = prediction.columns()
+    assert abs(columns["p_usable"] + columns["p_questionable"] + columns["p_unusable"] - 1) < 1e-5

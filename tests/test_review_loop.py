@@ -87,7 +87,9 @@ def press(driver, keys: str) -> None:
 
 def click(driver, element) -> None:
     """Click an element in the middle of the window, clear of the sticky rating panel."""
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
+    driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element
+    )
     element.click()
 
 
@@ -175,6 +177,13 @@ def test_keyboard_ratings_survive_a_reload_and_export_to_finetune(
     card = json.loads((models / "motion.json").read_text())
     assert card["labels"]["format"] == "bidsqc ratings TSV"
     assert card["labels"]["images"] == 3
+    quality = [*argv[:5], "quality", *argv[6:]]
+    assert finetune(quality) == 0
+    assert json.loads((models / "quality.json").read_text())["classes"] == [
+        "usable",
+        "questionable",
+        "unusable",
+    ]
     shutil.copytree(models, demo_out.parent / "models")
 
 
@@ -280,7 +289,12 @@ def test_participant_rerun_with_fine_tuned_models_runs_only_the_networks(demo_di
         (demo_out / "sub-01" / "anat" / "sub-01_run-1_desc-artefacts_T1w.json").read_text()
     )
     assert artefacts["model"]["fine_tuned"] is None
+    table = pd.read_csv(demo_out / "sub-01" / "sub-01_qc.tsv", sep="\t")
+    assert set(table["site_rating"]) <= {0, 1, 2}
+    assert (table[["p_usable", "p_questionable", "p_unusable"]].sum(axis=1) - 1).abs().max() < 1e-4
     html = (demo_out / "sub-01.html").read_text()
     assert "motion by <a" in html and "fine-tuned (embedding)" in html
+    assert "site quality by <a" in html
+    assert "fine-tuned" in (demo_out / "logs" / "CITATION.md").read_text()
     card = f"logs/models/motion-{motion['model']['sha256'][:12]}.json"
     assert (demo_out / card).is_file() and card in html

@@ -203,13 +203,14 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
         opts.thresholds = DEFAULT_THRESHOLDS
 
     if opts.models_dir is not None:
-        from bidsqc.data import NETWORKS
+        from bidsqc.data import NETWORKS, SITE_NETWORKS
 
-        found = [name for name in NETWORKS if (opts.models_dir / f"{name}.pt").is_file()]
+        names = NETWORKS + SITE_NETWORKS
+        found = [name for name in names if (opts.models_dir / f"{name}.pt").is_file()]
         if not found:
             parser.error(
                 f"--models-dir '{opts.models_dir}' holds none of "
-                f"{', '.join(f'{name}.pt' for name in NETWORKS)}: "
+                f"{', '.join(f'{name}.pt' for name in names)}: "
                 "give the --out of bidsqc-finetune."
             )
         without_card = [name for name in found if not (opts.models_dir / f"{name}.json").is_file()]

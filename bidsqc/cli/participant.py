@@ -136,6 +136,7 @@ def run_participant(opts: Namespace) -> int:
         ),
         device=opts.device,
         generated_by=GENERATED_BY,
+        models_dir=opts.models_dir,
     )
 
     LOGGER.warning(

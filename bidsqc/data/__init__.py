@@ -20,6 +20,7 @@ __all__ = [
     "HEAD_BOX_SHAPE",
     "MODELS_DIR",
     "NETWORKS",
+    "SITE_NETWORKS",
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "Template",
@@ -45,6 +46,8 @@ MODELS_DIR = DATA_DIR / "models"
 
 #: The networks of a participant run, each ``<name>.pt`` in :data:`MODELS_DIR` or a models dir.
 NETWORKS = ("motion", "registration", "artefact")
+#: The networks that only a models dir can hold (``bidsqc-finetune --task quality``).
+SITE_NETWORKS = ("quality",)
 
 
 def network_weights(name: str, models_dir: str | os.PathLike | None = None) -> Path:

@@ -10,6 +10,15 @@ import torch
 from bidsqc.networks import RMS_BINS, MotionNet
 
 
+def worse_than_first(probabilities: Sequence[float], threshold: float) -> int:
+    """A three-level grade from its probabilities: 0 while the two worse levels together stay
+    below ``threshold``, otherwise the more probable of 1 and 2."""
+    first, second, third = probabilities
+    if 1 - first < threshold:
+        return 0
+    return 1 if second >= third else 2
+
+
 def expectation_mm(distribution: Sequence[float]) -> float:
     """Mean of a distribution over the bins of :data:`bidsqc.networks.RMS_BINS`, in mm."""
     return float(np.dot(distribution, RMS_BINS.centres().numpy()))

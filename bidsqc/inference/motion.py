@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bidsqc.inference.grade_rms import binned_distribution, expectation_mm, predict_grade_rms
+from bidsqc.inference.grade_rms import (
+    binned_distribution,
+    expectation_mm,
+    predict_grade_rms,
+    worse_than_first,
+)
 from bidsqc.networks import MotionNet
 
 __all__ = [
@@ -42,10 +47,7 @@ class MotionPrediction:
     def grade(self) -> int:
         """0 none while the probability of motion (mild or severe) is below
         :attr:`threshold`; otherwise the more probable of 1 mild and 2 severe."""
-        none, mild, severe = self.grade_probabilities
-        if 1 - none < self.threshold:
-            return 0
-        return 1 if mild >= severe else 2
+        return worse_than_first(self.grade_probabilities, self.threshold)
 
     @property
     def motion_mm(self) -> float:

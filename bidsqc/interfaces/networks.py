@@ -9,7 +9,7 @@ from nipype.interfaces.base import File, SimpleInterface, traits
 
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 
-__all__ = ["ArtefactQC", "MotionQC", "RegistrationQC"]
+__all__ = ["ArtefactQC", "MotionQC", "RegistrationQC", "SiteQualityQC"]
 
 
 class _NetworkInputSpec(ImageInputSpec):
@@ -43,6 +43,30 @@ class MotionQC(SimpleInterface):
         (prediction,) = predict_motion(network, [load_preprocessed(self.inputs.in_file)])
         self._results["out_file"] = _write_prediction(
             Path(runtime.cwd) / "motion.json", prediction.to_dict(), self.inputs.weights
+        )
+        return runtime
+
+
+class SiteQualityQC(SimpleInterface):
+    """Rate a preprocessed image as the site's raters would, with a site-quality network
+    (``bidsqc-finetune --task quality``). Writes ``sitequality.json``: the columns of
+    :class:`bidsqc.inference.site_quality.SiteQualityPrediction`."""
+
+    input_spec = _NetworkInputSpec
+    output_spec = ImageOutputSpec
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from bidsqc.inference.inputs import load_preprocessed
+        from bidsqc.inference.models import load_network
+        from bidsqc.inference.site_quality import predict_site_quality
+
+        torch.set_num_threads(self.inputs.num_threads)
+        network = load_network(self.inputs.weights, self.inputs.device)
+        (prediction,) = predict_site_quality(network, [load_preprocessed(self.inputs.in_file)])
+        self._results["out_file"] = _write_prediction(
+            Path(runtime.cwd) / "sitequality.json", prediction.columns(), self.inputs.weights
         )
         return runtime
 

@@ -14,6 +14,7 @@ __all__ = [
     "MOTION_COLUMNS",
     "QC_COLUMNS",
     "REGISTRATION_COLUMNS",
+    "SITE_QUALITY_COLUMNS",
     "column_dictionary",
 ]
 
@@ -179,12 +180,40 @@ ARTEFACT_COLUMNS: dict[str, MeasureInfo] = {
 }
 
 
+#: The columns of a site-quality network, fine-tuned on the site's own ratings
+#: (``bidsqc-finetune --task quality``, used with ``--models-dir``); n/a without one.
+SITE_QUALITY_COLUMNS: dict[str, MeasureInfo] = {
+    **{
+        f"p_{rating}": MeasureInfo(
+            f"P({rating})",
+            f"Probability, from the site-quality network, that the site's raters would call the "
+            f"image {rating}.",
+            "probability",
+            better,
+        )
+        for rating, better in (
+            ("usable", "higher"),
+            ("questionable", "lower"),
+            ("unusable", "lower"),
+        )
+    },
+    "site_rating": MeasureInfo(
+        "Site rating",
+        "The site-quality network's rating: 0 usable; 1 questionable or 2 unusable (the more "
+        "probable) once P(questionable) + P(unusable) reaches 0.5.",
+        "grade",
+        "lower",
+    ),
+}
+
+
 #: Every measured column of a QC table, in table order.
 QC_COLUMNS: dict[str, MeasureInfo] = {
     **MEASURES,
     **MOTION_COLUMNS,
     **REGISTRATION_COLUMNS,
     **ARTEFACT_COLUMNS,
+    **SITE_QUALITY_COLUMNS,
 }
 
 

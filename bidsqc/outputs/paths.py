@@ -27,6 +27,7 @@ __all__ = [
     "preproc_path",
     "registration_path",
     "row_figure_href",
+    "site_quality_path",
     "transform_path",
 ]
 
@@ -115,6 +116,11 @@ def coregistration_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     return derivative_path(out_dir, image, desc="coregistration", extension=".json")
 
 
+def site_quality_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """A site-quality network's rating of one image (``--models-dir`` with ``quality.pt``)."""
+    return derivative_path(out_dir, image, desc="sitequality", extension=".json")
+
+
 def artefacts_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
     """The artefact network's prediction for one image and each of its tiles, as JSON."""
     return derivative_path(out_dir, image, desc="artefacts", extension=".json")
@@ -129,7 +135,13 @@ def artefact_map_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
 
 
 #: What each of :func:`network_paths` holds, in its order.
-NETWORK_OUTPUT_NAMES = ("motion", "registration", "FLAIR-T1w registration", "artefacts")
+NETWORK_OUTPUT_NAMES = (
+    "motion",
+    "registration",
+    "FLAIR-T1w registration",
+    "artefacts",
+    "site quality",
+)
 
 
 def network_paths(out_dir: str | os.PathLike, image: AnatImage) -> list[Path]:
@@ -139,6 +151,7 @@ def network_paths(out_dir: str | os.PathLike, image: AnatImage) -> list[Path]:
         registration_path(out_dir, image),
         coregistration_path(out_dir, image),
         artefacts_path(out_dir, image),
+        site_quality_path(out_dir, image),
     ]
 
 

@@ -123,7 +123,12 @@ def render_group_report(
             decision: sum(image["decision"] == decision for image in images)
             for decision in DECISIONS
         },
-        plots=[_plot(column, infos[column], values[column], images) for column in values],
+        # A column no image has (e.g. FLAIR-T1w columns of T1w images) gets no plot.
+        plots=[
+            _plot(column, infos[column], column_values, images)
+            for column, column_values in values.items()
+            if np.isfinite(column_values).any()
+        ],
         attention_shown=ATTENTION_SHOWN,
         n_failed=sum(image["failed"] for image in images),
         n_flagged=sum(bool(image["flags"]) for image in images),

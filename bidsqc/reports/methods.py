@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bidsqc import __version__
-from bidsqc.data import MODELS_DIR, TEMPLATE_NAME, read_model_card
+from bidsqc.data import NETWORKS, TEMPLATE_NAME, network_weights, read_model_card
 from bidsqc.discovery import RAW_DATASET, AnatImage
 from bidsqc.reports import render_html
 
@@ -62,6 +62,7 @@ def write_methods(
     n_coregistered: int,
     device: str,
     generated_by: str,
+    models_dir: Path | None = None,
 ) -> Path:
     """Write the methods of a participant-level run into ``output_dir/logs``.
 
@@ -70,7 +71,11 @@ def write_methods(
     logs = Path(output_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     markdown = methods_markdown(
-        images, n_failed=n_failed, n_coregistered=n_coregistered, device=device
+        images,
+        n_failed=n_failed,
+        n_coregistered=n_coregistered,
+        device=device,
+        models_dir=models_dir,
     )
     keys = _cited_keys(markdown)
     entries = _bibtex_entries()
@@ -87,9 +92,15 @@ def write_methods(
 
 
 def methods_markdown(
-    images: Sequence[AnatImage], *, n_failed: int, n_coregistered: int, device: str
+    images: Sequence[AnatImage],
+    *,
+    n_failed: int,
+    n_coregistered: int,
+    device: str,
+    models_dir: Path | None = None,
 ) -> str:
-    """The methods as Markdown: a title, then one paragraph per step that ran."""
+    """The methods as Markdown: a title, then one paragraph per step that ran (the networks
+    of ``models_dir``, ``--models-dir``, in place of the bundled ones they replace)."""
     raw = [image for image in images if image.dataset == RAW_DATASET]
     derived = Counter(image.dataset for image in images if image.dataset != RAW_DATASET)
     modalities = Counter(image.modality for image in raw)
@@ -128,8 +139,10 @@ def methods_markdown(
         "the template's tissue masks, including the N4 bias field [@n4] and the residual "
         "misregistration (Jenkinson RMS of a new rigid registration [@jenkinson2002])."
     )
-    for name in ("motion", "registration", "artefact") if raw else ("registration",):
-        paragraphs.append(_network_paragraph(name, device))
+    for name in NETWORKS if raw else ("registration",):
+        paragraphs.append(_network_paragraph(name, device, network_weights(name, models_dir)))
+    if raw and models_dir is not None and (models_dir / "quality.pt").is_file():
+        paragraphs.append(_network_paragraph("quality", device, models_dir / "quality.pt"))
     if n_coregistered:
         paragraphs.append(
             f"{_count(n_coregistered, 'FLAIR image')} "
@@ -140,8 +153,10 @@ def methods_markdown(
     return "\n\n".join(paragraphs) + "\n"
 
 
-def _network_paragraph(name: str, device: str) -> str:
-    card = read_model_card(MODELS_DIR / f"{name}.pt")
+def _network_paragraph(name: str, device: str, weights: Path) -> str:
+    card = read_model_card(weights)
+    if "method" in card:
+        return _fine_tuned_paragraph(name, device, card)
     what, scores = _NETWORKS[name]
     metrics = card.get("validation_metrics", {})
     quoted = ", ".join(
@@ -160,6 +175,27 @@ def _network_paragraph(name: str, device: str) -> str:
         f"{device}): {what}. Its weights (SHA-256 {card['weights']['sha256'][:12]}) were "
         f"trained on {card['date'][:10]} on {len(card['training_files'])} files, from "
         f"`bidsqc-train {card['task']}`; on its validation images, {quoted}{calibrated}."
+    )
+
+
+def _fine_tuned_paragraph(name: str, device: str, card: dict) -> str:
+    """A network of ``bidsqc-finetune``: its base, labels and cross-validation."""
+    labels = card["labels"]
+    method = {
+        "head": "its encoder frozen and its fully connected layers trained again [@loizillon2023]",
+        "embedding": "a linear probe trained on its frozen encoder's embeddings [@bricout]",
+    }[card["method"]]
+    pooled = card["cross_validation"]["pooled"]
+    versus = ", ".join(f"{model} {value:.2f}" for model, value in pooled.items())
+    classes = ", ".join(f"{n} {rating}" for rating, n in labels["counts"].items())
+    return (
+        f"The {name} network ({card['architecture']}, PyTorch {_version('torch')}, device "
+        f"{device}; weights SHA-256 {card['weights']['sha256'][:12]}) was fine-tuned on "
+        f"{card['date'][:10]} with `bidsqc-finetune --task {card['task']}` from the network of "
+        f"SHA-256 {card['base_weights']['sha256'][:12]}, {method}, on the site's own labels: "
+        f"{labels['images']} images of {labels['participants']} participants ({classes}; "
+        f"{labels['format']}). In cross-validation with folds grouped by participant, its "
+        f"balanced accuracy was {pooled['fine-tuned']:.2f} (pooled; {versus})."
     )
 
 

@@ -10,7 +10,7 @@ from nipype.pipeline import engine as pe
 from bidsqc.data import template_path
 from bidsqc.discovery import AnatImage
 from bidsqc.interfaces.measures import ComputeMeasures
-from bidsqc.interfaces.networks import ArtefactQC, MotionQC, RegistrationQC
+from bidsqc.interfaces.networks import ArtefactQC, MotionQC, RegistrationQC, SiteQualityQC
 from bidsqc.interfaces.preprocessing import (
     CheckImage,
     CoregisterToReference,
@@ -45,7 +45,8 @@ def init_anat_qc_wf(
         inputnode -> check_image -> resample -> register -> measures, and
         register -> motion_qc -> plot_motion, register -> registration_qc (against the
         template), check_image + register (transform) -> resample_fine (1 mm) -> artefact_qc
-        -> plot_artefacts; plot_raw (from the checked image), plot_registered; every output
+        -> plot_artefacts; plot_raw (from the checked image), plot_registered; with a
+        site-quality network (``--models-dir``), register -> site_quality; every output
         goes to ``ds_anat_qc_wf`` (:func:`~bidsqc.workflows.outputs.init_ds_anat_qc_wf`).
 
     Inputs (``inputnode``)
@@ -81,7 +82,9 @@ def init_anat_qc_wf(
     registration_qc = _registration_qc_node(settings)
     plot_raw = pe.Node(PlotMosaic(), name="plot_raw", mem_gb=1.0)
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
-    ds_anat_qc_wf = init_ds_anat_qc_wf(image=image, output_dir=settings.output_dir)
+    ds_anat_qc_wf = init_ds_anat_qc_wf(
+        image=image, output_dir=settings.output_dir, site_quality=settings.site_quality
+    )
 
     workflow.connect([
         (inputnode, check_image, [("in_file", "in_file"),
@@ -115,6 +118,12 @@ def init_anat_qc_wf(
         (plot_artefacts, ds_anat_qc_wf, [("out_file", "inputnode.artefacts_figure")]),
         (measures, ds_anat_qc_wf, [("out_file", "inputnode.measures")]),
     ])  # fmt: skip
+    if settings.site_quality:
+        site_quality = settings.network_node(SiteQualityQC, "quality", "site_quality", mem_gb=1.0)
+        workflow.connect([
+            (register, site_quality, [("out_file", "in_file")]),
+            (site_quality, ds_anat_qc_wf, [("out_file", "inputnode.site_quality")]),
+        ])  # fmt: skip
     return workflow
 
 

@@ -25,6 +25,7 @@ from bidsqc.outputs.paths import (
     motion_path,
     preproc_path,
     registration_path,
+    site_quality_path,
     transform_path,
 )
 
@@ -32,10 +33,11 @@ __all__ = ["init_ds_anat_qc_wf", "init_ds_coregistration_wf", "init_ds_derivativ
 
 
 def init_ds_anat_qc_wf(
-    *, image: AnatImage, output_dir: Path, name: str = "ds_anat_qc_wf"
+    *, image: AnatImage, output_dir: Path, site_quality: bool = False, name: str = "ds_anat_qc_wf"
 ) -> pe.Workflow:
     """The derivatives of :func:`~bidsqc.workflows.anatomical.init_anat_qc_wf`: the registered
-    image and its transform, the network outputs and artefact map, the figures, the measures."""
+    image and its transform, the network outputs and artefact map (and the site-quality
+    rating, with ``site_quality``), the figures, the measures."""
     preproc = preproc_path(output_dir, image)
     artefact_map = artefact_map_path(output_dir, image)
     sources = [f"bids:raw:{image.relpath}"]
@@ -68,6 +70,7 @@ def init_ds_anat_qc_wf(
             "artefacts": artefacts_path(output_dir, image),
             "artefact_map": artefact_map,
             "artefacts_figure": figure_path(output_dir, image, "artefacts"),
+            **({"site_quality": site_quality_path(output_dir, image)} if site_quality else {}),
             "measures": measures_path(output_dir, image),
         },
         sidecars,

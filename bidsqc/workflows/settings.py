@@ -30,6 +30,11 @@ class QCSettings:
     device: str = "auto"
     models_dir: Path | None = None
 
+    @property
+    def site_quality(self) -> bool:
+        """Whether the models dir holds a site-quality network (``quality.pt``)."""
+        return self.models_dir is not None and (self.models_dir / "quality.pt").is_file()
+
     def network_node(self, interface_cls: type, network: str, name: str, mem_gb: float) -> pe.Node:
         """A node running ``network`` (:func:`~bidsqc.data.network_weights`) through
         ``interface_cls``, on these threads and this device."""

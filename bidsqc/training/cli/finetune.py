@@ -152,16 +152,15 @@ def fine_tune_site(opts: Namespace) -> Path:
     cv = cross_validate(
         base, network_args, images, opts.task, opts.method, settings, opts.folds, opts.progress
     )
+    blank = {"participants": "", "n_train": "", "n_test": ""}
     table = pd.DataFrame(
         [{**row, "participants": " ".join(row["participants"])} for row in cv["folds"]]
-        + [{"fold": "pooled", **cv["pooled"]}, {"fold": "mean", **cv["mean"]}]
+        + [{"fold": "pooled", **blank, **cv["pooled"]}, {"fold": "mean", **blank, **cv["mean"]}]
     )
     opts.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(opts.out / f"{opts.task}_cv.tsv", sep="\t", index=False, na_rep="n/a")
-    (opts.out / f"{opts.task}_cv.md").write_text(markdown_table(table.fillna("")))
-    LOGGER.info(
-        "Balanced accuracy, folds grouped by participant:\n%s", markdown_table(table.fillna(""))
-    )
+    (opts.out / f"{opts.task}_cv.md").write_text(markdown_table(table))
+    LOGGER.info("Balanced accuracy, folds grouped by participant:\n%s", markdown_table(table))
 
     model = fine_tune(
         base, network_args, images.embeddings, images.targets(opts.task), opts.method, settings
