@@ -296,5 +296,16 @@ def test_participant_rerun_with_fine_tuned_models_runs_only_the_networks(demo_di
     assert "motion by <a" in html and "fine-tuned (embedding)" in html
     assert "site quality by <a" in html
     assert "fine-tuned" in (demo_out / "logs" / "CITATION.md").read_text()
+
+    # The same networks in this process, on the preprocessed images alone: same answers.
+    work = {path: path.stat().st_mtime_ns for path in (demo_out / "work").rglob("*.pklz")}
+    assert bidsqc([*argv, "--inference-only"]) == 0
+    again = json.loads(
+        (demo_out / "sub-01" / "anat" / "sub-01_run-1_desc-motion_T1w.json").read_text()
+    )
+    for column in ("p_motion_none", "p_motion_mild", "p_motion_severe", "motion_mm"):
+        assert again[column] == pytest.approx(motion[column], abs=1e-4)
+    assert {path: path.stat().st_mtime_ns for path in work} == work
+    assert pd.read_csv(demo_out / "sub-01" / "sub-01_qc.tsv", sep="\t")["site_rating"].notna().all()
     card = f"logs/models/motion-{motion['model']['sha256'][:12]}.json"
     assert (demo_out / card).is_file() and card in html

@@ -157,6 +157,14 @@ def build_parser() -> ArgumentParser:
         "'plugin_args: {sbatch_args: --mem=8G}' (default: MultiProc with --nprocs)",
     )
     execution.add_argument(
+        "--inference-only",
+        action="store_true",
+        help="with --models-dir: only run its networks (motion, registration, quality), in "
+        "this process, on the preprocessed images already in OUTPUT_DIR, then write the tables "
+        "and reports; no preprocessing, no measures, no nipype. Its artefact network needs a "
+        "whole run",
+    )
+    execution.add_argument(
         "--reports-only",
         action="store_true",
         help="only write the reports again, from the results already in OUTPUT_DIR",
@@ -219,6 +227,15 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
                 f"--models-dir: {', '.join(f'{name}.pt' for name in without_card)} has no "
                 "model card beside it (same name, .json), so bidsqc cannot tell how to build it."
             )
+    if opts.inference_only and opts.reports_only:
+        parser.error("--inference-only and --reports-only exclude each other.")
+    if opts.inference_only and opts.models_dir is None:
+        parser.error("--inference-only runs the networks of --models-dir: give it.")
+    if opts.inference_only and opts.models_dir and (opts.models_dir / "artefact.pt").is_file():
+        parser.error(
+            "--inference-only cannot rerun the artefact network of --models-dir: it reads the "
+            "image resampled to 1 mm from the raw data. Rerun without --inference-only."
+        )
     if opts.analysis_level == "participant" and opts.device == "cuda" and not _cuda_available():
         parser.error("--device cuda, but CUDA sees no GPU: use --device cpu (or auto).")
 

@@ -98,7 +98,9 @@ def run_participant(opts: Namespace) -> int:
     output_dir = opts.output_dir
     write_dataset_description(output_dir, opts.bids_dir)
     log_dir = output_dir / "logs"
-    if not opts.reports_only:
+    if opts.inference_only:
+        _rerun_networks(opts, images)
+    elif not opts.reports_only:
         _run_workflow(opts, images, log_dir)
 
     failures = read_crash_reports(log_dir)
@@ -146,6 +148,16 @@ def run_participant(opts: Namespace) -> int:
         output_dir,
     )
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
+
+
+def _rerun_networks(opts: Namespace, images: list[AnatImage]) -> None:
+    import torch
+
+    from bidsqc.inference.rerun import rerun_networks
+
+    torch.set_num_threads(opts.nprocs)
+    done = rerun_networks(opts.output_dir, images, models_dir=opts.models_dir, device=opts.device)
+    LOGGER.info("Ran the networks again on %d of %d images.", len(done), len(images))
 
 
 def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,11 +10,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from bidsqc.data import MODELS_DIR, card_thresholds, read_model_card
+from bidsqc.data import MODELS_DIR, card_thresholds, model_provenance, read_model_card
 from bidsqc.networks import ArtefactNet, EncoderNet, MotionNet, ProbedMotionNet, RegistrationNet
 
 __all__ = [
     "ARCHITECTURES",
+    "write_prediction",
     "load_bundled_network",
     "load_model",
     "load_network",
@@ -72,3 +74,13 @@ def load_bundled_network(name: str, device: str | torch.device = "cpu") -> Encod
     """The bundled network ``name`` (``"motion"``, ``"registration"`` or ``"artefact"``), in
     eval mode on ``device``."""
     return load_network(MODELS_DIR / f"{name}.pt", device)
+
+
+def write_prediction(
+    out_file: str | os.PathLike, prediction: dict, weights: str | os.PathLike
+) -> str:
+    """Write a network's prediction as JSON, with the model that made it
+    (:func:`bidsqc.data.model_provenance`), and return the file's path."""
+    written = prediction | {"model": model_provenance(weights)}
+    Path(out_file).write_text(json.dumps(written, indent=2) + "\n")
+    return str(out_file)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nipype.interfaces.base import File, SimpleInterface, traits
@@ -35,13 +34,13 @@ class MotionQC(SimpleInterface):
         import torch
 
         from bidsqc.inference.inputs import load_preprocessed
-        from bidsqc.inference.models import load_network
+        from bidsqc.inference.models import load_network, write_prediction
         from bidsqc.inference.motion import predict_motion
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         (prediction,) = predict_motion(network, [load_preprocessed(self.inputs.in_file)])
-        self._results["out_file"] = _write_prediction(
+        self._results["out_file"] = write_prediction(
             Path(runtime.cwd) / "motion.json", prediction.to_dict(), self.inputs.weights
         )
         return runtime
@@ -59,13 +58,13 @@ class SiteQualityQC(SimpleInterface):
         import torch
 
         from bidsqc.inference.inputs import load_preprocessed
-        from bidsqc.inference.models import load_network
+        from bidsqc.inference.models import load_network, write_prediction
         from bidsqc.inference.site_quality import predict_site_quality
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         (prediction,) = predict_site_quality(network, [load_preprocessed(self.inputs.in_file)])
-        self._results["out_file"] = _write_prediction(
+        self._results["out_file"] = write_prediction(
             Path(runtime.cwd) / "sitequality.json", prediction.columns(), self.inputs.weights
         )
         return runtime
@@ -93,14 +92,14 @@ class RegistrationQC(SimpleInterface):
         import torch
 
         from bidsqc.inference.inputs import load_preprocessed
-        from bidsqc.inference.models import load_network
+        from bidsqc.inference.models import load_network, write_prediction
         from bidsqc.inference.registration import predict_registration
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         pair = (load_preprocessed(self.inputs.in_file), load_preprocessed(self.inputs.reference))
         (prediction,) = predict_registration(network, [pair])
-        self._results["out_file"] = _write_prediction(
+        self._results["out_file"] = write_prediction(
             Path(runtime.cwd) / "registration.json",
             prediction.to_dict(self.inputs.column_suffix),
             self.inputs.weights,
@@ -131,12 +130,12 @@ class ArtefactQC(SimpleInterface):
         from bidsqc.data import head_box
         from bidsqc.inference.artefacts import predict_artefacts
         from bidsqc.inference.inputs import load_preprocessed
-        from bidsqc.inference.models import load_network
+        from bidsqc.inference.models import load_network, write_prediction
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
         prediction = predict_artefacts(network, load_preprocessed(self.inputs.in_file))
-        out_file = _write_prediction(
+        out_file = write_prediction(
             Path(runtime.cwd) / "artefacts.json", prediction.to_dict(), self.inputs.weights
         )
         shape, affine = head_box(2)
@@ -145,14 +144,3 @@ class ArtefactQC(SimpleInterface):
         nb.save(nb.Nifti1Image(probabilities, affine), out_map)
         self._results.update(out_file=out_file, out_map=str(out_map))
         return runtime
-
-
-def _write_prediction(out_file: Path, prediction: dict, weights: str) -> str:
-    """Write a prediction as JSON, with the model that made it
-    (:func:`bidsqc.data.model_provenance`), and return the file's path."""
-    from bidsqc.data import model_provenance
-
-    out_file.write_text(
-        json.dumps(prediction | {"model": model_provenance(weights)}, indent=2) + "\n"
-    )
-    return str(out_file)

@@ -10,7 +10,6 @@ import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, isdefined, traits
 
 from bidsqc.data import load_template
-from bidsqc.geometry import MOTION_GRADE_NAMES
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.preprocessing import reorient_to_ras
 
@@ -78,17 +77,9 @@ class PlotMotion(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsqc.geometry import MOTION_GRADE_THRESHOLDS_MM
-        from bidsqc.reports.figures import plot_motion_distribution
+        from bidsqc.reports.figures import plot_motion_prediction
 
         prediction = json.loads(Path(self.inputs.in_file).read_text())
-        out_file = Path(runtime.cwd) / "motion.png"
-        plot_motion_distribution(
-            prediction["mm_bin_centres"],
-            prediction["mm_distribution"],
-            [prediction[f"p_motion_{grade}"] for grade in MOTION_GRADE_NAMES],
-            MOTION_GRADE_THRESHOLDS_MM,
-            out_file,
-        )
+        out_file = plot_motion_prediction(prediction, Path(runtime.cwd) / "motion.png")
         self._results["out_file"] = str(out_file)
         return runtime

@@ -7,6 +7,7 @@ global backend state, so they are safe to draw in worker processes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,15 @@ from nibabel.affines import voxel_sizes
 from numpy.typing import ArrayLike
 from PIL import Image
 
+from bidsqc.geometry import MOTION_GRADE_NAMES, MOTION_GRADE_THRESHOLDS_MM
+
 __all__ = [
     "StripLayout",
     "edge_mask",
     "intensity_window",
     "plot_mosaic",
     "plot_motion_distribution",
+    "plot_motion_prediction",
     "strip_layout",
 ]
 
@@ -146,6 +150,17 @@ def edge_mask(data: np.ndarray, brain: np.ndarray) -> np.ndarray:
     if not inside.size or inside.max() <= 0:
         return np.zeros(data.shape, dtype=bool)
     return brain & (data > 0.75 * np.percentile(inside, 99))
+
+
+def plot_motion_prediction(prediction: Mapping, out_file: Path) -> Path:
+    """:func:`plot_motion_distribution` of a motion prediction (the network's ``motion.json``)."""
+    return plot_motion_distribution(
+        prediction["mm_bin_centres"],
+        prediction["mm_distribution"],
+        [prediction[f"p_motion_{grade}"] for grade in MOTION_GRADE_NAMES],
+        MOTION_GRADE_THRESHOLDS_MM,
+        Path(out_file),
+    )
 
 
 def plot_motion_distribution(
