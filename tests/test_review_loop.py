@@ -307,5 +307,10 @@ def test_participant_rerun_with_fine_tuned_models_runs_only_the_networks(demo_di
         assert again[column] == pytest.approx(motion[column], abs=1e-4)
     assert {path: path.stat().st_mtime_ns for path in work} == work
     assert pd.read_csv(demo_out / "sub-01" / "sub-01_qc.tsv", sep="\t")["site_rating"].notna().all()
+    assert bidsqc([str(demo_dir), str(demo_out), "group"]) == 0
+    group = (demo_out / "group_T1w.html").read_text()
+    assert (
+        "(motion, fine-tuned: embedding)" in group and "(quality, fine-tuned: embedding)" in group
+    )
     card = f"logs/models/motion-{motion['model']['sha256'][:12]}.json"
     assert (demo_out / card).is_file() and card in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from argparse import Namespace
+from pathlib import Path
 
 import pandas as pd
 
@@ -22,6 +23,8 @@ __all__ = [
 LOGGER = logging.getLogger("bidsqc")
 #: The participant level's methods, relative to the output directory and the group reports.
 METHODS_HREF = "logs/CITATION.html"
+#: Where the participant level keeps a copy of each model card it used.
+MODELS_HREF = "logs/models"
 
 
 def run_group(opts: Namespace) -> int:
@@ -58,7 +61,27 @@ def run_group(opts: Namespace) -> int:
             tsv.with_suffix(".html"),
             generated_by=GENERATED_BY,
             dataset=dataset_key(opts.output_dir),
+            models=_model_cards(opts.output_dir),
             methods_href=METHODS_HREF if (opts.output_dir / METHODS_HREF).is_file() else None,
         )
         LOGGER.warning("Group %s: %d image(s), written to '%s'.", modality, len(rows), tsv)
     return EXIT_OK
+
+
+def _model_cards(output_dir: Path) -> list[dict]:
+    """The model cards the participant level copied to ``logs/models``: every model that made
+    an output of this directory, with a link relative to it."""
+    from bidsqc.data import read_model_card
+
+    cards = []
+    for path in sorted((output_dir / MODELS_HREF).glob("*.json")):
+        card = read_model_card(path)
+        cards.append(
+            {
+                "name": path.stem,
+                "href": f"{MODELS_HREF}/{path.name}",
+                "fine_tuned": card.get("method"),
+                "task": card.get("task"),
+            }
+        )
+    return cards

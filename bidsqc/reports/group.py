@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -43,6 +43,7 @@ def render_group_report(
     generated_by: str,
     dataset: str,
     methods_href: str | None = None,
+    models: Sequence[dict] = (),
 ) -> Path:
     """Write the HTML group report of one modality: its review queue, outliers and plots.
 
@@ -62,6 +63,9 @@ def render_group_report(
         What the browser keys the ratings by (:func:`bidsqc.reports.review.dataset_key`).
     methods_href
         Link, relative to ``out_file``, to the run's methods (``logs/CITATION.html``), if any.
+    models
+        The models behind the network columns: ``name``, ``href`` (their card, relative to
+        ``out_file``), ``fine_tuned`` (the method, or None) and ``task``.
 
     Returns
     -------
@@ -138,6 +142,7 @@ def render_group_report(
         min_images=MIN_IMAGES_TO_FLAG,
         generated_by=generated_by,
         methods_href=methods_href,
+        models=models,
         dataset=dataset,
         review_keys=review_keys(),
         queue={
