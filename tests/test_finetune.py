@@ -285,3 +285,73 @@ def test_the_bundled_network_is_the_default_base():
     )
     assert opts.base == MODELS_DIR / "motion.pt"
     assert opts.method == "head"
+
+
+def test_one_participant_fine_tunes_without_cross_validation(tmp_path, small_base, caplog):
+    stems = [f"sub-01_run-{r}_T1w" for r in range(1, 4)]
+    out = preproc_dir(tmp_path / "out", stems)
+    ratings = ("usable", "questionable", "unusable")
+    labels = export_tsv(
+        tmp_path / "r.tsv",
+        [(f"sub-01/anat/{stem}.nii.gz", ratings[i], "") for i, stem in enumerate(stems)],
+    )
+    models = tmp_path / "m"
+    argv = [
+        "--labels",
+        str(labels),
+        "--qc-dir",
+        str(out),
+        "--task",
+        "quality",
+        "--out",
+        str(models),
+        "--base",
+        str(small_base),
+        "--epochs",
+        "5",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert "no cross-validation" in caplog.text
+    card = read_model_card(models / "quality.pt")
+    assert card["cross_validation"] is None
+    assert card["labels"]["counts"] == {"usable": 1, "questionable": 1, "unusable": 1}
+    assert not (models / "quality_cv.tsv").exists()
+
+
+def test_labels_of_images_that_failed_are_left_out(tmp_path, small_base, caplog):
+    out = preproc_dir(tmp_path / "out", ["sub-01_T1w", "sub-02_T1w"])
+    table = out / "sub-03" / "sub-03_qc.tsv"
+    table.parent.mkdir()
+    table.write_text("filename\tstatus\nsub-03/anat/sub-03_T1w.nii.gz\tfailed\n")
+    labels = export_tsv(
+        tmp_path / "r.tsv",
+        [
+            (f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz", "unusable" if i == 3 else "usable", "")
+            for i in (1, 2, 3)
+        ],
+    )
+    argv = [
+        "--labels",
+        str(labels),
+        "--qc-dir",
+        str(out),
+        "--task",
+        "quality",
+        "--out",
+        str(tmp_path / "m"),
+        "--base",
+        str(small_base),
+        "--epochs",
+        "5",
+        "--scratch-epochs",
+        "0",
+        "--no-progress",
+    ]
+    with caplog.at_level("INFO"):
+        assert main(argv) == 0
+    assert (
+        "Left out 1 label(s) of images that failed in the participant run: sub-03_T1w"
+        in caplog.text
+    )
+    assert read_model_card(tmp_path / "m" / "quality.pt")["labels"]["images"] == 2

@@ -185,17 +185,24 @@ def _fine_tuned_paragraph(name: str, device: str, card: dict) -> str:
         "head": "its encoder frozen and its fully connected layers trained again [@loizillon2023]",
         "embedding": "a linear probe trained on its frozen encoder's embeddings [@bricout]",
     }[card["method"]]
-    pooled = card["cross_validation"]["pooled"]
-    versus = ", ".join(f"{model} {value:.2f}" for model, value in pooled.items())
     classes = ", ".join(f"{n} {rating}" for rating, n in labels["counts"].items())
+    cv = card["cross_validation"]
+    if cv:
+        pooled = cv["pooled"]
+        versus = ", ".join(f"{model} {value:.2f}" for model, value in pooled.items())
+        tested = (
+            "In cross-validation with folds grouped by participant, its balanced accuracy was "
+            f"{pooled['fine-tuned']:.2f} (pooled; {versus})."
+        )
+    else:
+        tested = "It was not cross-validated: its labels came from one participant."
     return (
         f"The {name} network ({card['architecture']}, PyTorch {_version('torch')}, device "
         f"{device}; weights SHA-256 {card['weights']['sha256'][:12]}) was fine-tuned on "
         f"{card['date'][:10]} with `bidsqc-finetune --task {card['task']}` from the network of "
         f"SHA-256 {card['base_weights']['sha256'][:12]}, {method}, on the site's own labels: "
         f"{labels['images']} images of {labels['participants']} participants ({classes}; "
-        f"{labels['format']}). In cross-validation with folds grouped by participant, its "
-        f"balanced accuracy was {pooled['fine-tuned']:.2f} (pooled; {versus})."
+        f"{labels['format']}). {tested}"
     )
 
 

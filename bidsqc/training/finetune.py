@@ -36,7 +36,8 @@ from tqdm import tqdm
 from bidsqc.inference.inputs import load_preprocessed
 from bidsqc.inference.motion import predict_motion
 from bidsqc.networks import MotionNet, ProbedMotionNet
-from bidsqc.training.labels import Label, LabelError
+from bidsqc.outputs.tables import read_qc_table
+from bidsqc.training.labels import Label, LabelError, bids_stem
 from bidsqc.training.losses import grade_class_weights
 from bidsqc.training.metrics import balanced_accuracy
 
@@ -121,9 +122,20 @@ def label_images(
 ) -> LabelledImages:
     """Match each label to its preprocessed image in ``qc_dir``, and embed the images.
 
-    Raises :class:`LabelError` naming the labels that match no image.
+    A label of an image that the participant run lists as failed (it has no preprocessed
+    image) is left out with a warning. Raises :class:`LabelError` naming the labels that
+    match no image of ``qc_dir`` at all.
     """
     preprocessed = find_preprocessed(qc_dir)
+    failed = _failed_stems(qc_dir)
+    skipped = [label for label in labels if label.stem in failed and label.stem not in preprocessed]
+    if skipped:
+        logger.warning(
+            "Left out %d label(s) of images that failed in the participant run: %s.",
+            len(skipped),
+            ", ".join(label.stem for label in skipped),
+        )
+        labels = [label for label in labels if label not in skipped]
     unmatched = [label for label in labels if label.stem not in preprocessed]
     if unmatched:
         names = ", ".join(f"{label.stem} ({label.source})" for label in unmatched[:5])
@@ -148,6 +160,15 @@ def label_images(
             ]
         )
     return LabelledImages(list(labels), paths, volumes, embeddings)
+
+
+def _failed_stems(qc_dir: str | os.PathLike) -> set[str]:
+    """The images that a participant run's tables in ``qc_dir`` list as failed, by stem."""
+    failed = set()
+    for table in Path(qc_dir).glob("sub-*/sub-*_qc.tsv"):
+        rows = read_qc_table(table)
+        failed |= {bids_stem(name) for name in rows.loc[rows["status"] != "ok", "filename"]}
+    return failed
 
 
 def participant_folds(participants: Sequence[str], n_folds: int, seed: int) -> list[np.ndarray]:

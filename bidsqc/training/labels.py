@@ -27,7 +27,7 @@ import pandas as pd
 
 from bidsqc.reports.review import EXPORT_COLUMNS, RATINGS
 
-__all__ = ["LABEL_FORMATS", "Label", "LabelError", "read_labels"]
+__all__ = ["LABEL_FORMATS", "Label", "LabelError", "bids_stem", "read_labels"]
 
 #: The formats, as ``bidsqc-finetune`` names them.
 LABEL_FORMATS = ("bidsqc ratings TSV", "MRIQC rating-widget JSON", "MR-ART scores.tsv")
@@ -117,7 +117,7 @@ def _export_labels(table: pd.DataFrame, path: Path) -> Iterable[Label]:
         rating = _RATING_NAMES.index(row["rating"])
         moved = "motion" in (tag.strip() for tag in row["artefacts"].split(","))
         yield Label(
-            _stem(row["filename"]), rating, max(rating, 1) if moved else 0, f"{path}:{line}"
+            bids_stem(row["filename"]), rating, max(rating, 1) if moved else 0, f"{path}:{line}"
         )
 
 
@@ -126,7 +126,7 @@ def _mrart_labels(table: pd.DataFrame, path: Path) -> Iterable[Label]:
         if row["score"] not in ("1", "2", "3"):
             raise LabelError(f"{path}:{line}: score {row['score']!r} is not 1, 2 or 3")
         grade = int(row["score"]) - 1
-        yield Label(_stem(row["bids_name"]), grade, grade, f"{path}:{line}")
+        yield Label(bids_stem(row["bids_name"]), grade, grade, f"{path}:{line}")
 
 
 def _mriqc_label(path: Path) -> Label:
@@ -142,7 +142,7 @@ def _mriqc_label(path: Path) -> Label:
 
 def _mriqc_stem(record: dict, path: Path) -> str:
     if record.get("bids_name"):
-        return _stem(record["bids_name"])
+        return bids_stem(record["bids_name"])
     if record.get("subject") and record.get("modality"):
         subject = str(record["subject"]).removeprefix("sub-")
         parts = [f"sub-{subject}"]
@@ -151,9 +151,9 @@ def _mriqc_stem(record: dict, path: Path) -> str:
             if value:
                 parts.append(f"{_MRIQC_KEYS[entity]}-{value}")
         return "_".join([*parts, str(record["modality"])])
-    return _stem(path.name.removesuffix(".json"))
+    return bids_stem(path.name.removesuffix(".json"))
 
 
-def _stem(name: str) -> str:
+def bids_stem(name: str) -> str:
     """The BIDS stem of a file name or path: no folder, no NIfTI extension."""
     return _NIFTI.sub("", Path(name).name)

@@ -12,7 +12,6 @@ MODELS_DIR`` then uses it. See :mod:`bidsqc.training.finetune` for the methods.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from argparse import ArgumentParser, Namespace, RawDescriptionHelpFormatter
@@ -132,15 +131,11 @@ def fine_tune_site(opts: Namespace) -> Path:
     from bidsqc.training.labels import read_labels
 
     found, labels = read_labels(opts.labels)
-    classes = TASKS[opts.task]
-    counts = Counter(classes[label.target(opts.task)] for label in labels)
     LOGGER.info(
-        "Read %d labels of %d participants from %s (%s): %s.",
+        "Read %d labels from %s (%s).",
         len(labels),
-        len({label.participant for label in labels}),
         ", ".join(path.name for path in opts.labels),
         found,
-        ", ".join(f"{counts[name]} {name}" for name in classes),
     )
     base_card = read_model_card(opts.base)
     base = load_network(opts.base)
@@ -149,18 +144,28 @@ def fine_tune_site(opts: Namespace) -> Path:
         epochs=opts.epochs, scratch_epochs=opts.scratch_epochs, seed=opts.seed
     )
     images = label_images(labels, opts.qc_dir, base, opts.progress)
-    cv = cross_validate(
-        base, network_args, images, opts.task, opts.method, settings, opts.folds, opts.progress
-    )
-    blank = {"participants": "", "n_train": "", "n_test": ""}
-    table = pd.DataFrame(
-        [{**row, "participants": " ".join(row["participants"])} for row in cv["folds"]]
-        + [{"fold": "pooled", **blank, **cv["pooled"]}, {"fold": "mean", **blank, **cv["mean"]}]
+    classes = TASKS[opts.task]
+    counts = Counter(classes[target] for target in images.targets(opts.task))
+    participants = sorted(set(images.participants))
+    LOGGER.info(
+        "Fine-tuning on %d images of %d participants: %s.",
+        len(images.labels),
+        len(participants),
+        ", ".join(f"{counts[name]} {name}" for name in classes),
     )
     opts.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(opts.out / f"{opts.task}_cv.tsv", sep="\t", index=False, na_rep="n/a")
-    (opts.out / f"{opts.task}_cv.md").write_text(markdown_table(table))
-    LOGGER.info("Balanced accuracy, folds grouped by participant:\n%s", markdown_table(table))
+    cv = None
+    if len(participants) > 1:
+        cv = cross_validate(
+            base, network_args, images, opts.task, opts.method, settings, opts.folds, opts.progress
+        )
+        _write_cv_table(cv, opts.out / f"{opts.task}_cv")
+    else:
+        LOGGER.warning(
+            "Only %s is labelled, so there is no cross-validation: nothing says whether the "
+            "fine-tuned model beats the bundled one. Label images of two participants or more.",
+            participants[0],
+        )
 
     model = fine_tune(
         base, network_args, images.embeddings, images.targets(opts.task), opts.method, settings
@@ -175,8 +180,8 @@ def fine_tune_site(opts: Namespace) -> Path:
             "format": found,
             "files": [{"path": str(path), "sha256": file_sha256(path)} for path in opts.labels],
             "counts": {name: counts[name] for name in classes},
-            "images": len(labels),
-            "participants": len({label.participant for label in labels}),
+            "images": len(images.labels),
+            "participants": len(participants),
         },
         "training_files": list(opts.labels),
         "hyperparameters": {
@@ -184,13 +189,26 @@ def fine_tune_site(opts: Namespace) -> Path:
             "finetune": settings.__dict__,
         },
         "cross_validation": cv,
-        "validation_metrics": {f"ba_{name}": value for name, value in cv["pooled"].items()},
+        "validation_metrics": (
+            {f"ba_{name}": value for name, value in cv["pooled"].items()} if cv else {}
+        ),
         "seed": opts.seed,
     }
     card_path = save_model(model, weights, card)
     LOGGER.info("Wrote %s and its model card %s.", weights, card_path.name)
-    print(json.dumps(cv["pooled"], indent=2))
     return weights
+
+
+def _write_cv_table(cv: dict, stem: Path) -> None:
+    """The cross-validation's balanced accuracies as ``<stem>.tsv`` and ``.md``, and logged."""
+    blank = {"participants": "", "n_train": "", "n_test": ""}
+    table = pd.DataFrame(
+        [{**row, "participants": " ".join(row["participants"])} for row in cv["folds"]]
+        + [{"fold": "pooled", **blank, **cv["pooled"]}, {"fold": "mean", **blank, **cv["mean"]}]
+    )
+    table.to_csv(stem.with_suffix(".tsv"), sep="\t", index=False, na_rep="n/a")
+    stem.with_suffix(".md").write_text(markdown_table(table))
+    LOGGER.info("Balanced accuracy, folds grouped by participant:\n%s", markdown_table(table))
 
 
 if __name__ == "__main__":
