@@ -17,7 +17,7 @@ import pytest
 
 from bidsqc.cli.run import main
 from bidsqc.decisions import DEFAULT_THRESHOLDS
-from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS
+from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS, SITE_QUALITY_COLUMNS
 from bidsqc.outputs.tables import read_qc_table
 from bidsqc.training.pairs import Misalignment, misaligned
 
@@ -25,8 +25,12 @@ pytestmark = pytest.mark.slow
 
 #: Columns only a FLAIR with a T1w in its session has.
 FLAIR_T1W_COLUMNS = ["p_misregistered_to_t1w", "registration_error_to_t1w_mm"]
-#: Columns every processed raw image has.
-IMAGE_COLUMNS = [column for column in QC_COLUMNS if column not in FLAIR_T1W_COLUMNS]
+#: Columns every processed raw image has (a site-quality network's only with --models-dir).
+IMAGE_COLUMNS = [
+    column
+    for column in QC_COLUMNS
+    if column not in FLAIR_T1W_COLUMNS and column not in SITE_QUALITY_COLUMNS
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
