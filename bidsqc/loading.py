@@ -25,6 +25,7 @@ __all__ = [
     "ImageCheckError",
     "check_sidecar",
     "load_anatomical",
+    "magnitude",
 ]
 
 #: Slices thicker than this leave the 2 mm grid more than half interpolated.
@@ -54,7 +55,8 @@ def load_anatomical(path: str | os.PathLike) -> nb.Nifti1Image:
     Raises :class:`ImageCheckError` for a missing target (a dangling symlink, as in a DataLad
     dataset whose content was not fetched), an empty or truncated file, a 4D series, voxel
     sizes outside [:data:`MIN_VOXEL_SIZE_MM`, :data:`MAX_VOXEL_SIZE_MM`] mm, non-finite values,
-    and an image without contrast (constant, e.g. all zero).
+    and an image without contrast (constant, e.g. all zero). Negative intensities are made
+    non-negative (:func:`magnitude`).
     """
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -105,6 +107,21 @@ def load_anatomical(path: str | os.PathLike) -> nb.Nifti1Image:
     if data.max() == data.min():
         raise ImageCheckError(f"'{path}' is constant (every voxel is {data.flat[0]:g})")
 
-    out = nb.Nifti1Image(data, img.affine)
+    out = nb.Nifti1Image(magnitude(data), img.affine)
     out.header.set_xyzt_units("mm")
     return out
+
+
+def magnitude(data: np.ndarray) -> np.ndarray:
+    """Non-negative intensities, as an MR magnitude image has.
+
+    Some reconstructions write negative values. When most voxels are negative (the median is
+    below zero: the whole image is offset, as a signed export of an unsigned scan is), the
+    image is shifted so that its minimum is zero, which keeps its contrast. Otherwise the
+    negative voxels are interpolation undershoot or background noise around zero, and become 0.
+    """
+    if data.min() >= 0:
+        return data
+    if np.median(data) < 0:
+        return data - data.min()
+    return np.clip(data, 0, None)

@@ -1,6 +1,10 @@
-"""Tests of the participant level's bookkeeping (bidsqc.cli.run): crash reports."""
+"""Tests of the participant level's bookkeeping (bidsqc.cli.run): crash reports, the console."""
 
 from __future__ import annotations
+
+import re
+import subprocess
+import sys
 
 from bidsqc.cli.participant import read_crash_reports
 
@@ -25,3 +29,25 @@ def test_crashes_are_attributed_to_image_and_coregistration_branches(tmp_path):
         "register: ValueError: registration to the template is implausible"
     )
     assert failures["flair_coreg_sub_02_FLAIR_wf"][1].startswith("coregister: RuntimeError")
+
+
+def test_each_failed_image_is_one_console_line_without_a_traceback(make_bids, tmp_path):
+    files = [f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz" for i in (1, 2, 3)]
+    bids = make_bids(files)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "bidsqc", str(bids), str(out), "participant", "--nprocs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    console = result.stdout + result.stderr
+    assert "Traceback" not in console
+    failed = [line for line in console.splitlines() if " failed: " in line]
+    assert len(failed) == 3
+    for relpath, line in zip(files, sorted(failed), strict=True):
+        assert relpath in line and "empty file" in line
+        crash = re.search(r"details: (logs/crash-[^)]+\.txt)", line).group(1)
+        assert (out / crash).is_file()
+    assert "WARNING: 0 of 3 images processed" in console

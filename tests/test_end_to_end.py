@@ -282,6 +282,9 @@ def bad_dataset(demo_dir, tmp_path_factory):
     turn = np.eye(4)
     turn[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     _save(data, turn @ affine, anat("oblique"))
+    # The good image as a signed reconstruction writes it: every intensity negative.
+    good_data = np.asanyarray(img.dataobj).astype(np.float32)
+    _save(good_data - good_data.max() - 1, img.affine, anat("negative"))
     anat("sidecar").parent.mkdir(parents=True)
     shutil.copyfile(good, anat("sidecar"))
     anat("sidecar").with_name("sub-sidecar_T1w.json").write_text('{"RepetitionTime": 2.3,,}')
@@ -311,17 +314,20 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 11
+    assert len(rows) == 12
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label
         assert message in row["error"], (label, row["error"])
-    for label in ("good", "oblique", "symlink"):
+    for label in ("good", "oblique", "symlink", "negative"):
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "ok", (label, row["error"])
         assert not row[IMAGE_COLUMNS].isna().any()
     # The turned copy registers onto the template like the original.
     assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
+    assert (
+        abs(rows.loc["sub-negative", "quality_score"] - rows.loc["sub-good", "quality_score"]) < 1
+    )
     assert "empty file" in (out / "sub-empty.html").read_text()
     assert snapshot(bad_dataset) == before
 

@@ -79,3 +79,16 @@ def test_sidecars(tmp_path):
     broken.write_text('{"RepetitionTime": 2.3,,}')
     with pytest.raises(ImageCheckError, match="not valid JSON"):
         check_sidecar(broken)
+
+
+def test_negative_intensities_become_a_magnitude_image(tmp_path):
+    rng = np.random.default_rng(0)
+    head = np.zeros((20, 20, 20), dtype=np.float32)
+    head[5:15, 5:15, 5:15] = 800 + rng.normal(0, 20, (10, 10, 10))
+    offset = load_anatomical(save(tmp_path, head - 1000, name="offset.nii.gz")).get_fdata()
+    assert offset.min() == 0
+    np.testing.assert_allclose(offset, head - head.min(), atol=1e-3)  # contrast kept
+    noisy = head + rng.normal(0, 5, head.shape).astype(np.float32)
+    clipped = load_anatomical(save(tmp_path, noisy, name="noisy.nii.gz")).get_fdata()
+    assert clipped.min() == 0
+    np.testing.assert_allclose(clipped[head > 0], noisy[head > 0], atol=1e-3)

@@ -42,7 +42,7 @@ def run_group(opts: Namespace) -> int:
     decided = [decide(row, opts.thresholds, QC_COLUMNS) for row in table.to_dict("records")]
     table[["decision", "reasons"]] = pd.DataFrame(decided, index=table.index)
     exclude, passing = write_group_decisions(table, opts.output_dir)
-    LOGGER.warning(
+    LOGGER.info(
         "%d image(s) fail, %d to review; '%s' lists the failures, '%s' the %d participant(s) "
         "without any.",
         (table["decision"] == "fail").sum(),
@@ -64,7 +64,7 @@ def run_group(opts: Namespace) -> int:
             models=_model_cards(opts.output_dir),
             methods_href=METHODS_HREF if (opts.output_dir / METHODS_HREF).is_file() else None,
         )
-        LOGGER.warning("Group %s: %d image(s), written to '%s'.", modality, len(rows), tsv)
+        LOGGER.info("Group %s: %d image(s), written to '%s'.", modality, len(rows), tsv)
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ import re
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from bidsqc.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, GENERATED_BY
 from bidsqc.decisions import Threshold
@@ -44,6 +45,7 @@ from bidsqc.workflows.base import (
 from bidsqc.workflows.settings import QCSettings
 
 __all__ = [
+    "Crash",
     "read_crash_reports",
     "run_participant",
     "write_participant_outputs",
@@ -116,7 +118,9 @@ def run_participant(opts: Namespace) -> int:
         for image, row in zip(subject_images, rows, strict=True):
             if row["status"] == "failed":
                 n_failed += 1
-                LOGGER.warning("%s failed: %s", image.relpath, row["error"])
+                crash = failures.get(branch_name(image))
+                details = f" (details: logs/{crash.file.name})" if crash else ""
+                LOGGER.warning("%s failed: %s%s", image.relpath, row["error"], details)
             elif _failed_since_written(
                 failures.get(coregistration_branch_name(image)),
                 coregistration_path(output_dir, image),
@@ -124,7 +128,7 @@ def run_participant(opts: Namespace) -> int:
                 LOGGER.warning(
                     "%s: co-registration to its T1w failed, so it has no FLAIR-T1w QC: %s",
                     image.relpath,
-                    failures[coregistration_branch_name(image)][1],
+                    failures[coregistration_branch_name(image)].message,
                 )
         write_participant_outputs(output_dir, subject, rows, subject_images, opts.thresholds)
     write_methods(
@@ -141,7 +145,8 @@ def run_participant(opts: Namespace) -> int:
         models_dir=opts.models_dir,
     )
 
-    LOGGER.warning(
+    LOGGER.log(
+        logging.WARNING if n_failed else logging.INFO,
         "%d of %d images processed; results in '%s'.",
         len(images) - n_failed,
         len(images),
@@ -160,7 +165,21 @@ def _rerun_networks(opts: Namespace, images: list[AnatImage]) -> None:
     LOGGER.info("Ran the networks again on %d of %d images.", len(done), len(images))
 
 
+def _configure_nipype_logging(verbosity: int) -> None:
+    """nipype logs every failed node with its traceback; bidsqc gives one line per failed
+    image instead, naming its crash file in ``logs/``. ``-v`` shows nipype's warnings and
+    errors again, ``-vv`` everything."""
+    from nipype import config
+    from nipype import logging as nipype_logging
+
+    level = ("CRITICAL", "WARNING", "DEBUG")[min(verbosity, 2)]
+    for logger in ("workflow", "interface", "utils"):
+        config.set("logging", f"{logger}_level", level)
+    nipype_logging.update_logging(config)
+
+
 def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> None:
+    _configure_nipype_logging(opts.verbose)
     settings = QCSettings(
         output_dir=opts.output_dir,
         omp_nthreads=opts.omp_nthreads,
@@ -185,12 +204,21 @@ def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> No
     try:
         workflow.run(**settings)
     except RuntimeError as err:  # nipype's summary once some nodes crashed; rows report them
-        LOGGER.info("%s", err)
+        LOGGER.debug("%s", err)
 
 
-def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
-    """Newest crash of each image branch: branch name to (time, ``node: Error: message``)."""
-    failures: dict[str, tuple[float, str]] = {}
+class Crash(NamedTuple):
+    """The newest crash of an image's branch."""
+
+    time: float
+    #: ``node: Error: message``
+    message: str
+    file: Path
+
+
+def read_crash_reports(log_dir: Path) -> dict[str, Crash]:
+    """Newest crash of each image branch, by branch name."""
+    failures: dict[str, Crash] = {}
     for crash_file in sorted(log_dir.glob("crash-*.txt")):
         lines = crash_file.read_text(errors="replace").splitlines()
         node = lines[0].removeprefix("Node: ").split(".") if lines else []
@@ -202,28 +230,28 @@ def read_crash_reports(log_dir: Path) -> dict[str, tuple[float, str]]:
         message = f"{specific[-1].group(1)}: {specific[-1].group(2)}" if specific else lines[-1]
         when = crash_file.stat().st_mtime
         if branch not in failures or failures[branch][0] < when:
-            failures[branch] = (when, f"{node[-1]}: {message}")
+            failures[branch] = Crash(when, f"{node[-1]}: {message}", crash_file)
     return failures
 
 
-def _failed_since_written(failure: tuple[float, str] | None, path: Path) -> bool:
+def _failed_since_written(failure: Crash | None, path: Path) -> bool:
     """Whether a crash happened after ``path`` was last written (or ``path`` is missing)."""
     if failure is None:
         return False
-    return not path.exists() or failure[0] >= path.stat().st_mtime
+    return not path.exists() or failure.time >= path.stat().st_mtime
 
 
 def _image_row(
     output_dir: Path,
     image: AnatImage,
-    failure: tuple[float, str] | None,
+    failure: Crash | None,
     thresholds: Mapping[str, Threshold],
 ) -> dict:
     """The image's QC row: ``ok`` if its last derivative, the measures, was written after its
     last crash."""
     measures_file = measures_path(output_dir, image)
     if _failed_since_written(failure, measures_file):
-        return qc_row(image, None, failure[1], thresholds)
+        return qc_row(image, None, failure.message, thresholds)
     if not measures_file.exists():
         error = "not processed: see the log and the work directory"
         return qc_row(image, None, error, thresholds)

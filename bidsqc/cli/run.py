@@ -33,9 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _configure_logging(verbosity: int) -> None:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity + 1, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    nipype_level = logging.DEBUG if verbosity >= 2 else logging.WARNING
-    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(name).setLevel(nipype_level)
 
 
 if __name__ == "__main__":
