@@ -183,6 +183,24 @@ def test_labels_that_match_no_image_are_named(tmp_path):
         label_images(labels, out, MotionNet(**NETWORK_ARGS), progress=False)
 
 
+def finetune_argv(labels: Path, out: Path, task: str, models: Path, base: Path, *more: str):
+    """The command line of bidsqc-finetune, quiet, with ``more`` options."""
+    return [
+        "--labels",
+        str(labels),
+        "--qc-dir",
+        str(out),
+        "--task",
+        task,
+        "--out",
+        str(models),
+        "--base",
+        str(base),
+        "--no-progress",
+        *more,
+    ]
+
+
 @pytest.fixture
 def small_base(tmp_path) -> Path:
     """A small MotionNet with a model card, as bidsqc-train writes them."""
@@ -214,27 +232,21 @@ def test_finetune_command_cross_validates_and_writes_a_model_with_its_card(
         ],
     )
     models = tmp_path / "models"
-    argv = [
-        "--labels",
-        str(labels),
-        "--qc-dir",
-        str(out),
-        "--task",
+    argv = finetune_argv(
+        labels,
+        out,
         "motion",
+        models,
+        small_base,
         "--method",
         method,
-        "--out",
-        str(models),
-        "--base",
-        str(small_base),
         "--folds",
         "2",
         "--epochs",
         "50",
         "--scratch-epochs",
         "1",
-        "--no-progress",
-    ]
+    )
     with caplog.at_level("INFO"):
         assert main(argv) == 0
     assert "bidsqc ratings TSV" in caplog.text
@@ -259,19 +271,13 @@ def test_finetune_command_cross_validates_and_writes_a_model_with_its_card(
 def test_finetune_command_refuses_labels_of_images_not_in_the_qc_dir(tmp_path, small_base, caplog):
     out = preproc_dir(tmp_path / "out", ["sub-01_T1w"])
     labels = export_tsv(tmp_path / "r.tsv", [("sub-07/anat/sub-07_T1w.nii.gz", "usable", "")])
-    argv = [
-        "--labels",
-        str(labels),
-        "--qc-dir",
-        str(out),
-        "--task",
+    argv = finetune_argv(
+        labels,
+        out,
         "quality",
-        "--out",
-        str(tmp_path / "m"),
-        "--base",
-        str(small_base),
-        "--no-progress",
-    ]
+        tmp_path / "m",
+        small_base,
+    )
     assert main(argv) == 2
     assert "sub-07_T1w" in caplog.text
     assert not (tmp_path / "m" / "quality.pt").exists()
@@ -296,21 +302,7 @@ def test_one_participant_fine_tunes_without_cross_validation(tmp_path, small_bas
         [(f"sub-01/anat/{stem}.nii.gz", ratings[i], "") for i, stem in enumerate(stems)],
     )
     models = tmp_path / "m"
-    argv = [
-        "--labels",
-        str(labels),
-        "--qc-dir",
-        str(out),
-        "--task",
-        "quality",
-        "--out",
-        str(models),
-        "--base",
-        str(small_base),
-        "--epochs",
-        "5",
-        "--no-progress",
-    ]
+    argv = finetune_argv(labels, out, "quality", models, small_base, "--epochs", "5")
     assert main(argv) == 0
     assert "no cross-validation" in caplog.text
     card = read_model_card(models / "quality.pt")
@@ -331,23 +323,17 @@ def test_labels_of_images_that_failed_are_left_out(tmp_path, small_base, caplog)
             for i in (1, 2, 3)
         ],
     )
-    argv = [
-        "--labels",
-        str(labels),
-        "--qc-dir",
-        str(out),
-        "--task",
+    argv = finetune_argv(
+        labels,
+        out,
         "quality",
-        "--out",
-        str(tmp_path / "m"),
-        "--base",
-        str(small_base),
+        tmp_path / "m",
+        small_base,
         "--epochs",
         "5",
         "--scratch-epochs",
         "0",
-        "--no-progress",
-    ]
+    )
     with caplog.at_level("INFO"):
         assert main(argv) == 0
     assert (

@@ -20,54 +20,60 @@ class _NetworkInputSpec(ImageInputSpec):
     )
 
 
-class MotionQC(SimpleInterface):
+class _OneImageQC(SimpleInterface):
+    """A network on one preprocessed image; writes its prediction as ``<_name>.json``, with the
+    model that made it."""
+
+    input_spec = _NetworkInputSpec
+    output_spec = ImageOutputSpec
+    _name: str
+
+    def _predict(self, network, volume) -> dict:
+        raise NotImplementedError
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from bidsqc.inference.inputs import load_preprocessed
+        from bidsqc.inference.models import load_network, write_prediction
+
+        torch.set_num_threads(self.inputs.num_threads)
+        network = load_network(self.inputs.weights, self.inputs.device)
+        result = self._predict(network, load_preprocessed(self.inputs.in_file))
+        self._results["out_file"] = write_prediction(
+            Path(runtime.cwd) / f"{self._name}.json", result, self.inputs.weights
+        )
+        return runtime
+
+
+class MotionQC(_OneImageQC):
     """Grade the motion of a preprocessed image with a motion network (the bundled one).
 
     Writes ``motion.json``: the QC columns of :class:`bidsqc.inference.motion.MotionPrediction` and
     the predicted distribution over motion in mm.
     """
 
-    input_spec = _NetworkInputSpec
-    output_spec = ImageOutputSpec
+    _name = "motion"
 
-    def _run_interface(self, runtime):
-        import torch
-
-        from bidsqc.inference.inputs import load_preprocessed
-        from bidsqc.inference.models import load_network, write_prediction
+    def _predict(self, network, volume) -> dict:
         from bidsqc.inference.motion import predict_motion
 
-        torch.set_num_threads(self.inputs.num_threads)
-        network = load_network(self.inputs.weights, self.inputs.device)
-        (prediction,) = predict_motion(network, [load_preprocessed(self.inputs.in_file)])
-        self._results["out_file"] = write_prediction(
-            Path(runtime.cwd) / "motion.json", prediction.to_dict(), self.inputs.weights
-        )
-        return runtime
+        (prediction,) = predict_motion(network, [volume])
+        return prediction.to_dict()
 
 
-class SiteQualityQC(SimpleInterface):
+class SiteQualityQC(_OneImageQC):
     """Rate a preprocessed image as the site's raters would, with a site-quality network
     (``bidsqc-finetune --task quality``). Writes ``sitequality.json``: the columns of
     :class:`bidsqc.inference.site_quality.SiteQualityPrediction`."""
 
-    input_spec = _NetworkInputSpec
-    output_spec = ImageOutputSpec
+    _name = "sitequality"
 
-    def _run_interface(self, runtime):
-        import torch
-
-        from bidsqc.inference.inputs import load_preprocessed
-        from bidsqc.inference.models import load_network, write_prediction
+    def _predict(self, network, volume) -> dict:
         from bidsqc.inference.site_quality import predict_site_quality
 
-        torch.set_num_threads(self.inputs.num_threads)
-        network = load_network(self.inputs.weights, self.inputs.device)
-        (prediction,) = predict_site_quality(network, [load_preprocessed(self.inputs.in_file)])
-        self._results["out_file"] = write_prediction(
-            Path(runtime.cwd) / "sitequality.json", prediction.columns(), self.inputs.weights
-        )
-        return runtime
+        (prediction,) = predict_site_quality(network, [volume])
+        return prediction.columns()
 
 
 class _RegistrationQCInputSpec(_NetworkInputSpec):

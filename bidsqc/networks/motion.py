@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,8 +52,7 @@ class ProbedMotionNet(MotionNet):
     the mean and scale of the site's images; the distribution over mm stays the pretrained
     network's, and so does its grade head, which the probe replaces.
 
-    Args:
-        channels, hidden_features, dropout, n_bins: as for :class:`MotionNet`.
+    Takes the arguments of :class:`MotionNet`.
 
     Examples:
         >>> import torch
@@ -61,17 +61,12 @@ class ProbedMotionNet(MotionNet):
         torch.Size([2, 3])
     """
 
-    def __init__(
-        self,
-        channels: Sequence[int] = (8, 16, 32, 64, 128),
-        hidden_features: Sequence[int] = (256, 64),
-        dropout: float = 0.5,
-        n_bins: int = RMS_BINS.n_bins,
-    ) -> None:
-        super().__init__(channels, hidden_features, dropout, n_bins)
-        self.probe = nn.Linear(channels[-1], 3)
-        self.register_buffer("embedding_mean", torch.zeros(channels[-1]))
-        self.register_buffer("embedding_scale", torch.ones(channels[-1]))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        width = self.encoder.out_features
+        self.probe = nn.Linear(width, 3)
+        self.register_buffer("embedding_mean", torch.zeros(width))
+        self.register_buffer("embedding_scale", torch.ones(width))
 
     def probe_logits(self, embedding: Tensor) -> Tensor:
         """Grade logits of embeddings, shape (B, channels[-1]) to (B, 3)."""
