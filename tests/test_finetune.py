@@ -341,3 +341,10 @@ def test_labels_of_images_that_failed_are_left_out(tmp_path, small_base, caplog)
         in caplog.text
     )
     assert read_model_card(tmp_path / "m" / "quality.pt")["labels"]["images"] == 2
+
+
+def test_an_export_without_a_rating_is_an_error_that_says_so(tmp_path, small_base, caplog):
+    out = preproc_dir(tmp_path / "out", ["sub-01_T1w"])
+    labels = export_tsv(tmp_path / "r.tsv", [("sub-01/anat/sub-01_T1w.nii.gz", "", "blur")])
+    assert main(finetune_argv(labels, out, "quality", tmp_path / "m", small_base)) == 2
+    assert "no label to train on" in caplog.text

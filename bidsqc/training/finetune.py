@@ -136,6 +136,8 @@ def label_images(
             ", ".join(label.stem for label in skipped),
         )
         labels = [label for label in labels if label not in skipped]
+    if not labels:
+        raise LabelError("no label to train on: rate some processed images first")
     unmatched = [label for label in labels if label.stem not in preprocessed]
     if unmatched:
         names = ", ".join(f"{label.stem} ({label.source})" for label in unmatched[:5])
