@@ -273,16 +273,18 @@ def write_participant_outputs(
     report's queue) and the participant's HTML report."""
     from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
     from bidsqc.reports.review import dataset_key
-    from bidsqc.reports.volumes import viewer_volumes, write_thumbnail
+    from bidsqc.reports.volumes import read_registered, viewer_volumes, write_thumbnail
 
     write_qc_table(rows, participant_table_path(output_dir, subject))
     volumes = {}
     for image in images:
         preproc = preproc_path(output_dir, image)
         if preproc.exists():
-            write_thumbnail(preproc, figure_path(output_dir, image, "thumbnail"))
+            data, window = read_registered(preproc)
+            write_thumbnail(data, window, figure_path(output_dir, image, "thumbnail"))
             volumes[image.relpath] = viewer_volumes(
-                preproc,
+                data,
+                window,
                 artefact_map_path(output_dir, image),
                 list(ARTEFACT_PROBABILITY_COLUMNS.values()),
             )

@@ -20,29 +20,39 @@ from PIL import Image
 
 from bidsqc.reports.figures import intensity_window
 
-__all__ = ["embedded_volume", "viewer_volumes", "write_thumbnail"]
+__all__ = ["embedded_volume", "read_registered", "viewer_volumes", "write_thumbnail"]
+
+
+def read_registered(preproc: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float]]:
+    """A registered image's data and its intensity window (that of the mosaics)."""
+    data = np.asarray(nb.load(preproc).dataobj, dtype=np.float32)
+    return data, intensity_window(data)
+
+
+def eight_bit(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """``window`` mapped to 0-255, values outside it clipped, NaN as 0."""
+    low, high = window
+    scaled = np.nan_to_num((np.asarray(data, dtype=np.float32) - low) / (high - low))
+    return np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
 def embedded_volume(data: np.ndarray, window: tuple[float, float]) -> dict:
-    """A 3D volume as the viewer reads it: its shape and its 8-bit voxels (base64 of gzip).
-
-    Voxels outside ``window`` are clipped to it; NaN becomes 0.
-    """
-    low, high = window
-    scaled = np.nan_to_num((np.asarray(data, dtype=np.float32) - low) / (high - low))
-    voxels = np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    """A 3D volume as the viewer reads it: its shape and its 8-bit voxels (:func:`eight_bit`),
+    base64 of gzip."""
+    voxels = eight_bit(data, window)
     packed = gzip.compress(np.ascontiguousarray(voxels).tobytes(), compresslevel=6, mtime=0)
     return {"shape": list(voxels.shape), "data": base64.b64encode(packed).decode("ascii")}
 
 
 def viewer_volumes(
-    preproc: str | os.PathLike,
+    data: np.ndarray,
+    window: tuple[float, float],
     artefact_map: str | os.PathLike | None = None,
     map_names: Sequence[str] = (),
 ) -> dict:
-    """What an image's slice viewer shows: the registered image, and each volume of its
-    artefact map (probabilities 0-1, one per name in ``map_names``) as an overlay."""
-    data = np.asarray(nb.load(preproc).dataobj, dtype=np.float32)
+    """What an image's slice viewer shows: the registered image (:func:`read_registered`), and
+    each volume of its artefact map (probabilities 0-1, one per name in ``map_names``) as an
+    overlay."""
     overlays = []
     if artefact_map is not None and Path(artefact_map).is_file():
         probabilities = np.asarray(nb.load(artefact_map).dataobj, dtype=np.float32)
@@ -51,16 +61,15 @@ def viewer_volumes(
                 {"name": name, **embedded_volume(probabilities[..., k], (0.0, 1.0))}
                 for k, name in enumerate(map_names[: probabilities.shape[3]])
             ]
-    return {"image": embedded_volume(data, intensity_window(data)), "overlays": overlays}
+    return {"image": embedded_volume(data, window), "overlays": overlays}
 
 
-def write_thumbnail(preproc: str | os.PathLike, out_file: str | os.PathLike) -> Path:
+def write_thumbnail(
+    data: np.ndarray, window: tuple[float, float], out_file: str | os.PathLike
+) -> Path:
     """The middle axial slice of a registered image, anterior up, as an 8-bit PNG."""
-    data = np.asarray(nb.load(preproc).dataobj, dtype=np.float32)
-    low, high = intensity_window(data)
-    axial = data[:, :, data.shape[2] // 2]
-    pixels = np.rint(np.clip(np.nan_to_num((axial - low) / (high - low)), 0, 1) * 255)
+    axial = eight_bit(data[:, :, data.shape[2] // 2], window)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.flipud(pixels.T).astype(np.uint8)).save(out_file, optimize=True)
+    Image.fromarray(np.flipud(axial.T)).save(out_file, optimize=True)
     return out_file

@@ -35,6 +35,7 @@ const bidsqcReview = (() => {
       localStorage.setItem(prefix + filename, JSON.stringify(record));
     }
     show(item);
+    showCount();
   }
 
   function records() {
@@ -99,8 +100,11 @@ const bidsqcReview = (() => {
       summary.textContent = [record.rating, record.artefacts.join(", ")].filter(Boolean).join(": ");
       summary.dataset.rating = record.rating;
     }
-    const count = document.getElementById("rated-count");
-    if (count) count.textContent = String(records().length);
+  }
+
+  // How many images of the dataset are rated: after each change, not for each row shown.
+  function showCount() {
+    document.getElementById("rated-count").textContent = String(records().length);
   }
 
   function rate(item, rating) {
@@ -186,6 +190,7 @@ const bidsqcReview = (() => {
     if (item && item !== current) select(item);
   });
   for (const item of navigator.items()) show(item);
+  showCount();
 
   return { navigator, read, select, show, exportText, records };
 })();
