@@ -126,6 +126,8 @@ def decide(
     if row.get("status") != "ok":
         return {"decision": "fail", "reasons": "fail: not processed"}
     crossed = []
+    if row.get("not_assessed", "n/a") != "n/a":
+        crossed.append((1, f"review: not assessed ({row['not_assessed']})"))
     for column, threshold in thresholds.items():
         value = row.get(column)
         better = columns[column].better

@@ -3,6 +3,10 @@
 Each fault has its own exception type, and every message quotes the path and names the fault,
 so that a failed row in the QC table tells the user what to do.
 
+Thick slices are accepted up to :data:`MAX_SLICE_MM`: a clinical 2D FLAIR with 5-8 mm slices is
+what a hospital's archive holds. Which outputs are valid on such a scan is decided from its
+acquisition geometry (:func:`acquisition_geometry`, :mod:`bidsqc.validity`), not here.
+
 What a 4D image gets: a 4th dimension of length 1 is squeezed away and the image is processed;
 a series of several volumes (multi-echo or repeated T1w stored as 4D) fails, because which volume,
 or which combination of them, a user wants to QC is not ours to guess.
@@ -20,16 +24,20 @@ import nibabel as nb
 import numpy as np
 
 __all__ = [
-    "MAX_VOXEL_SIZE_MM",
+    "MAX_IN_PLANE_MM",
+    "MAX_SLICE_MM",
     "MIN_VOXEL_SIZE_MM",
     "ImageCheckError",
+    "acquisition_geometry",
     "check_sidecar",
     "load_anatomical",
     "magnitude",
 ]
 
-#: Slices thicker than this leave the 2 mm grid more than half interpolated.
-MAX_VOXEL_SIZE_MM = 4.5
+#: Slices thicker than this leave too little of the brain to register, even for a clinical scan.
+MAX_SLICE_MM = 12.0
+#: In-plane voxels coarser than this (the two finer axes) show no anatomy: a localiser.
+MAX_IN_PLANE_MM = 4.5
 #: Finer than any in-vivo brain acquisition: such a header is almost certainly wrong.
 MIN_VOXEL_SIZE_MM = 0.1
 #: Fewer voxels than this along an axis cannot hold a brain at any plausible resolution.
@@ -54,9 +62,11 @@ def load_anatomical(path: str | os.PathLike) -> nb.Nifti1Image:
 
     Raises :class:`ImageCheckError` for a missing target (a dangling symlink, as in a DataLad
     dataset whose content was not fetched), an empty or truncated file, a 4D series, voxel
-    sizes outside [:data:`MIN_VOXEL_SIZE_MM`, :data:`MAX_VOXEL_SIZE_MM`] mm, non-finite values,
-    and an image without contrast (constant, e.g. all zero). Negative intensities are made
-    non-negative (:func:`magnitude`).
+    sizes out of range, non-finite values, and an image without contrast (constant, e.g. all
+    zero). Negative intensities are made non-negative (:func:`magnitude`). The voxel sizes must
+    lie within
+    [:data:`MIN_VOXEL_SIZE_MM`, :data:`MAX_IN_PLANE_MM`] mm in plane and reach at most
+    :data:`MAX_SLICE_MM` mm across the slices.
     """
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -93,11 +103,17 @@ def load_anatomical(path: str | os.PathLike) -> nb.Nifti1Image:
     zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
     if not np.all(np.isfinite(zooms)) or np.linalg.matrix_rank(img.affine[:3, :3]) < 3:
         raise ImageCheckError(f"'{path}' has a singular or non-finite affine")
-    if zooms.max() > MAX_VOXEL_SIZE_MM or zooms.min() < MIN_VOXEL_SIZE_MM:
-        sizes = " x ".join(f"{z:.2f}" for z in zooms)
+    sizes = " x ".join(f"{z:.2f}" for z in zooms)
+    in_plane = np.sort(zooms)[:2]
+    if zooms.min() < MIN_VOXEL_SIZE_MM or in_plane.max() > MAX_IN_PLANE_MM:
         raise ImageCheckError(
-            f"'{path}' has voxels of {sizes} mm; bidsqc needs every voxel dimension within "
-            f"[{MIN_VOXEL_SIZE_MM}, {MAX_VOXEL_SIZE_MM}] mm"
+            f"'{path}' has voxels of {sizes} mm; bidsqc needs in-plane voxels within "
+            f"[{MIN_VOXEL_SIZE_MM}, {MAX_IN_PLANE_MM}] mm"
+        )
+    if zooms.max() > MAX_SLICE_MM:
+        raise ImageCheckError(
+            f"'{path}' has voxels of {sizes} mm: slices thicker than {MAX_SLICE_MM:g} mm "
+            "leave too little of the brain to quality-control"
         )
 
     data = data.astype(np.float32)
@@ -125,3 +141,29 @@ def magnitude(data: np.ndarray) -> np.ndarray:
     if np.median(data) < 0:
         return data - data.min()
     return np.clip(data, 0, None)
+
+
+def acquisition_geometry(path: str | os.PathLike, sidecar: str | os.PathLike | None) -> dict:
+    """The acquisition geometry of an image, from its header and its JSON sidecar.
+
+    ``slice_mm`` is the largest voxel dimension (the slice spacing of a 2D scan), ``in_plane_mm``
+    the mean of the two others, and ``acquisition`` the sidecar's ``MRAcquisitionType`` ("2D"
+    or "3D"; ``n/a`` without it). Values that cannot be read are NaN or ``n/a``: a failed
+    image still gets a row.
+    """
+    geometry = {"slice_mm": np.nan, "in_plane_mm": np.nan, "acquisition": "n/a"}
+    try:
+        affine = nb.load(path).affine
+    except Exception:  # noqa: BLE001 - load_anatomical reports why; the row only lacks geometry
+        affine = None
+    if affine is not None:
+        zooms = np.sort(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+        geometry |= {"slice_mm": float(zooms[2]), "in_plane_mm": float(zooms[:2].mean())}
+    if sidecar:
+        try:
+            kind = json.loads(Path(sidecar).read_text()).get("MRAcquisitionType")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind in ("2D", "3D"):
+            geometry["acquisition"] = kind
+    return geometry

@@ -3,20 +3,16 @@
 Every function takes and returns nibabel images (or arrays), so each one can be tested alone
 and wrapped by a thin nipype interface (:mod:`bidsqc.interfaces.preprocessing`).
 
-The bundled template is brain-extracted, while most raw BIDS data are full-head. Registering a
-head to a brain makes the optimiser shrink the scalp onto the brain outline. So a full-head
-image is registered to a *head-like* version of the template, in which shells of CSF, skull and
-scalp surround the brain (:func:`head_like_template`), after its neck is cropped away
-(:func:`crop_below_vertex`); a skull-stripped image is registered to the template as it is.
-Which one an image is follows from the volume of its foreground (:func:`foreground_volume_ml`):
-a brain holds less than a head (the volumes measured on the development data are in
-``docs/preprocessing.md``). Between :data:`SKULL_STRIPPED_MAX_ML` and :data:`FULL_HEAD_MIN_ML`
-both are tried, and the alignment
-whose brain agrees best with the template brain (normalised mutual information inside the
-dilated brain mask) wins. Either first alignment is then refined against the template T1w with
-the metric restricted to the dilated template brain (:func:`_register_within_brain`). A rigid
-registration of the same kind, started where an image on the template grid lies, measures how
-far that image is from register (:func:`residual_misregistration`).
+Registration aligns brains. The bundled template is brain-extracted, while raw BIDS data are
+full heads, often with the neck, and the atrophied brains of the elderly and the small heads of
+children sit in them differently from an adult's. So the brain is found first
+(:func:`bidsqc.brain_extraction.extract_brain`) and only it, dilated by one voxel, is registered:
+``AffineFast`` to the template, then a refinement with the metric restricted to the dilated
+template brain (:func:`_register_within_brain`). A skull-stripped image goes the same way, its
+mask being its brain. The whole image, scalp included, is then resampled through that
+transform, and the brain mask with it. A rigid registration of the same kind, started where an
+image on the template grid lies, measures how far that image is from register
+(:func:`residual_misregistration`).
 
 ANTs runs on one thread. With more, its optimisers add up the metric in the order the threads
 finish, so the same registration differs from run to run, and may land in another minimum. One
@@ -30,7 +26,6 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import ants
@@ -38,17 +33,14 @@ import nibabel as nb
 import numpy as np
 from scipy import ndimage as ndi
 
+from bidsqc.brain_extraction import extract_brain
 from bidsqc.data import Template, head_box, load_template
-from bidsqc.measures.alignment import nmi
 
 __all__ = [
     "RegistrationResult",
     "brain_region",
     "coregister_to_reference",
-    "crop_below_vertex",
     "estimate_bias_field",
-    "foreground_volume_ml",
-    "head_like_template",
     "read_itk_affine",
     "register_to_template",
     "reorient_to_ras",
@@ -73,13 +65,8 @@ ANTS_SEED = 20261123
 # antspyx passes this module attribute to every antsRegistration as its --random-seed (its
 # set_ants_deterministic would also reseed NumPy's global generator).
 ants.config._random_seed = ANTS_SEED
-#: Foreground volumes (mL) up to which an image is surely skull-stripped...
-SKULL_STRIPPED_MAX_ML = 1700.0
-#: ...and from which it surely holds a head; in between, both registrations are tried.
-FULL_HEAD_MIN_ML = 2200.0
-#: How far below the top of the head a full-head image is kept for registration: a brain
-#: reaches about 14 cm below the vertex, and the neck would pull the initial alignment down.
-VERTEX_DEPTH_MM = 170.0
+#: Dilation (voxels) of the extracted brain that is registered: keeps its outline and CSF.
+BRAIN_EXTRACTION_DILATION = 1
 
 
 def reorient_to_ras(img: nb.Nifti1Image) -> nb.Nifti1Image:
@@ -119,48 +106,6 @@ def _anti_aliased(image: ants.ANTsImage, zoom: float) -> ants.ANTsImage:
     return image
 
 
-@cache
-def head_like_template(resolution: int = 2) -> np.ndarray:
-    """The template brain wrapped in shells of CSF, skull and scalp.
-
-    Distances outside the brain mask: 0–5 mm dark CSF, 5–9 mm dark bone, 9–15 mm bright scalp
-    (80 % of white matter), smoothed by one voxel. Mutual information only needs the layout of
-    bright and dark shells, so the same image serves T1w and FLAIR.
-    """
-    tpl = load_template(resolution)
-    distance = ndi.distance_transform_edt(~tpl.brain_mask, sampling=tpl.zooms)
-    wm = float(np.median(tpl.t1w[tpl.wm > 0.9]))
-    head = tpl.t1w.copy()
-    head[(distance > 0) & (distance <= 5)] = 0.15 * wm
-    head[(distance > 5) & (distance <= 9)] = 0.10 * wm
-    head[(distance > 9) & (distance <= 15)] = 0.80 * wm
-    head = ndi.gaussian_filter(head, 0.8).astype(np.float32)
-    head.setflags(write=False)
-    return head
-
-
-def _foreground(data: np.ndarray) -> np.ndarray:
-    """Voxels above 10 % of the 99th percentile of the positive ones: the largest component."""
-    foreground = data > 0.1 * np.percentile(data[data > 0], 99)
-    labels, n_labels = ndi.label(foreground)
-    if n_labels > 1:
-        foreground = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    return foreground
-
-
-def foreground_volume_ml(img: nb.Nifti1Image) -> float:
-    """Volume of the image's foreground (the head, or the brain once skull-stripped), in mL."""
-    foreground = ndi.binary_fill_holes(_foreground(img.get_fdata(dtype=np.float32)))
-    return float(foreground.sum() * np.prod(img.header.get_zooms()[:3]) / 1000)
-
-
-def crop_below_vertex(img: nb.Nifti1Image, depth_mm: float = VERTEX_DEPTH_MM) -> nb.Nifti1Image:
-    """Keep the top ``depth_mm`` of a RAS+ head: the slices from the vertex down."""
-    area = _foreground(img.get_fdata(dtype=np.float32)).sum(axis=(0, 1))
-    vertex = np.flatnonzero(area > 0.01 * area.max()).max()
-    return img.slicer[:, :, max(0, int(vertex - depth_mm / img.header.get_zooms()[2])) :]
-
-
 @dataclass(frozen=True)
 class RegistrationResult:
     """An image resampled onto the template grid, with the transform that took it there."""
@@ -168,8 +113,8 @@ class RegistrationResult:
     registered: nb.Nifti1Image
     #: ITK affine (``.mat``) mapping template points to image points, as ANTs writes it.
     transform: Path
-    #: ``"brain"`` or ``"head"``: the template variant the image was registered to.
-    template_variant: str
+    #: The image's extracted brain on the template grid (1 inside, 0 outside).
+    brain_mask: nb.Nifti1Image
 
 
 def read_itk_affine(transform: str | os.PathLike) -> np.ndarray:
@@ -212,10 +157,9 @@ def _register_within_brain(
     """Transform (ANTs ``kind``) of ``moving`` to the template T1w, measuring only inside
     :func:`brain_region`.
 
-    Neither first stage is precise enough to be judged by the registration-QC network: the
-    head-like template only has the layout of a head, so its optimum may leave a head pitched,
-    and ``AffineFast`` stops at a coarse level (docs/preprocessing.md). Restricting the metric
-    to the dilated template brain lets the brain itself, not the scalp or the neck, set the
+    ``AffineFast`` stops at a coarse level, not precise enough to be judged by the
+    registration-QC network (docs/preprocessing.md). Restricting the metric to the dilated
+    template brain keeps what the dilated extracted brain still holds of the scalp out of the
     final alignment. It starts from ``initial``, an ITK transform file or ``"Identity"``.
     """
     fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
@@ -230,86 +174,88 @@ def _register_within_brain(
     return Path(result["fwdtransforms"][0])
 
 
-def residual_misregistration(image: np.ndarray, template: Template | None = None) -> np.ndarray:
+def residual_misregistration(
+    image: np.ndarray, brain_mask: np.ndarray | None = None, template: Template | None = None
+) -> np.ndarray:
     """The rigid transform by which an image on the template grid is still out of register
     (4x4, mm, ITK's LPS frame, mapping template points to image points).
 
-    The image is registered to the template again inside the brain, as the pipeline's final
-    stage registers (:func:`_register_within_brain`), but rigidly and starting from where it
-    lies: an image in register gives the identity, up to the optimiser's tolerance, and a
-    shifted or rotated one the transform that undoes it. This checks registrations the pipeline
-    did not make, such as fMRIPrep's. Rigid, because an affine can trade a shift of a full-head
-    image for a change of scale, whose "correction" is then tens of mm; a wrong scale therefore
-    goes unmeasured.
+    The image's brain (``brain_mask``, on the template grid; extracted from ``image`` when
+    None) is registered to the template again inside the template brain, as the pipeline's
+    final stage registers (:func:`_register_within_brain`), but rigidly and starting from where
+    it lies: an image in register gives the identity, up to the optimiser's tolerance, and a
+    shifted or rotated one the transform that undoes it. This checks registrations the
+    pipeline did not make, such as fMRIPrep's. Rigid, because an affine can trade a shift for a
+    change of scale, whose "correction" is then tens of mm; a wrong scale therefore goes
+    unmeasured.
     """
     tpl = template or load_template(2)
+    img = nb.Nifti1Image(np.asarray(image, np.float32), tpl.affine)
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
-        moving = _to_ants(nb.Nifti1Image(np.asarray(image, dtype=np.float32), tpl.affine))
+        moving = _brain_only(img, extract_brain(img) if brain_mask is None else brain_mask)
         transform = _register_within_brain(moving, tpl, prefix=f"{scratch}/", kind="Rigid")
         return read_itk_affine(transform)
+
+
+def _brain_only(img: nb.Nifti1Image, brain: np.ndarray) -> ants.ANTsImage:
+    """The image inside its brain mask, dilated by :data:`BRAIN_EXTRACTION_DILATION` voxels."""
+    region = ndi.binary_dilation(brain, iterations=BRAIN_EXTRACTION_DILATION)
+    data = np.where(region, img.get_fdata(dtype=np.float32), 0)
+    return _to_ants(nb.Nifti1Image(data, img.affine))
 
 
 def register_to_template(
     img: nb.Nifti1Image, out_dir: str | os.PathLike, *, template: Template | None = None
 ) -> RegistrationResult:
-    """Affinely register ``img`` to the template and resample it onto the template grid.
+    """Affinely register the brain of ``img`` to the template and resample the whole image onto
+    the template grid.
 
-    The transform comes in two stages (see the module docstring): an initial alignment to the
-    template or its head-like version, then a refinement inside the template brain.
+    The transform comes in two stages (see the module docstring): ``AffineFast`` of the
+    extracted brain to the template, then a refinement inside the template brain. The 2 mm
+    template grid is the 96 x 112 x 96 head box, so resampling onto it is also the crop.
 
-    The 2 mm template grid is the 96 x 112 x 96 head box, so resampling onto it is also the crop.
-    Alignments that scale an axis by a factor outside :data:`PLAUSIBLE_SCALE` are discarded;
-    ``ValueError`` is raised when none is left: the image is then unlikely to be a brain, or its
-    header orientation is wrong.
+    Raises :class:`~bidsqc.brain_extraction.BrainExtractionError` when no plausible brain is
+    found, and ``ValueError`` when both stages scale an axis by a factor outside
+    :data:`PLAUSIBLE_SCALE` (a refinement that runs away falls back on its start): the image is
+    then unlikely to be a brain, or its header orientation is wrong.
     """
     tpl = template or load_template(2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    whole = _to_ants(img)
-    volume = foreground_volume_ml(img)
-    variants = []
-    if volume < FULL_HEAD_MIN_ML:
-        variants.append(("brain", tpl.t1w, whole, "AffineFast"))
-    if volume > SKULL_STRIPPED_MAX_ML:
-        # The full, four-level affine: AffineFast stops at 4 mm and fell into pitched minima.
-        head = head_like_template(tpl.resolution)
-        variants.append(("head", head, _to_ants(crop_below_vertex(img)), "Affine"))
-    region = brain_region(tpl)
-
-    candidates, rejected = [], []
-    for variant, fixed_data, moving, kind in variants:
-        fixed = _to_ants(nb.Nifti1Image(fixed_data, tpl.affine))
-        first = ants.registration(
-            fixed, moving, type_of_transform=kind, outprefix=str(out_dir / f"{variant}_")
-        )
-        initial = Path(first["fwdtransforms"][0])
-        refined = _register_within_brain(
-            whole, tpl, prefix=str(out_dir / f"refined-{variant}_"), initial=initial
-        )
-        transform = refined
-        if runaway := _implausible_scales(refined):
-            # A refinement that runs away (an implausible scale) falls back on its start.
-            if implausible := _implausible_scales(initial):
-                rejected.append(implausible)
-                continue
-            logger.warning(
-                "the refinement inside the brain gave implausible scale factors (%s); "
-                "keeping the first, %s-template alignment",
-                runaway,
-                variant,
+    brain = extract_brain(img)
+    moving = _brain_only(img, brain)
+    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    first = ants.registration(
+        fixed, moving, type_of_transform="AffineFast", outprefix=str(out_dir / "brain_")
+    )
+    initial = Path(first["fwdtransforms"][0])
+    transform = _register_within_brain(
+        moving, tpl, prefix=str(out_dir / "refined_"), initial=initial
+    )
+    if runaway := _implausible_scales(transform):
+        if implausible := _implausible_scales(initial):
+            raise ValueError(
+                f"registration to the template is implausible (axis scale factors {implausible}):"
+                " not a brain, or a wrong header orientation"
             )
-            transform = initial
-        warped = ants.apply_transforms(fixed, whole, [str(transform)], interpolator="linear")
-        score = nmi(warped.numpy(), tpl.t1w, region)
-        candidates.append((score, variant, warped, transform))
-    if not candidates:
-        raise ValueError(
-            "registration to the template is implausible (axis scale factors "
-            f"{'; '.join(rejected)}): not a brain, or a wrong header orientation"
+        logger.warning(
+            "the refinement inside the brain gave implausible scale factors (%s); "
+            "keeping the first alignment",
+            runaway,
         )
-    _, variant, warped, transform = max(candidates, key=lambda c: c[0])
-    registered = _on_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl.affine)
-    return RegistrationResult(registered, transform, variant)
+        transform = initial
+    warped = ants.apply_transforms(fixed, _to_ants(img), [str(transform)], interpolator="linear")
+    warped_brain = ants.apply_transforms(
+        fixed,
+        _to_ants(nb.Nifti1Image(brain.astype(np.float32), img.affine)),
+        [str(transform)],
+        interpolator="linear",
+    )
+    return RegistrationResult(
+        registered=_on_grid(warped.numpy(), tpl.affine),
+        transform=transform,
+        brain_mask=_on_grid(warped_brain.numpy() > 0.5, tpl.affine),
+    )
 
 
 def resample_to_template(
@@ -324,8 +270,8 @@ def resample_to_template(
     tpl = template or load_template(2)
     fixed = _to_ants(nb.Nifti1Image(np.zeros(tpl.shape, np.float32), tpl.affine))
     moving = _to_ants(resample_to_zoom(reorient_to_ras(img), tpl.resolution))
-    resampled = _to_nibabel(ants.resample_image_to_target(moving, fixed, interp_type="linear"))
-    return _on_grid(np.asanyarray(resampled.dataobj), tpl.affine)
+    resampled = ants.resample_image_to_target(moving, fixed, interp_type="linear")
+    return _on_grid(resampled.numpy(), tpl.affine)
 
 
 def resample_through_transform(
@@ -342,7 +288,7 @@ def resample_through_transform(
     fixed = _to_ants(nb.Nifti1Image(np.zeros(shape, np.float32), affine))
     moving = _anti_aliased(_to_ants(reorient_to_ras(img)), resolution)
     warped = ants.apply_transforms(fixed, moving, [str(transform)], interpolator="linear")
-    return _on_grid(np.asanyarray(_to_nibabel(warped).dataobj), affine)
+    return _on_grid(warped.numpy(), affine)
 
 
 def coregister_to_reference(
@@ -366,8 +312,8 @@ def coregister_to_reference(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = ants.registration(
-        _to_ants(reference),
-        _to_ants(moving),
+        _brain_only(reference, extract_brain(reference)),
+        _brain_only(moving, extract_brain(moving)),
         type_of_transform="Rigid",
         outprefix=str(out_dir / "coreg_"),
     )
@@ -377,7 +323,7 @@ def coregister_to_reference(
     warped = ants.apply_transforms(
         fixed, _to_ants(moving), [str(reference_transform), str(rigid)], interpolator="linear"
     )
-    return _on_grid(np.asanyarray(_to_nibabel(warped).dataobj), tpl.affine), rigid
+    return _on_grid(warped.numpy(), tpl.affine), rigid
 
 
 def _on_grid(data: np.ndarray, affine: np.ndarray) -> nb.Nifti1Image:

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import nibabel as nb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -178,3 +180,22 @@ def test_the_documented_defaults_are_the_bundled_networks_thresholds():
     artefact = ", ".join(f"{value:g}" for value in ARTEFACT_REVIEW_THRESHOLDS.values())
     assert f"| {artefact} |" in text
     assert f"is below {bundled_thresholds('motion')['p_motion']:g} " in text
+
+
+def test_thick_slices_are_processed_with_their_outputs_not_assessed(tmp_path):
+    """A processed 8 mm scan keeps its geometry in the row, has n/a for every output it was
+    not validated on, and goes to review with the reason."""
+    from bidsqc.discovery import AnatImage
+    from bidsqc.outputs.tables import qc_row
+
+    path = tmp_path / "sub-01_FLAIR.nii.gz"
+    nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 8.0, 1])), path)
+    image = AnatImage(path, "sub-01/anat/sub-01_FLAIR.nii.gz", "01", None, "FLAIR", {}, None)
+    measured = qc_row(image, {"cjv": 0.4, "motion_grade": 0}, None)
+    assert measured["slice_mm"] == 8.0 and measured["in_plane_mm"] == 0.5
+    assert measured["not_assessed"].startswith("slices of 8.0 mm")
+    assert math.isnan(measured["cjv"]) and math.isnan(measured["motion_grade"])
+    assert measured["decision"] == "review"
+    assert measured["reasons"].startswith("review: not assessed (slices of 8.0 mm")
+    nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 4.0, 1])), path)
+    assert qc_row(image, {"cjv": 0.4}, None)["cjv"] == 0.4

@@ -8,7 +8,12 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from bidsqc.loading import ImageCheckError, check_sidecar, load_anatomical
+from bidsqc.loading import (
+    ImageCheckError,
+    acquisition_geometry,
+    check_sidecar,
+    load_anatomical,
+)
 
 RNG = np.random.default_rng(42)
 
@@ -26,6 +31,27 @@ def test_a_good_image_loads_as_float32(tmp_path):
     assert np.array_equal(img.get_fdata(), data)
 
 
+def test_clinical_thick_slices_load(tmp_path):
+    """A 2D FLAIR with 0.45 x 0.45 mm pixels and 8 mm slices is what clinics store."""
+    img = load_anatomical(
+        save(tmp_path, RNG.random((40, 40, 20)).astype(np.float32), (0.45, 0.45, 8))
+    )
+    assert img.header.get_zooms() == pytest.approx((0.45, 0.45, 8.0))
+
+
+def test_acquisition_geometry_reads_the_header_and_the_sidecar(tmp_path):
+    path = save(tmp_path, RNG.random((20, 20, 20)).astype(np.float32), (0.5, 6.0, 0.7))
+    sidecar = tmp_path / "img.json"
+    sidecar.write_text('{"MRAcquisitionType": "2D"}')
+    assert acquisition_geometry(path, sidecar) == pytest.approx(
+        {"slice_mm": 6.0, "in_plane_mm": 0.6, "acquisition": "2D"}
+    )
+    empty = tmp_path / "empty.nii.gz"
+    empty.touch()
+    geometry = acquisition_geometry(empty, None)
+    assert np.isnan(geometry["slice_mm"]) and geometry["acquisition"] == "n/a"
+
+
 def test_a_single_volume_4d_image_is_squeezed(tmp_path):
     img = load_anatomical(save(tmp_path, RNG.random((20, 20, 20, 1)).astype(np.float32)))
     assert img.shape == (20, 20, 20)
@@ -37,7 +63,8 @@ def test_a_single_volume_4d_image_is_squeezed(tmp_path):
         (RNG.random((20, 20, 20, 3)), (1, 1, 1), "4D with 3 volumes"),
         (np.zeros((20, 20, 20)), (1, 1, 1), "constant"),
         (np.full((20, 20, 20), np.nan), (1, 1, 1), "8000 NaN or infinite"),
-        (RNG.random((20, 20, 20)), (1, 1, 5), "1.00 x 1.00 x 5.00 mm"),
+        (RNG.random((20, 20, 20)), (1, 1, 13), "1.00 x 1.00 x 13.00 mm: slices thicker than 12"),
+        (RNG.random((20, 20, 20)), (5, 5, 5), "5.00 x 5.00 x 5.00 mm; bidsqc needs in-plane"),
         (RNG.random((20, 20, 20)), (0.05, 1, 1), "0.05 x 1.00 x 1.00 mm"),
         (RNG.random((20, 20, 4)), (1, 1, 1), "too few voxels"),
     ],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from nipype.interfaces.base import SimpleInterface
+from nipype.interfaces.base import File, SimpleInterface
 
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
@@ -17,18 +17,23 @@ from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
 __all__ = ["ComputeMeasures"]
 
 
+class _MeasuresInputSpec(ImageInputSpec):
+    brain_mask = File(exists=True, mandatory=True, desc="the image's brain on the template grid")
+
+
 class ComputeMeasures(SimpleInterface):
     """Estimate the bias field (N4) and the residual misregistration, then compute every
     classical measure."""
 
-    input_spec = ImageInputSpec
+    input_spec = _MeasuresInputSpec
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
+        brain = np.asanyarray(nb.load(self.inputs.brain_mask).dataobj) > 0
         field = estimate_bias_field(image, template.brain_mask, template.zooms)
-        residual = residual_misregistration(image, template)
+        residual = residual_misregistration(image, brain, template)
         measures = compute_iqms(image, template=template, bias_field=field, residual=residual)
         out_file = Path(runtime.cwd) / "measures.json"
         out_file.write_text(json.dumps(measures, indent=2, allow_nan=True) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nb
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -13,6 +14,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsqc.brain_extraction import extract_brain
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.loading import check_sidecar, load_anatomical
 from bidsqc.preprocessing import (
@@ -81,21 +83,38 @@ class _RegisterOutputSpec(ImageOutputSpec):
     out_transform = File(exists=True, desc="ITK affine, image to template")
 
 
+class _TemplateSpaceOutputSpec(ImageOutputSpec):
+    brain_mask = File(exists=True, desc="the image's extracted brain on the template grid")
+
+
+class _RegisterToTemplateOutputSpec(_RegisterOutputSpec, _TemplateSpaceOutputSpec):
+    pass
+
+
 class RegisterToTemplate(SimpleInterface):
-    """Affine registration to the bundled template, resampled onto its 2 mm head box."""
+    """Brain extraction and affine registration to the bundled template, resampled onto its
+    2 mm head box."""
 
     input_spec = ImageInputSpec
-    output_spec = _RegisterOutputSpec
+    output_spec = _RegisterToTemplateOutputSpec
 
     def _run_interface(self, runtime):
         result = register_to_template(nb.load(self.inputs.in_file), runtime.cwd)
-        out_file = Path(runtime.cwd) / "registered.nii.gz"
-        nb.save(result.registered, out_file)
         self._results.update(
-            out_file=str(out_file),
+            _save_in_template_space(runtime.cwd, result.registered, result.brain_mask),
             out_transform=str(result.transform),
         )
         return runtime
+
+
+def _save_in_template_space(
+    cwd: str, registered: nb.Nifti1Image, brain_mask: nb.Nifti1Image
+) -> dict[str, str]:
+    """Write an image on the template grid and its brain mask; their output fields."""
+    out_file, mask_file = Path(cwd) / "registered.nii.gz", Path(cwd) / "brain_mask.nii.gz"
+    nb.save(registered, out_file)
+    nb.save(nb.Nifti1Image(brain_mask.get_fdata().astype(np.uint8), brain_mask.affine), mask_file)
+    return {"out_file": str(out_file), "brain_mask": str(mask_file)}
 
 
 class _ResampleThroughTransformInputSpec(ImageInputSpec):
@@ -121,15 +140,16 @@ class ResampleThroughTransform(SimpleInterface):
 
 
 class ResampleToTemplate(SimpleInterface):
-    """Resample an image already in MNI space onto the 2 mm template head box (no registration)."""
+    """Resample an image already in MNI space onto the 2 mm template head box (no registration),
+    and extract its brain there."""
 
     input_spec = ImageInputSpec
-    output_spec = ImageOutputSpec
+    output_spec = _TemplateSpaceOutputSpec
 
     def _run_interface(self, runtime):
-        out_file = Path(runtime.cwd) / "registered.nii.gz"
-        nb.save(resample_to_template(load_anatomical(self.inputs.in_file)), out_file)
-        self._results["out_file"] = str(out_file)
+        resampled = resample_to_template(load_anatomical(self.inputs.in_file))
+        mask = nb.Nifti1Image(extract_brain(resampled).astype(np.float32), resampled.affine)
+        self._results.update(_save_in_template_space(runtime.cwd, resampled, mask))
         return runtime
 
 

@@ -10,6 +10,7 @@ from bidsqc.measures.catalogue import MEASURES, MeasureInfo
 __all__ = [
     "ARTEFACT_COLUMNS",
     "ARTEFACT_PROBABILITY_COLUMNS",
+    "GEOMETRY_COLUMNS",
     "ID_COLUMNS",
     "MOTION_COLUMNS",
     "QC_COLUMNS",
@@ -47,6 +48,27 @@ ID_COLUMNS: dict[str, dict] = {
         },
     },
     "reasons": {"Description": "The thresholds the image crossed, worst first; n/a if none."},
+}
+
+
+#: The acquisition geometry of the image (:func:`bidsqc.loading.acquisition_geometry`), and
+#: whether the outputs are valid for it (:mod:`bidsqc.validity`).
+GEOMETRY_COLUMNS: dict[str, dict] = {
+    "slice_mm": {
+        "Description": "Largest voxel dimension of the image as stored: the slice spacing of "
+        "a 2D acquisition.",
+        "Units": "mm",
+    },
+    "in_plane_mm": {"Description": "Mean of the two other voxel dimensions.", "Units": "mm"},
+    "acquisition": {
+        "Description": "MRAcquisitionType of the JSON sidecar; n/a without it.",
+        "Levels": {"2D": "slice by slice", "3D": "volume"},
+    },
+    "not_assessed": {
+        "Description": "Why the measures and network outputs of this image are n/a although it "
+        "was processed (slices thicker than those they were validated on, docs/outputs.md); "
+        "n/a when they are valid."
+    },
 }
 
 
@@ -221,8 +243,8 @@ def column_dictionary(columns: Iterable[str]) -> dict[str, dict]:
     """BIDS data dictionary (Description, Units, Levels) for the given table columns."""
     dictionary = {}
     for column in columns:
-        if column in ID_COLUMNS:
-            dictionary[column] = ID_COLUMNS[column]
+        if column in ID_COLUMNS or column in GEOMETRY_COLUMNS:
+            dictionary[column] = (ID_COLUMNS | GEOMETRY_COLUMNS)[column]
         elif column in QC_COLUMNS:
             info = QC_COLUMNS[column]
             description = info.description

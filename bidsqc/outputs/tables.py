@@ -12,7 +12,9 @@ import pandas as pd
 
 from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, decide
 from bidsqc.discovery import RAW_DATASET, AnatImage
+from bidsqc.loading import acquisition_geometry
 from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS, column_dictionary
+from bidsqc.validity import not_assessed
 
 __all__ = [
     "NA",
@@ -33,8 +35,11 @@ def qc_row(
     error: str | None,
     thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
 ) -> dict:
-    """One row of a QC table: identifiers, status, decision, then every column of
-    :data:`QC_COLUMNS` (NaN when failed)."""
+    """One row of a QC table: identifiers, status, decision, the acquisition geometry, then
+    every column of :data:`QC_COLUMNS` (NaN when failed, or when not valid for the geometry:
+    :mod:`bidsqc.validity`)."""
+    geometry = acquisition_geometry(image.path, image.sidecar)
+    reason = not_assessed(geometry)
     row = {
         "filename": image.relpath,
         "participant_id": f"sub-{image.subject}",
@@ -45,8 +50,11 @@ def qc_row(
         "dataset": image.dataset,
         "decision": "",
         "reasons": "",
+        **geometry,
+        "not_assessed": reason or NA,
     }
-    row.update({name: (measures or {}).get(name, math.nan) for name in QC_COLUMNS})
+    valid = measures if reason is None else None
+    row.update({name: (valid or {}).get(name, math.nan) for name in QC_COLUMNS})
     return row | decide(row, thresholds, QC_COLUMNS)
 
 

@@ -301,7 +301,10 @@ def rereg_of_volumes(volumes: Sequence[str | os.PathLike]) -> list[float]:
     (``.npy``): how far from register the pipeline's own registration left it."""
     template = load_template(2)
     return [
-        rereg_mm(residual_misregistration(np.load(volume).astype(np.float32), template), template)
+        rereg_mm(
+            residual_misregistration(np.load(volume).astype(np.float32), template=template),
+            template,
+        )
         for volume in volumes
     ]
 

@@ -73,7 +73,7 @@ def _classical_measures(moving: np.ndarray, reference: np.ndarray, kind: str) ->
         brain = estimate_brain_mask(moving, template.brain_mask)
         values["mask_dice"] = mask_dice(brain, template.brain_mask)
         values["mask_hd95_mm"] = mask_hd95_mm(brain, template.brain_mask, template.zooms)
-        values["rereg_mm"] = rereg_mm(residual_misregistration(moving, template), template)
+        values["rereg_mm"] = rereg_mm(residual_misregistration(moving, template=template), template)
     return values
 
 
