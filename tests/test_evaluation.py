@@ -26,8 +26,11 @@ from bidsqc.training.evaluation.artefact import (
 from bidsqc.training.evaluation.motion import (
     motion_protocol_metrics,
     predict_motion_samples,
-    rated_motion_metrics,
-    read_scores,
+)
+from bidsqc.training.evaluation.real import (
+    read_real_labels,
+    real_scan_agreement,
+    real_scan_summary,
 )
 from bidsqc.training.evaluation.registration import registration_metrics_table
 from bidsqc.training.simulation import ARTEFACTS, Ghosting
@@ -67,21 +70,76 @@ def test_protocol_metrics() -> None:
     assert "| all | 2-4 |" in markdown_table(metrics.reset_index())
 
 
-def test_rated_metrics_and_scores(tmp_path: Path) -> None:
-    scores = tmp_path / "scores.tsv"
-    scores.write_text("bids_name\tscore\na_T1w\t1\nb_T1w\t2\nc_T1w\t3\nd_T1w\t1\n")
-    assert read_scores(scores) == {"a_T1w": 1, "b_T1w": 2, "c_T1w": 3, "d_T1w": 1}
-    table = pd.DataFrame(
-        {"score": [1, 2, 3, 1], "motion_grade": [0, 1, 2, 1], "motion_mm": [1.0, 6, 14, 5]}
+def real_table(**columns) -> pd.DataFrame:
+    """A labelled group table of two participants, as real_scan_table gives it."""
+    base = {
+        "bids_name": ["a1_T1w", "a2_T1w", "a3_T1w", "b1_T1w", "b2_T1w", "c1_T1w"],
+        "participant_id": ["sub-a", "sub-a", "sub-a", "sub-b", "sub-b", "sub-c"],
+        "score": pd.array([1, 2, 3, 1, 2, pd.NA], dtype="Int64"),
+        "source": ["mrart"] * 5 + ["elderly"],
+        "status": ["ok"] * 5 + ["failed"],
+        "decision": ["pass", "review", "fail", "fail", "review", "fail"],
+        "reasons": ["n/a", "review: cjv", "fail: motion_grade", "fail: rereg_mm", "n/a", "n/a"],
+        "not_assessed": [np.nan] * 6,
+        "rereg_mm": [0.2, 0.3, 0.2, 3.0, 0.1, np.nan],
+        "p_misregistered": [0.1, 0.2, 0.1, 0.95, 0.2, np.nan],
+        "motion_mm": [1.0, 2.0, 4.0, 3.0, 2.5, np.nan],
+        "snr": [20.0, 15.0, 10.0, 12.0, 9.0, np.nan],
+    }
+    return pd.DataFrame(base | columns)
+
+
+def test_real_scan_summary_counts_registration_and_exclusions() -> None:
+    summary = real_scan_summary(real_table()).set_index("source")
+    assert list(summary.index) == ["elderly", "mrart", "all"]
+    mrart = summary.loc["mrart"]
+    assert (mrart["images"], mrart["processed"]) == (5, 5)
+    assert mrart["registered"] == pytest.approx(4 / 5)
+    assert mrart["flagged_misregistered"] == pytest.approx(1 / 5)
+    assert mrart["excluded"] == pytest.approx(2 / 5)
+    assert mrart["clean_excluded"] == pytest.approx(1 / 2)
+    assert summary.loc["elderly", "processed"] == 0
+    assert np.isnan(summary.loc["elderly", "registered"])
+
+
+def test_real_scan_agreement_is_oriented_and_orders_each_persons_scans() -> None:
+    agreement = real_scan_agreement(real_table()).set_index(["source", "column"])
+    motion = agreement.loc[("mrart", "motion_mm")]
+    assert motion["pairs_ordered"] == "3/4"  # b's clean scan has more motion than its mild one
+    assert motion["auc_severe"] == 1
+    snr = agreement.loc[("mrart", "snr")]  # higher is better: negated, so agreement is positive
+    assert snr["spearman"] == pytest.approx(0.5798, abs=1e-4) and snr["pairs_ordered"] == "4/4"
+    assert ("elderly", "motion_mm") not in agreement.index  # no score there
+
+
+def test_real_labels_read_mrart_scores_and_refuse_others(tmp_path: Path) -> None:
+    labels = tmp_path / "scores.tsv"
+    labels.write_text("bids_name\tscore\nsub-1_acq-standard_T1w\t1\nsub-2_T1w.nii.gz\tn/a\n")
+    read = read_real_labels(labels)
+    assert read["bids_name"].tolist() == ["sub-1_acq-standard_T1w", "sub-2_T1w"]
+    assert read["score"].iloc[0] == 1 and read["score"].isna().iloc[1]
+    assert set(read["source"]) == {"all"}
+    labels.write_text("bids_name\tscore\nsub-1_T1w\t4\n")
+    with pytest.raises(ValueError, match="scores must be 1, 2, 3 or n/a"):
+        read_real_labels(labels)
+
+
+@pytest.mark.slow
+def test_evaluate_real_command_on_the_demo(demo_dir, tmp_path: Path) -> None:
+    labels = tmp_path / "scores.tsv"
+    labels.write_text(
+        "bids_name\tscore\nsub-01_run-1_T1w\t1\nsub-01_run-2_T1w\t3\nsub-02_FLAIR\tn/a\n"
     )
-    metrics = rated_motion_metrics(table)
-    assert metrics["motion_sensitivity"] == 1
-    assert metrics["motion_specificity"] == 0.5
-    assert metrics["severe_ba"] == 1
-    assert metrics["mm_spearman"] == pytest.approx(0.9487, abs=1e-4)
-    (tmp_path / "bad.tsv").write_text("name\tscore\n")
-    with pytest.raises(ValueError, match="bids_name"):
-        read_scores(tmp_path / "bad.tsv")
+    out = tmp_path / "real"
+    args = ["real", "--bids", str(demo_dir), "--labels", str(labels), "--out", str(out)]
+    assert main(args) == 0
+    summary = pd.read_csv(out / "real_summary.tsv", sep="\t")
+    assert summary.loc[0, "images"] == 3 and summary.loc[0, "processed"] == 3
+    agreement = pd.read_csv(out / "real_agreement.tsv", sep="\t").set_index("column")
+    assert agreement.loc["motion_mm", "pairs_ordered"] in ("0/1", "1/1")
+    assert agreement.loc["motion_mm", "n"] == 2
+    labels.write_text("bids_name\tscore\nsub-09_T1w\t1\n")
+    assert main([*args[:-1], str(tmp_path / "again")]) == 2  # a labelled scan bidsqc never saw
 
 
 @pytest.mark.slow
@@ -90,10 +148,8 @@ def test_evaluate_motion_command(demo_dir, tmp_path: Path, capsys) -> None:
     images.write_text(
         f"{demo_dir}/sub-01/anat/sub-01_run-1_T1w.nii.gz\n{demo_dir}/sub-02/anat/sub-02_T1w.nii.gz\n"
     )
-    scores = tmp_path / "scores.tsv"
-    scores.write_text("bids_name\tscore\nsub-01_run-1_T1w\t1\nsub-01_run-2_T1w\t3\n")
     out = tmp_path / "eval"
-    args = ["motion", "--images", str(images), "--bids", str(demo_dir), "--scores", str(scores)]
+    args = ["motion", "--images", str(images)]
     assert main([*args, "--out", str(out), "--repeats", "1", "--jobs", "2"]) == 0
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert len(predictions) == 8
@@ -101,9 +157,6 @@ def test_evaluate_motion_command(demo_dir, tmp_path: Path, capsys) -> None:
     metrics = pd.read_csv(out / "metrics.tsv", sep="\t")
     assert set(metrics["source"]) == {"all", "demo"}
     assert "| all | 6-8 |" in capsys.readouterr().out
-    rated = pd.read_csv(out / "rated_predictions.tsv", sep="\t").set_index("bids_name")
-    assert rated.loc["sub-01_run-2_T1w", "motion_mm"] > rated.loc["sub-01_run-1_T1w", "motion_mm"]
-    assert json.loads((out / "rated_metrics.json").read_text())["n_images"] == 2
     with pytest.raises(SystemExit, match="2"):
         main(["motion", "--out", str(out)])
 

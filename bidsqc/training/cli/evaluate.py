@@ -1,11 +1,12 @@
 """The ``bidsqc-evaluate`` command: measure a network of bidsqc on images it never saw.
 
-``bidsqc-evaluate motion`` runs the motion protocols of :mod:`bidsqc.training.evaluation`: simulated
-motion ranges on held-out images (``--images``), and rated real motion (``--bids`` with
-``--scores``). ``bidsqc-evaluate registration`` misaligns held-out images (against the
-template) and real FLAIR/T1w pairs (``--pairs``) by known rigid transforms, and compares the
-network with the classical measures. ``bidsqc-evaluate artefact`` corrupts held-out images with
-each artefact at two severities. See ``docs/benchmarks.md`` for the results on ``val``.
+``bidsqc-evaluate motion`` runs the motion protocol of :mod:`bidsqc.training.evaluation`:
+simulated motion ranges on held-out images (``--images``). ``bidsqc-evaluate registration``
+misaligns held-out images (against the template) and real FLAIR/T1w pairs (``--pairs``) by known
+rigid transforms, and compares the network with the classical measures. ``bidsqc-evaluate
+artefact`` corrupts held-out images with each artefact at two severities. ``bidsqc-evaluate
+real`` runs the whole app on a labelled real BIDS dataset (``--bids`` with ``--labels``) and
+compares every output with the labels. See ``docs/benchmarks.md`` for the results.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "build_parser",
     "evaluate_artefact",
     "evaluate_motion",
+    "evaluate_real",
     "evaluate_registration",
     "main",
     "markdown_table",
@@ -39,7 +41,7 @@ _EPILOG = """\
 outputs (in --out):
   samples/[<condition>/], pairs/  the preprocessed samples (reused by a rerun)
   predictions.tsv, metrics.tsv, metrics.md  per sample, and per source and range
-  rated_predictions.tsv, rated_metrics.json  motion, with --bids and --scores
+  bidsqc/, real_scans.tsv, real_summary.tsv, real_agreement.tsv, real.md  real
   calibration.tsv  with --calibrate, the predictions the thresholds were set on
 
 exit codes:
@@ -58,19 +60,14 @@ def build_parser() -> ArgumentParser:
     networks = parser.add_subparsers(dest="network", required=True, metavar="NETWORK")
     motion = networks.add_parser(
         "motion",
-        help="the motion network: Table-2 motion ranges, and rated real motion",
+        help="the motion network: Table-2 motion ranges",
         description="Evaluate the motion network. --images: each image clean and moved in "
-        "the ranges (2-4), (4-6) and (6-8) degrees and mm (Loizillon et al. 2023, Table 2). "
-        "--bids with --scores: real motion rated 1-3 (MR-ART).",
+        "the ranges (2-4), (4-6) and (6-8) degrees and mm (Loizillon et al. 2023, Table 2).",
         epilog=_EPILOG,
         formatter_class=RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
     _add_common_arguments(motion)
-    motion.add_argument("--bids", type=absolute_path, metavar="DIR", help="a BIDS folder")
-    motion.add_argument(
-        "--scores", type=absolute_path, metavar="TSV", help="its ratings (bids_name, score)"
-    )
     _add_calibrate_argument(
         motion,
         "the lowest probability of motion (1 - p_motion_none) that calls motion in at most 2 %% "
@@ -116,6 +113,32 @@ def build_parser() -> ArgumentParser:
         ", and thresholds.json, as a --thresholds file",
     )
     artefact.set_defaults(evaluate=evaluate_artefact)
+
+    real = networks.add_parser(
+        "real",
+        help="real scans with labels, through the whole app",
+        description="Run bidsqc participant and group on a BIDS dataset of real scans, then "
+        "compare its tables with the labels: per source, the share processed, registered, "
+        "flagged misregistered and excluded; per source and column, the Spearman and AUCs "
+        "against the scores and the scans of one person put in the order of their scores.",
+        epilog=_EPILOG,
+        formatter_class=RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    real.add_argument("--bids", type=absolute_path, required=True, metavar="DIR")
+    real.add_argument(
+        "--labels",
+        type=absolute_path,
+        required=True,
+        metavar="TSV",
+        help="bids_name, score (1 clean, 2 mild, 3 severe, or n/a) and optionally source: "
+        "MR-ART's derivatives/scores.tsv as it is",
+    )
+    real.add_argument("--out", type=absolute_path, required=True, metavar="DIR")
+    real.add_argument(
+        "--nprocs", type=positive_int, default=2, metavar="N", help="bidsqc's --nprocs"
+    )
+    real.set_defaults(evaluate=evaluate_real)
     return parser
 
 
@@ -166,11 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bidsqc-evaluate`` and return its exit code."""
     parser = build_parser()
     opts = parser.parse_args(list(argv) if argv is not None else None)
-    if opts.network == "motion":
-        if opts.images is None and opts.bids is None and opts.calibrate is None:
-            parser.error("give --images, --bids with --scores, or --calibrate")
-        if (opts.bids is None) != (opts.scores is None):
-            parser.error("--bids and --scores go together")
+    if opts.network == "motion" and opts.images is None and opts.calibrate is None:
+        parser.error("give --images, --calibrate, or both")
     elif opts.network == "registration" and opts.images is None and opts.pairs is None:
         parser.error("give --images, --pairs, or both")
     elif opts.network == "artefact" and opts.images is None and opts.calibrate is None:
@@ -195,9 +215,6 @@ def evaluate_motion(opts: Namespace) -> None:
         generate_protocol_samples,
         motion_protocol_metrics,
         predict_motion_samples,
-        predict_rated_images,
-        rated_motion_metrics,
-        read_scores,
     )
 
     network = _network(opts)
@@ -220,13 +237,28 @@ def evaluate_motion(opts: Namespace) -> None:
         table = predict_motion_samples(network, samples, opts.batch_size)
         table.to_csv(opts.out / "predictions.tsv", sep="\t", index=False, float_format="%.4g")
         _write_metrics(motion_protocol_metrics(table), opts)
-    if opts.bids is not None:
-        scores = read_scores(opts.scores)
-        rated = predict_rated_images(network, opts.bids, scores)
-        if rated.empty:
-            raise ValueError(f"none of the {len(scores)} rated images is under {opts.bids}")
-        rated.to_csv(opts.out / "rated_predictions.tsv", sep="\t", index=False)
-        _write_json(rated_motion_metrics(rated), opts.out / "rated_metrics.json")
+
+
+def evaluate_real(opts: Namespace) -> None:
+    """Run bidsqc on the labelled real dataset and write the comparison into ``opts.out``."""
+    from bidsqc.training.evaluation.real import (
+        read_real_labels,
+        real_scan_agreement,
+        real_scan_summary,
+        real_scan_table,
+        run_bidsqc,
+    )
+
+    labels = read_real_labels(opts.labels)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    table = real_scan_table(run_bidsqc(opts.bids, opts.out / "bidsqc", opts.nprocs), labels)
+    summary, agreement = real_scan_summary(table), real_scan_agreement(table)
+    table.to_csv(opts.out / "real_scans.tsv", sep="\t", index=False, float_format="%.4g")
+    summary.to_csv(opts.out / "real_summary.tsv", sep="\t", index=False, float_format="%.4f")
+    agreement.to_csv(opts.out / "real_agreement.tsv", sep="\t", index=False, float_format="%.4f")
+    report = markdown_table(summary) + "\n" + markdown_table(agreement)
+    (opts.out / "real.md").write_text(report)
+    print(report)
 
 
 def evaluate_registration(opts: Namespace) -> None:

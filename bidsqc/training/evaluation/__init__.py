@@ -10,9 +10,8 @@ Motion network, two protocols:
   "motion" (grade above 0) separates the moved images from the clean ones: balanced accuracy,
   sensitivity, specificity. ``motion_mm`` is compared with the simulated RMS (R², Spearman)
   over every sample, clean ones included, and the clean images called "severe" are counted.
-* **Rated real motion** (MR-ART, Nárai et al. 2022): a BIDS folder and a ``scores.tsv``
-  (columns ``bids_name`` and ``score``: 1 clean, 2 medium, 3 bad). The decision "motion"
-  against score > 1, "severe" against score 3, and the Spearman of ``motion_mm`` and the score.
+* **Rated real motion** (MR-ART, Nárai et al. 2022) goes through the whole app, with every
+  other output and measure: :mod:`bidsqc.training.evaluation.real`.
 
 Registration-QC network (:func:`registration_protocol`): every held-out image, preprocessed,
 against the template, and every real FLAIR/T1w pair co-registered by the pipeline, each exactly

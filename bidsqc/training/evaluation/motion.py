@@ -1,19 +1,14 @@
-"""The motion network on held-out images under simulated motion, and on rated real motion."""
+"""The motion network on held-out images under simulated motion."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from bidsqc.inference.inputs import normalise_intensity
-from bidsqc.inference.motion import predict_motion
-from bidsqc.loading import load_anatomical
 from bidsqc.networks import MotionNet
 from bidsqc.training.evaluation.conditions import (
     CLEAN,
@@ -22,7 +17,7 @@ from bidsqc.training.evaluation.conditions import (
     source_of,
 )
 from bidsqc.training.metrics import balanced_accuracy, r2_score, sensitivity, spearman, specificity
-from bidsqc.training.samples import save_template_space_sample, to_template_space
+from bidsqc.training.samples import save_template_space_sample
 from bidsqc.training.simulation.corruption import RandomCorruption
 from bidsqc.training.simulation.motion import RandomMotion
 
@@ -31,9 +26,6 @@ __all__ = [
     "generate_protocol_samples",
     "motion_protocol_metrics",
     "predict_motion_samples",
-    "predict_rated_images",
-    "rated_motion_metrics",
-    "read_scores",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -95,62 +87,6 @@ def motion_protocol_metrics(table: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def read_scores(scores: str | os.PathLike) -> dict[str, int]:
-    """An MR-ART-style ``scores.tsv``: ``bids_name`` (image name without extension) to score."""
-    with open(scores, newline="") as stream:
-        reader = csv.DictReader(stream, delimiter="\t")
-        if not {"bids_name", "score"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{scores} needs the columns bids_name and score")
-        return {row["bids_name"]: int(row["score"]) for row in reader}
-
-
-def predict_rated_images(
-    network: MotionNet, bids_dir: str | os.PathLike, scores: Mapping[str, int]
-) -> pd.DataFrame:
-    """Preprocess and grade every rated image found under ``bids_dir``.
-
-    One row per image: ``bids_name``, ``score``, ``path`` and the motion columns. Rated names
-    without an image are logged and left out; an image that cannot be preprocessed too.
-    """
-    found = {
-        path.name.removesuffix(".gz").removesuffix(".nii"): path
-        for path in Path(bids_dir).rglob("*.nii*")
-        if "derivatives" not in path.parts
-    }
-    missing = sorted(set(scores) - set(found))
-    if missing:
-        LOGGER.warning(
-            "%d rated image(s) not found under %s, e.g. %s", len(missing), bids_dir, missing[0]
-        )
-    rows = []
-    for name in sorted(set(scores) & set(found)):
-        try:
-            volume = to_template_space(load_anatomical(found[name]))
-        except (OSError, ValueError) as err:
-            LOGGER.warning("Skipping %s: %s", name, err)
-            continue
-        (prediction,) = predict_motion(network, [normalise_intensity(volume)])
-        rows.append(
-            {"bids_name": name, "score": scores[name], "path": str(found[name])}
-            | prediction.columns()
-        )
-    return pd.DataFrame(rows)
-
-
-def rated_motion_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """BA of "motion" against score > 1 and of "severe" against score 3; Spearman of mm."""
-    motion = table["score"] > 1
-    severe = table["score"] == 3
-    return {
-        "n_images": len(table),
-        "motion_ba": balanced_accuracy(motion, table["motion_grade"] > 0),
-        "motion_sensitivity": sensitivity(motion, table["motion_grade"] > 0),
-        "motion_specificity": specificity(motion, table["motion_grade"] > 0),
-        "severe_ba": balanced_accuracy(severe, table["motion_grade"] == 2),
-        "mm_spearman": spearman(table["score"], table["motion_mm"]),
-    }
 
 
 def generate_protocol_samples(
