@@ -22,7 +22,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +54,7 @@ from bidsqc.training.simulation import (
     RandomSpike,
     generate_corrupted_dataset,
 )
+from bidsqc.training.simulation.generation import worker_pool
 
 __all__ = [
     "ArtefactSampleWriter",
@@ -399,7 +399,7 @@ def generate_coregistered_pairs(
     ]
     arguments = [(Path(m), Path(r), stem) for (m, r), stem in zip(pairs, stems, strict=True)]
     if n_jobs > 1:
-        with ProcessPoolExecutor(n_jobs) as pool:
+        with worker_pool(n_jobs) as pool:
             rows = list(pool.map(_coregistered_pair, *zip(*arguments, strict=True)))
     else:
         rows = [_coregistered_pair(*argument) for argument in arguments]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -121,6 +122,15 @@ def _single_threaded_worker() -> None:
     torch.set_num_threads(1)
 
 
+def worker_pool(n_jobs: int) -> ProcessPoolExecutor:
+    """``n_jobs`` single-threaded worker processes, started fresh (``spawn``), not forked: a
+    child forked from a process whose torch has run OpenMP threads (brain extraction does, in
+    every registration) can hang forever in its first parallel region."""
+    return ProcessPoolExecutor(
+        n_jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded_worker
+    )
+
+
 def generate_corrupted_dataset(
     base_images: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -185,7 +195,7 @@ def generate_corrupted_dataset(
     if n_jobs == 1:
         results = [_corrupt_one_image(*job) for job in jobs]
     else:
-        with ProcessPoolExecutor(n_jobs, initializer=_single_threaded_worker) as pool:
+        with worker_pool(n_jobs) as pool:
             results = list(pool.map(_corrupt_one_image, *zip(*jobs, strict=True)))
     labels = out_dir / LABELS_TABLE
     with labels.open("w", newline="") as stream:
