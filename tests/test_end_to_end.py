@@ -273,7 +273,15 @@ def bad_dataset(demo_dir, tmp_path_factory):
     with_nan = small.copy()
     with_nan[10, 10, 10] = np.nan
     _save(with_nan, two_mm, anat("nan"))
-    _save(small, np.diag([1.0, 1.0, 5.0, 1.0]), anat("thick"))
+    _save(small, np.diag([1.0, 1.0, 15.0, 1.0]), anat("toothick"))
+    # The good image as a clinical 2D scan: 8 mm slices, each the mean of 8 of its 1 mm ones.
+    good_data = np.asanyarray(img.dataobj).astype(np.float32)
+    depth = good_data.shape[2] // 8 * 8
+    slabs = good_data[..., :depth].reshape(*good_data.shape[:2], -1, 8).mean(axis=-1)
+    thick_affine = img.affine.copy()
+    thick_affine[:3, 2] *= 8
+    thick_affine[:3, 3] += 3.5 * img.affine[:3, 2]
+    _save(slabs, thick_affine, anat("thick"))
     # The good image, its axes permuted and flipped, and the head turned by 15 degrees.
     ornt = np.array([[1, -1], [0, 1], [2, 1]])
     data = nb.orientations.apply_orientation(np.asanyarray(img.dataobj), ornt)
@@ -283,7 +291,6 @@ def bad_dataset(demo_dir, tmp_path_factory):
     turn[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     _save(data, turn @ affine, anat("oblique"))
     # The good image as a signed reconstruction writes it: every intensity negative.
-    good_data = np.asanyarray(img.dataobj).astype(np.float32)
     _save(good_data - good_data.max() - 1, img.affine, anat("negative"))
     anat("sidecar").parent.mkdir(parents=True)
     shutil.copyfile(good, anat("sidecar"))
@@ -301,7 +308,7 @@ EXPECTED_FAILURES = {
     "fourd": "4D with 2 volumes",
     "zeros": "constant",
     "nan": "NaN",
-    "thick": "5.00 mm",
+    "toothick": "slices thicker than 12 mm",
     "sidecar": "not valid JSON",
     "dangling": "broken symlink",
 }
@@ -314,7 +321,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 12
+    assert len(rows) == 13
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label
@@ -323,6 +330,11 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "ok", (label, row["error"])
         assert not row[IMAGE_COLUMNS].isna().any()
+    thick = rows.loc["sub-thick"]
+    assert thick["status"] == "ok" and thick["slice_mm"] == pytest.approx(8.0)
+    assert thick["decision"] == "review" and "slices of 8.0 mm" in thick["not_assessed"]
+    assert thick[IMAGE_COLUMNS].isna().all()
+    assert (out / "sub-thick" / "anat").is_dir()  # registered, with its figures, for a person
     # The turned copy registers onto the template like the original.
     assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
     assert (
