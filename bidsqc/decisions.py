@@ -12,7 +12,7 @@ protocols (their outliers are flagged in the group report instead). ``--threshol
 replaces them, e.g.::
 
     {"motion_grade": {"review": 1, "fail": 2},
-     "p_misregistered": {"review": 0.5, "fail": 0.9},
+     "p_misregistered": {"review": 0.9},
      "cjv": {"review": 0.6}}
 """
 
@@ -70,16 +70,17 @@ class Threshold:
 #: probability averages its tiles' logits, which pulls it towards the tiles' prior, so most of
 #: these cuts lie below 0.5.
 ARTEFACT_REVIEW_THRESHOLDS = bundled_thresholds("artefact")
-#: Default thresholds: motion grade mild or severe, registrations the network doubts or that a
-#: new registration moves by 2 mm RMS or more (the network's own line between aligned and
-#: misregistered), likely artefacts (review only: most can be
+#: Default thresholds: motion grade mild or severe, registrations that a new registration moves
+#: by 2 mm RMS or more (the network's own line between aligned and misregistered) or that the
+#: network is nearly sure of (review only: a failed registration is bidsqc's failure, not the
+#: scan's; docs/outputs.md gives the figures behind it), likely artefacts (review only: most can be
 #: corrected, or only matter to some analyses), and a quality score below 6 (an artefact of
 #: severity 0.67, or two milder ones) or 3 (one severe artefact and more), and a site-quality
 #: network's rating questionable or unusable, where there is one.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "motion_grade": Threshold(review=1, fail=2),
-    "p_misregistered": Threshold(review=0.5, fail=0.9),
-    "p_misregistered_to_t1w": Threshold(review=0.5, fail=0.9),
+    "p_misregistered": Threshold(review=0.9),
+    "p_misregistered_to_t1w": Threshold(review=0.5),
     "rereg_mm": Threshold(review=MISREGISTRATION_THRESHOLD_MM),
     **{column: Threshold(review=value) for column, value in ARTEFACT_REVIEW_THRESHOLDS.items()},
     "quality_score": Threshold(review=6, fail=3),
@@ -126,8 +127,9 @@ def decide(
     if row.get("status") != "ok":
         return {"decision": "fail", "reasons": "fail: not processed"}
     crossed = []
-    if row.get("not_assessed", "n/a") != "n/a":
-        crossed.append((1, f"review: not assessed ({row['not_assessed']})"))
+    not_assessed = row.get("not_assessed")
+    if isinstance(not_assessed, str) and not_assessed not in ("", "n/a"):  # n/a reads as NaN
+        crossed.append((1, f"review: not assessed ({not_assessed})"))
     for column, threshold in thresholds.items():
         value = row.get(column)
         better = columns[column].better

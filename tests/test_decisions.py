@@ -38,13 +38,30 @@ def row(**values) -> dict:
 
 
 def test_decide_takes_the_worst_level_and_lists_every_reason():
-    decision = decide(row(motion_grade=2, p_misregistered=0.6), DEFAULT_THRESHOLDS, QC_COLUMNS)
+    decision = decide(row(motion_grade=2, p_misregistered=0.95), DEFAULT_THRESHOLDS, QC_COLUMNS)
     assert decision["decision"] == "fail"
-    assert decision["reasons"] == "fail: motion_grade 2 >= 2; review: p_misregistered 0.6 >= 0.5"
+    assert decision["reasons"] == "fail: motion_grade 2 >= 2; review: p_misregistered 0.95 >= 0.9"
     clean = decide(row(motion_grade=0, p_misregistered=0.1), DEFAULT_THRESHOLDS, QC_COLUMNS)
     assert clean == {"decision": "pass", "reasons": "n/a"}
     failed = decide({"status": "failed"}, DEFAULT_THRESHOLDS, QC_COLUMNS)
     assert failed["decision"] == "fail"
+
+
+def test_a_misregistration_sends_the_image_to_review_never_to_exclusion():
+    """A registration bidsqc got wrong says nothing about the scan's quality."""
+    for misregistered in (
+        row(p_misregistered=1.0),
+        row(rereg_mm=30.0),
+        row(p_misregistered_to_t1w=1.0),
+    ):
+        assert decide(misregistered, DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] == "review"
+    assert decide(row(p_misregistered=0.6), DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] == "pass"
+
+
+@pytest.mark.parametrize("valid", ["n/a", math.nan, None])
+def test_outputs_valid_for_the_geometry_cross_nothing(valid):
+    """A table read back has NaN where it was written n/a: the group level decides again."""
+    assert decide(row(not_assessed=valid), DEFAULT_THRESHOLDS, QC_COLUMNS)["decision"] == "pass"
 
 
 def test_decisions_follow_the_thresholds_file(tmp_path):

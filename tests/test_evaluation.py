@@ -79,7 +79,7 @@ def real_table(**columns) -> pd.DataFrame:
         "source": ["mrart"] * 5 + ["elderly"],
         "status": ["ok"] * 5 + ["failed"],
         "decision": ["pass", "review", "fail", "fail", "review", "fail"],
-        "reasons": ["n/a", "review: cjv", "fail: motion_grade", "fail: rereg_mm", "n/a", "n/a"],
+        "reasons": [np.nan, "review: cjv", "fail: motion", "review: rereg_mm", np.nan, np.nan],
         "not_assessed": [np.nan] * 6,
         "rereg_mm": [0.2, 0.3, 0.2, 3.0, 0.1, np.nan],
         "p_misregistered": [0.1, 0.2, 0.1, 0.95, 0.2, np.nan],

@@ -7,8 +7,9 @@ it), ``score`` (1 clean, 2 mild, 3 severe; ``n/a`` for an image nobody scored) a
 ``source`` (where the image comes from; one source ``all`` without it).
 
 Per source (:func:`real_scan_summary`): how many images were processed, registered correctly
-(``rereg_mm`` below :data:`bidsqc.geometry.MISREGISTRATION_THRESHOLD_MM` and
-``p_misregistered`` below its fail threshold), flagged misregistered, not assessed, and
+(``rereg_mm`` below :data:`bidsqc.geometry.MISREGISTRATION_THRESHOLD_MM`), flagged misregistered
+by the decision (``p_misregistered``, ``p_misregistered_to_t1w`` or ``rereg_mm`` among its
+reasons), not assessed, and
 excluded (decision ``fail``, as ``group_exclude.tsv`` lists them), among all images and among
 the clean ones. Per source and column (:func:`real_scan_agreement`), on the scored images:
 the Spearman correlation of the column with the score and the AUCs of score > 1 against 1 and
@@ -28,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.geometry import MISREGISTRATION_THRESHOLD_MM
 from bidsqc.outputs.columns import QC_COLUMNS
 from bidsqc.outputs.tables import read_qc_table
@@ -77,7 +77,8 @@ def run_bidsqc(bids_dir: Path, out_dir: Path, nprocs: int) -> list[Path]:
         code = subprocess.run([*command, level, *extra], check=False).returncode
         if code not in (0, 1):
             raise RuntimeError(f"bidsqc {level} exited with {code}")
-    return sorted(out_dir.glob("group_*w.tsv")) + sorted(out_dir.glob("group_FLAIR.tsv"))
+    tables = [out_dir / f"group_{modality}.tsv" for modality in ("T1w", "FLAIR")]
+    return [table for table in tables if table.exists()]
 
 
 def real_scan_table(group_tables: list[Path], labels: pd.DataFrame) -> pd.DataFrame:
@@ -106,14 +107,11 @@ def _by_source(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def real_scan_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per source (and ``all``): the counts and shares of the module docstring;
     ``registered`` and ``flagged_misregistered`` are shares of the assessed images."""
-    fail = DEFAULT_THRESHOLDS["p_misregistered"].fail
     rows = []
     for source, group in _by_source(table):
         assessed = group[(group["status"] == "ok") & group["not_assessed"].isna()]
-        registered = (assessed["rereg_mm"] < MISREGISTRATION_THRESHOLD_MM) & (
-            assessed["p_misregistered"] < fail
-        )
-        flagged = assessed["reasons"].str.contains("misregistered|rereg_mm", regex=True)
+        registered = assessed["rereg_mm"] < MISREGISTRATION_THRESHOLD_MM
+        flagged = assessed["reasons"].str.contains("misregistered|rereg_mm", regex=True, na=False)
         clean = group[group["score"] == 1]
         rows.append(
             {
