@@ -199,7 +199,14 @@ def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> No
     }
     settings = opts.plugin_settings or {
         "plugin": "MultiProc",
-        "plugin_args": {"n_procs": opts.nprocs, "raise_insufficient": False},
+        # Workers forked from a process whose torch has run OpenMP threads can hang in their
+        # first parallel region (brain extraction, in every registration): forkserver starts
+        # them from a clean process.
+        "plugin_args": {
+            "n_procs": opts.nprocs,
+            "raise_insufficient": False,
+            "mp_context": "forkserver",
+        },
     }
     try:
         workflow.run(**settings)
