@@ -17,7 +17,12 @@ import pytest
 
 from bidsqc.cli.run import main
 from bidsqc.decisions import DEFAULT_THRESHOLDS
-from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS, SITE_QUALITY_COLUMNS
+from bidsqc.outputs.columns import (
+    GEOMETRY_COLUMNS,
+    ID_COLUMNS,
+    QC_COLUMNS,
+    SITE_QUALITY_COLUMNS,
+)
 from bidsqc.outputs.tables import read_qc_table
 from bidsqc.training.pairs import Misalignment, misaligned
 
@@ -79,7 +84,7 @@ def test_demo_participant_tables(demo_run):
     expected = {"sub-01": 3, "sub-02": 2}
     for participant, n_rows in expected.items():
         table = read_qc_table(out / participant / f"{participant}_qc.tsv")
-        assert list(table.columns) == [*ID_COLUMNS, *QC_COLUMNS]
+        assert list(table.columns) == [*ID_COLUMNS, *GEOMETRY_COLUMNS, *QC_COLUMNS]
         assert len(table) == n_rows
         assert (table["status"] == "ok").all(), table["error"].tolist()
         assert not table[IMAGE_COLUMNS].isna().any().any()
