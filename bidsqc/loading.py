@@ -100,7 +100,7 @@ def load_anatomical(path: str | os.PathLike) -> nb.Nifti1Image:
     if min(data.shape) < MIN_AXIS_VOXELS:
         raise ImageCheckError(f"'{path}' has shape {data.shape}: too few voxels for a brain")
 
-    zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    zooms = nb.affines.voxel_sizes(img.affine)
     if not np.all(np.isfinite(zooms)) or np.linalg.matrix_rank(img.affine[:3, :3]) < 3:
         raise ImageCheckError(f"'{path}' has a singular or non-finite affine")
     sizes = " x ".join(f"{z:.2f}" for z in zooms)
@@ -157,7 +157,7 @@ def acquisition_geometry(path: str | os.PathLike, sidecar: str | os.PathLike | N
     except Exception:  # noqa: BLE001 - load_anatomical reports why; the row only lacks geometry
         affine = None
     if affine is not None:
-        zooms = np.sort(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+        zooms = np.sort(nb.affines.voxel_sizes(affine))
         geometry |= {"slice_mm": float(zooms[2]), "in_plane_mm": float(zooms[:2].mean())}
     if sidecar:
         try:
