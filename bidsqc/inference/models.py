@@ -12,6 +12,7 @@ from torch import nn
 
 from bidsqc.data import MODELS_DIR, card_thresholds, model_provenance, read_model_card
 from bidsqc.networks import ArtefactNet, EncoderNet, MotionNet, ProbedMotionNet, RegistrationNet
+from bidsqc.outputs.files import write_text_atomically
 
 __all__ = [
     "ARCHITECTURES",
@@ -82,5 +83,5 @@ def write_prediction(
     """Write a network's prediction as JSON, with the model that made it
     (:func:`bidsqc.data.model_provenance`), and return the file's path."""
     written = prediction | {"model": model_provenance(weights)}
-    Path(out_file).write_text(json.dumps(written, indent=2) + "\n")
+    write_text_atomically(out_file, json.dumps(written, indent=2) + "\n")
     return str(out_file)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -13,6 +11,8 @@ from nipype.interfaces.base import (
     TraitedSpec,
     traits,
 )
+
+from bidsqc.outputs.files import copy_atomically, write_text_atomically
 
 __all__ = ["WriteDerivatives"]
 
@@ -37,17 +37,8 @@ class WriteDerivatives(SimpleInterface):
         if len(self.inputs.in_files) != len(self.inputs.out_paths):
             raise ValueError("in_files and out_paths must have the same length")
         for source, destination in zip(self.inputs.in_files, self.inputs.out_paths, strict=True):
-            _write_atomically(Path(destination), lambda tmp, src=source: shutil.copyfile(src, tmp))
+            copy_atomically(source, destination)
         for destination, content in self.inputs.sidecars.items():
-            text = json.dumps(content, indent=2) + "\n"
-            _write_atomically(Path(destination), lambda tmp, text=text: tmp.write_text(text))
+            write_text_atomically(destination, json.dumps(content, indent=2) + "\n")
         self._results["out_paths"] = list(self.inputs.out_paths)
         return runtime
-
-
-def _write_atomically(destination: Path, write) -> None:
-    """Write through a temporary file and rename, so an interrupted run leaves no half file."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.tmp")
-    write(tmp)
-    tmp.replace(destination)

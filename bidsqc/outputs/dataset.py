@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bidsqc import __version__
 from bidsqc.__about__ import __packagename__, __url__
+from bidsqc.outputs.files import write_text_atomically
 from bidsqc.outputs.tables import NA
 
 __all__ = [
@@ -45,6 +46,8 @@ def write_dataset_description(out_dir: str | os.PathLike, bids_dir: str | os.Pat
         "GeneratedBy": [generated_by],
         "SourceDatasets": [source],
     }
-    (out_dir / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
-    (out_dir / ".bidsignore").write_text("work/\nlogs/\n*.html\n*/figures/\ngroup_*\n")
+    write_text_atomically(
+        out_dir / "dataset_description.json", json.dumps(description, indent=2) + "\n"
+    )
+    write_text_atomically(out_dir / ".bidsignore", "work/\nlogs/\n*.html\n*/figures/\ngroup_*\n")
     (out_dir / "logs").mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ from bidsqc.decisions import DEFAULT_THRESHOLDS, Threshold, decide
 from bidsqc.discovery import RAW_DATASET, AnatImage
 from bidsqc.loading import acquisition_geometry
 from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS, column_dictionary
+from bidsqc.outputs.files import atomic_path, write_text_atomically
 from bidsqc.validity import not_assessed
 
 __all__ = [
@@ -67,13 +68,13 @@ def write_qc_table(
     a table without rows still has its header.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if columns is None:
         columns = list(rows[0]) if rows else list(ID_COLUMNS)
     table = pd.DataFrame(rows, columns=list(columns))
-    table.to_csv(path, sep="\t", index=False, na_rep=NA, float_format="%.6g")
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, sep="\t", index=False, na_rep=NA, float_format="%.6g")
     dictionary = column_dictionary(table.columns)
-    path.with_suffix(".json").write_text(json.dumps(dictionary, indent=2) + "\n")
+    write_text_atomically(path.with_suffix(".json"), json.dumps(dictionary, indent=2) + "\n")
     return path
 
 
@@ -95,7 +96,7 @@ def write_group_decisions(table: pd.DataFrame, out_dir: str | os.PathLike) -> tu
     excluded = set(raw.loc[raw["decision"] == "fail", "participant_id"])
     passing = sorted(set(raw["participant_id"]) - excluded)
     labels = out_dir / "group_pass_participants.txt"
-    labels.write_text("".join(f"{participant[4:]}\n" for participant in passing))
+    write_text_atomically(labels, "".join(f"{participant[4:]}\n" for participant in passing))
     return exclude, labels
 
 

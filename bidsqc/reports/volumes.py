@@ -18,6 +18,7 @@ import nibabel as nb
 import numpy as np
 from PIL import Image
 
+from bidsqc.outputs.files import atomic_path
 from bidsqc.reports.figures import intensity_window
 
 __all__ = ["embedded_volume", "read_registered", "viewer_volumes", "write_thumbnail"]
@@ -69,7 +70,6 @@ def write_thumbnail(
 ) -> Path:
     """The middle axial slice of a registered image, anterior up, as an 8-bit PNG."""
     axial = eight_bit(data[:, :, data.shape[2] // 2], window)
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.flipud(axial.T)).save(out_file, optimize=True)
-    return out_file
+    with atomic_path(out_file) as temporary:
+        Image.fromarray(np.flipud(axial.T)).save(temporary, optimize=True)
+    return Path(out_file)
