@@ -1,8 +1,10 @@
 """Find the T1w and FLAIR images of a BIDS dataset with pybids.
 
-The dataset is indexed once, read-only: the pybids database lives in memory or in the
-work directory, never inside the dataset.  Only file names are indexed (no JSON sidecar
-is read), so broken sidecars and placeholder images do not get in the way.
+The dataset is indexed once, read-only, in memory: nothing is written inside it, and the
+participant jobs of an array share no database. Only file names are indexed (no JSON
+sidecar is read), so broken sidecars and placeholder images do not get in the way, and a job
+given participant labels indexes only their folders: one array task of a 10,000-subject
+dataset does not walk the other 9,999 (``benchmarks/indexing.py``).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class AnatImage:
 def init_layout(
     bids_dir: Path | str,
     *,
-    database_dir: Path | None = None,
+    participant_label: str | Iterable[str] | None = None,
     validate: bool = True,
 ) -> BIDSLayout:
     """Index the anatomical data of a raw BIDS dataset.
@@ -132,9 +134,8 @@ def init_layout(
     ----------
     bids_dir
         Root of the dataset.
-    database_dir
-        Folder where pybids keeps its database (re-created on every call), e.g. in the
-        work directory; by default the database is kept in memory.
+    participant_label
+        Index only these participants' folders (with or without ``sub-``); all when ``None``.
     validate
         Check ``dataset_description.json`` and skip files whose names are not BIDS
         (``False`` with ``--skip-bids-validation``).
@@ -158,15 +159,13 @@ def init_layout(
             f"'{bids_dir}' is not a BIDS dataset: it has no dataset_description.json."
         )
 
-    indexer = BIDSLayoutIndexer(validate=validate, ignore=_IGNORE, index_metadata=False)
+    ignore = list(_IGNORE)
+    if participant_label is not None:
+        wanted = "|".join(re.escape(label) for label in _participant_labels(participant_label))
+        ignore.append(re.compile(rf"^/sub-(?!(?:{wanted})$)[^/]+$"))
+    indexer = BIDSLayoutIndexer(validate=validate, ignore=ignore, index_metadata=False)
     try:
-        layout = BIDSLayout(
-            bids_dir,
-            validate=validate,
-            database_path=database_dir,
-            reset_database=True,
-            indexer=indexer,
-        )
+        layout = BIDSLayout(bids_dir, validate=validate, indexer=indexer)
     except BIDSValidationError as err:
         raise NotBIDSError(f"'{bids_dir}' is not a valid BIDS dataset: {err}") from err
 
@@ -197,17 +196,19 @@ def collect_participants(
     # Entity.unique() reads one table; layout.get_subjects() loads every file (slow).
     subject = layout.get_entities(metadata=False).get("subject")
     found = _natural_sort(subject.unique() if subject else [])
-    if not found:
+    wanted = found if participant_label is None else _participant_labels(participant_label)
+    if not wanted:
         raise BIDSError(f"No participant with an anat/ folder in '{layout.root}'.")
-    if participant_label is None:
-        return found
-
-    wanted = _natural_sort({label.removeprefix("sub-") for label in _listify(participant_label)})
     missing = [label for label in wanted if label not in found]
     if missing:
+        # The layout may hold only the wanted participants: list the others from the folders.
+        anat_folders = Path(layout.root).glob("sub-*/**/anat")
+        existing = _natural_sort(
+            {folder.relative_to(layout.root).parts[0][4:] for folder in anat_folders}
+        )
         raise BIDSError(
             f"Participant(s) {_summary(missing, 'sub-')} not found in '{layout.root}' "
-            f"(participants with an anat/ folder: {_summary(found, 'sub-')})."
+            f"(participants with an anat/ folder: {_summary(existing, 'sub-')})."
         )
     return wanted
 
@@ -370,6 +371,11 @@ def _strip_nifti_extension(filename: str) -> str:
 
 def _listify(labels: str | Iterable[str]) -> list[str]:
     return [labels] if isinstance(labels, str) else list(labels)
+
+
+def _participant_labels(labels: str | Iterable[str]) -> list[str]:
+    """Participant labels without ``sub-``, once each, in natural order."""
+    return _natural_sort({label.removeprefix("sub-") for label in _listify(labels)})
 
 
 def _natural_key(text: str) -> tuple[list[str | int], str]:

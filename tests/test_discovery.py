@@ -152,17 +152,31 @@ def test_symlinked_dataset_root(tiny_bids, tmp_path):
     assert images[0].relpath == "sub-02/anat/sub-02_FLAIR.nii.gz"
 
 
-def test_discovery_writes_nothing_in_dataset(tiny_bids, tmp_path):
+def test_discovery_writes_nothing_in_dataset(tiny_bids):
     before = snapshot(tiny_bids)
-    database_dir = tmp_path / "work" / "bids_db"
-    layout = init_layout(tiny_bids, database_dir=database_dir)
+    layout = init_layout(tiny_bids)
     collect_data(layout, collect_participants(layout))
     assert snapshot(tiny_bids) == before
-    assert any(database_dir.iterdir())
-    # A second run re-indexes instead of trusting the stale database.
+    # A second run indexes again: it sees a participant added since.
     (tiny_bids / "sub-04/anat").mkdir(parents=True)
     (tiny_bids / "sub-04/anat/sub-04_T1w.nii.gz").write_text("")
-    assert "04" in collect_participants(init_layout(tiny_bids, database_dir=database_dir))
+    assert "04" in collect_participants(init_layout(tiny_bids))
+
+
+@pytest.mark.parametrize(
+    ("label", "wanted"), [("02", ["02"]), (["sub-02"], ["02"]), (["02", "01"], ["01", "02"])]
+)
+def test_a_participant_selection_indexes_only_those_participants(tiny_bids, label, wanted):
+    layout = init_layout(tiny_bids, participant_label=label)
+    assert sorted(layout.get_subjects()) == wanted
+    assert collect_participants(layout, label) == wanted
+    assert sorted({image.subject for image in collect_data(layout, label)}) == wanted
+
+
+def test_a_selection_that_is_not_there_names_the_participants_that_are(tiny_bids):
+    layout = init_layout(tiny_bids, participant_label=["05", "01"])
+    with pytest.raises(BIDSError, match=r"sub-05 not found .*: sub-01, sub-02\)"):
+        collect_participants(layout, ["05", "01"])
 
 
 @pytest.mark.parametrize("label", [["01"], ["sub-01"], ["sub-01", "01"]])
