@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 from bidsqc.data import MODELS_DIR
-from bidsqc.discovery import AnatImage
-from bidsqc.reports.methods import methods_markdown, write_methods
+from bidsqc.reports.methods import COREGISTRATION_COLUMN, methods_markdown, write_methods
 
 
-def image(relpath: str, dataset: str = "raw") -> AnatImage:
-    subject = relpath.split("/")[0].removeprefix("sub-")
-    modality = "FLAIR" if "FLAIR" in relpath else "T1w"
-    return AnatImage(Path("/data") / relpath, relpath, subject, None, modality, {}, None, dataset)
+def row(relpath: str, dataset: str = "raw", status: str = "ok", **columns: float) -> dict:
+    """The columns of a QC row that the methods read."""
+    return {
+        "filename": relpath,
+        "participant_id": relpath.split("/")[0],
+        "modality": "FLAIR" if "FLAIR" in relpath else "T1w",
+        "dataset": dataset,
+        "status": status,
+        COREGISTRATION_COLUMN: math.nan,
+    } | columns
 
 
-RAW = [image("sub-01/anat/sub-01_T1w.nii.gz"), image("sub-02/anat/sub-02_FLAIR.nii.gz")]
+T1W = row("sub-01/anat/sub-01_T1w.nii.gz")
+FLAIR = row("sub-02/anat/sub-02_FLAIR.nii.gz", status="failed")
+COREGISTERED_FLAIR = row("sub-01/anat/sub-01_FLAIR.nii.gz", **{COREGISTRATION_COLUMN: 0.4})
 
 
 def test_the_text_says_what_ran() -> None:
-    text = methods_markdown(RAW, n_failed=1, n_coregistered=0, device="cpu")
+    text = methods_markdown([T1W, FLAIR], device="cpu")
     assert "1 T1-weighted image and 1 FLAIR image of 2 participants" in text
     assert "1 of 2 were processed" in text
     for name in ("motion", "registration", "artefact"):
@@ -29,25 +37,25 @@ def test_the_text_says_what_ran() -> None:
         assert card["weights"]["sha256"][:12] in text
     assert "co-registered" not in text and "derivatives datasets" not in text
 
-    with_coregistration = methods_markdown(RAW, n_failed=0, n_coregistered=1, device="cpu")
+    with_coregistration = methods_markdown([T1W, COREGISTERED_FLAIR], device="cpu")
     assert "1 FLAIR image was co-registered rigidly" in with_coregistration
+    assert "2 of 2 were processed" in with_coregistration
+    assert "deepbet" in text
 
 
 def test_derivatives_alone_run_the_registration_network_only() -> None:
-    derived = [image("sub-01/anat/sub-01_space-MNI_desc-preproc_T1w.nii.gz", "fmriprep")]
-    text = methods_markdown(derived, n_failed=0, n_coregistered=0, device="cpu")
+    derived = [row("sub-01/anat/sub-01_space-MNI_desc-preproc_T1w.nii.gz", "fmriprep")]
+    text = methods_markdown(derived, device="cpu")
     assert "1 template-space images of fmriprep" in text
     assert "without being registered again" in text
     assert "The registration network" in text and "The motion network" not in text
 
 
 def test_written_files_cite_every_reference_once(tmp_path: Path) -> None:
-    derived = [image("sub-03/anat/sub-03_space-MNI_T1w.nii.gz", "<script>x</script>")]
+    derived = [row("sub-03/anat/sub-03_space-MNI_T1w.nii.gz", "<script>x</script>")]
     page = write_methods(
         tmp_path,
-        RAW + derived,
-        n_failed=0,
-        n_coregistered=1,
+        [T1W, FLAIR, COREGISTERED_FLAIR, *derived],
         device="cpu",
         generated_by="bidsqc test",
     )

@@ -11,9 +11,7 @@ import pandas as pd
 from bidsqc.cli import EXIT_OK, EXIT_USAGE, GENERATED_BY
 from bidsqc.decisions import decide
 from bidsqc.outputs.columns import QC_COLUMNS
-from bidsqc.outputs.paths import (
-    group_table_path,
-)
+from bidsqc.outputs.paths import group_table_path, participant_tables
 from bidsqc.outputs.tables import read_qc_table, write_group_decisions, write_qc_table
 
 __all__ = [
@@ -32,7 +30,7 @@ def run_group(opts: Namespace) -> int:
     from bidsqc.reports.group import render_group_report
     from bidsqc.reports.review import dataset_key
 
-    tables = sorted(opts.output_dir.glob("sub-*/sub-*_qc.tsv"))
+    tables = participant_tables(opts.output_dir)
     if not tables:
         LOGGER.error(
             "No participant results in '%s': run the participant level first.", opts.output_dir

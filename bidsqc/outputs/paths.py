@@ -24,6 +24,7 @@ __all__ = [
     "participant_report_name",
     "participant_report_path",
     "participant_table_path",
+    "participant_tables",
     "preproc_path",
     "registration_path",
     "row_figure_href",
@@ -179,6 +180,11 @@ def row_figure_href(row: Mapping[str, str], desc: str) -> str:
 def participant_table_path(out_dir: str | os.PathLike, subject: str) -> Path:
     """``sub-<label>/sub-<label>_qc.tsv``; its dictionary has the same name with ``.json``."""
     return Path(out_dir) / f"sub-{subject}" / f"sub-{subject}_qc.tsv"
+
+
+def participant_tables(out_dir: str | os.PathLike) -> list[Path]:
+    """Every participant table of an output directory, in path order."""
+    return sorted(Path(out_dir).glob("sub-*/sub-*_qc.tsv"))
 
 
 def participant_report_name(participant_id: str) -> str:

@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from bidsqc.measures.catalogue import MeasureInfo
 from bidsqc.outputs.columns import ID_COLUMNS
+from bidsqc.outputs.files import write_text_atomically
 from bidsqc.outputs.paths import participant_report_name
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "describe",
     "format_value",
     "image_anchor",
+    "is_finite",
     "measure_columns",
     "render_html",
     "subject_report_href",
@@ -62,10 +64,15 @@ def _script(name: str) -> Markup:
 
 def render_html(template: str, out_file: Path, **context: object) -> Path:
     """Render one of the bundled report templates to ``out_file`` (UTF-8)."""
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(_environment().get_template(template).render(**context), "utf-8")
-    return out_file
+    return write_text_atomically(out_file, _environment().get_template(template).render(**context))
+
+
+def is_finite(value: object) -> bool:
+    """Whether ``value`` reads as a finite number (``"n/a"``, ``None`` and NaN do not)."""
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def data_uri(path: Path) -> str:

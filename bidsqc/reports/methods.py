@@ -1,7 +1,9 @@
 """The methods paragraph of a run, as fMRIPrep writes it: ``logs/CITATION.md``, ``.html``, ``.bib``.
 
-The text builds itself from what ran: the images found (raw and from derivatives datasets), the
-FLAIR images co-registered to a T1w, the networks that read them (from their model cards:
+The text builds itself from the QC rows of every participant in the output directory (so that the
+participant jobs of an array, each writing it in turn under the directory's lock, leave one text
+about all of them): the images (raw and from derivatives datasets), the FLAIR images
+co-registered to a T1w, the networks that read them (from their model cards:
 training date, weights, validation scores, calibrated thresholds), the template, the device and
 the versions of the software. Citations are ``[@key]`` of ``data/boilerplate.bib``; the BibTeX
 file holds the cited entries, the HTML numbers them.
@@ -12,17 +14,21 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from bidsqc import __version__
 from bidsqc.data import NETWORKS, TEMPLATE_NAME, network_weights, read_model_card
-from bidsqc.discovery import RAW_DATASET, AnatImage
-from bidsqc.reports import render_html
+from bidsqc.discovery import RAW_DATASET
+from bidsqc.outputs.files import write_text_atomically
+from bidsqc.reports import is_finite, render_html
 
 __all__ = ["BIBLIOGRAPHY", "methods_markdown", "write_methods"]
 
+#: A FLAIR row with this column was co-registered to its session's T1w.
+COREGISTRATION_COLUMN = "registration_error_to_t1w_mm"
 #: The references the methods may cite, in BibTeX.
 BIBLIOGRAPHY = Path(__file__).parents[1] / "data" / "boilerplate.bib"
 
@@ -56,31 +62,23 @@ _NETWORKS = {
 
 def write_methods(
     output_dir: Path,
-    images: Sequence[AnatImage],
+    rows: Sequence[Mapping[str, Any]],
     *,
-    n_failed: int,
-    n_coregistered: int,
     device: str,
     generated_by: str,
     models_dir: Path | None = None,
 ) -> Path:
-    """Write the methods of a participant-level run into ``output_dir/logs``.
+    """Write the methods of the QC ``rows`` (:func:`bidsqc.outputs.tables.qc_row`) into
+    ``output_dir/logs``.
 
     Returns the HTML file; ``CITATION.md`` and ``CITATION.bib`` lie beside it.
     """
     logs = Path(output_dir) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    markdown = methods_markdown(
-        images,
-        n_failed=n_failed,
-        n_coregistered=n_coregistered,
-        device=device,
-        models_dir=models_dir,
-    )
+    markdown = methods_markdown(rows, device=device, models_dir=models_dir)
     keys = _cited_keys(markdown)
     entries = _bibtex_entries()
-    (logs / "CITATION.md").write_text(markdown, encoding="utf-8")
-    (logs / "CITATION.bib").write_text("\n\n".join(entries[key] for key in keys) + "\n", "utf-8")
+    write_text_atomically(logs / "CITATION.md", markdown)
+    write_text_atomically(logs / "CITATION.bib", "\n\n".join(entries[key] for key in keys) + "\n")
     numbers = {key: index for index, key in enumerate(keys, start=1)}
     return render_html(
         "methods.html",
@@ -92,19 +90,20 @@ def write_methods(
 
 
 def methods_markdown(
-    images: Sequence[AnatImage],
+    rows: Sequence[Mapping[str, Any]],
     *,
-    n_failed: int,
-    n_coregistered: int,
     device: str,
     models_dir: Path | None = None,
 ) -> str:
-    """The methods as Markdown: a title, then one paragraph per step that ran (the networks
-    of ``models_dir``, ``--models-dir``, in place of the bundled ones they replace)."""
-    raw = [image for image in images if image.dataset == RAW_DATASET]
-    derived = Counter(image.dataset for image in images if image.dataset != RAW_DATASET)
-    modalities = Counter(image.modality for image in raw)
-    subjects = {image.subject for image in images}
+    """The methods of the QC ``rows`` as Markdown: a title, then one paragraph per step that
+    ran (the networks of ``models_dir``, ``--models-dir``, in place of the bundled ones they
+    replace)."""
+    raw = [row for row in rows if row["dataset"] == RAW_DATASET]
+    derived = Counter(row["dataset"] for row in rows if row["dataset"] != RAW_DATASET)
+    modalities = Counter(row["modality"] for row in raw)
+    subjects = {row["participant_id"] for row in rows}
+    n_processed = sum(row["status"] == "ok" for row in rows)
+    n_coregistered = sum(is_finite(row.get(COREGISTRATION_COLUMN)) for row in raw)
     paragraphs = [
         "# Methods",
         f"Quality control was performed with *bidsqc* {__version__}, whose workflows run on "
@@ -117,17 +116,17 @@ def methods_markdown(
             if derived
             else ""
         )
-        + f"; {len(images) - n_failed} of {len(images)} were processed.",
+        + f"; {n_processed} of {len(rows)} were processed.",
     ]
     if raw:
         paragraphs.append(
             "Each image was checked (readable, 3D, finite, plausible voxel sizes), reoriented to "
-            "RAS, resampled to 2 mm isotropic voxels and registered affinely to the "
-            f"{TEMPLATE_NAME} template [@mni152nlin2009] with ANTs (antspyx "
-            f"{_version('antspyx')}) [@ants], on one thread so that a rerun gives the same "
-            "transform; full-head images were registered to a head-like version of the "
-            "brain-extracted template, and every alignment was refined with the metric "
-            "restricted to the dilated template brain."
+            "RAS and resampled to 2 mm isotropic voxels; its brain was extracted with the "
+            f"localisation network of deepbet {_version('deepbet')} [@deepbet] and registered "
+            f"affinely to the brain of the {TEMPLATE_NAME} template [@mni152nlin2009] with ANTs "
+            f"(antspyx {_version('antspyx')}) [@ants], on one thread so that a rerun gives the "
+            "same transform, the alignment refined with the metric restricted to the dilated "
+            "template brain."
         )
     if derived:
         paragraphs.append(

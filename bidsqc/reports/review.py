@@ -19,7 +19,7 @@ from bidsqc.outputs.columns import (
     MOTION_COLUMNS,
     REGISTRATION_COLUMNS,
 )
-from bidsqc.reports import format_value
+from bidsqc.reports import format_value, is_finite
 
 __all__ = [
     "ARTEFACT_TAGS",
@@ -98,7 +98,7 @@ def uncertainty(row: Mapping) -> float:
         *(row.get(column, math.nan) for column in ("p_misregistered", "p_misregistered_to_t1w")),
         *(row.get(column, math.nan) for column in ARTEFACT_PROBABILITY_COLUMNS.values()),
     ]
-    values = [1 - abs(2 * float(p) - 1) for p in probabilities if _finite(p)]
+    values = [1 - abs(2 * float(p) - 1) for p in probabilities if is_finite(p)]
     return max(values, default=0.0)
 
 
@@ -112,10 +112,3 @@ def dataset_key(output_dir: str | os.PathLike) -> str:
         return str(source.get("DOI") or source["URL"])
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return Path(output_dir).absolute().as_uri()
-
-
-def _finite(value: object) -> bool:
-    try:
-        return math.isfinite(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
