@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bidsqc.cli.run import main
 
 
 @pytest.fixture
@@ -48,3 +52,33 @@ def bids_examples() -> Path:
     if not path.is_dir():
         pytest.skip(f"no BIDS examples in {path}")
     return path
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every path under ``root`` with its content hash (or link target) and mtime."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            state[str(path)] = (os.readlink(path), path.lstat().st_mtime_ns)
+        elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            state[str(path)] = (digest, path.stat().st_mtime_ns)
+        else:
+            state[str(path)] = ("dir", path.stat().st_mtime_ns)
+    return state
+
+
+@pytest.fixture(scope="session")
+def snapshot() -> Callable[[Path], dict[str, tuple[str, int]]]:
+    """The function that records every path under a folder with its content and mtime."""
+    return _snapshot
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_dir, tmp_path_factory):
+    """Participant then group level on the demo; returns the output folder and the runs' facts."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    before = _snapshot(demo_dir)
+    first = main([str(demo_dir), str(out), "participant", "--nprocs", "2"])
+    group = main([str(demo_dir), str(out), "group"])
+    return out, before, first, group

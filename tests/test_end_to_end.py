@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -38,31 +36,7 @@ IMAGE_COLUMNS = [
 ]
 
 
-def snapshot(root: Path) -> dict[str, tuple[str, int]]:
-    """Every path under ``root`` with its content hash (or link target) and mtime."""
-    state = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink():
-            state[str(path)] = (os.readlink(path), path.lstat().st_mtime_ns)
-        elif path.is_file():
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            state[str(path)] = (digest, path.stat().st_mtime_ns)
-        else:
-            state[str(path)] = ("dir", path.stat().st_mtime_ns)
-    return state
-
-
-@pytest.fixture(scope="module")
-def demo_run(demo_dir, tmp_path_factory):
-    """Participant then group level on the demo; returns the output folder and the runs' facts."""
-    out = tmp_path_factory.mktemp("demo") / "out"
-    before = snapshot(demo_dir)
-    first = main([str(demo_dir), str(out), "participant", "--nprocs", "2"])
-    group = main([str(demo_dir), str(out), "group"])
-    return out, before, first, group
-
-
-def test_demo_exit_codes_and_input_untouched(demo_dir, demo_run):
+def test_demo_exit_codes_and_input_untouched(demo_dir, demo_run, snapshot):
     out, before, first, group = demo_run
     assert first == 0
     assert group == 0
@@ -319,7 +293,7 @@ EXPECTED_FAILURES = {
 }
 
 
-def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_path):
+def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_path, snapshot):
     before = snapshot(bad_dataset)
     out = tmp_path / "out"
     assert main([str(bad_dataset), str(out), "participant"]) == 1
@@ -367,7 +341,7 @@ def test_truncated_gzip_fixture_is_really_truncated(bad_dataset):
         stream.read()
 
 
-def test_bids_examples_give_a_failed_row_per_placeholder(bids_examples, tmp_path):
+def test_bids_examples_give_a_failed_row_per_placeholder(bids_examples, tmp_path, snapshot):
     """Every NIfTI in bids-examples is an empty placeholder: each is a failed row, no crash."""
     for layout in sorted(path for path in bids_examples.iterdir() if path.is_dir()):
         out = tmp_path / layout.name
