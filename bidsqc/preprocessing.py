@@ -31,10 +31,12 @@ from pathlib import Path
 import ants
 import nibabel as nb
 import numpy as np
+import torch
 from scipy import ndimage as ndi
 
 from bidsqc.brain_extraction import extract_brain
 from bidsqc.data import Template, head_box, load_template
+from bidsqc.resampling import resample_linear, smooth_gaussian
 
 __all__ = [
     "RegistrationResult",
@@ -67,6 +69,8 @@ ANTS_SEED = 20261123
 ants.config._random_seed = ANTS_SEED
 #: Dilation (voxels) of the extracted brain that is registered: keeps its outline and CSF.
 BRAIN_EXTRACTION_DILATION = 1
+#: RAS (nibabel) and LPS (ITK) world coordinates differ by the signs of x and y.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def reorient_to_ras(img: nb.Nifti1Image) -> nb.Nifti1Image:
@@ -92,18 +96,31 @@ def resample_to_zoom(img: nb.Nifti1Image, zoom: float = 2.0) -> nb.Nifti1Image:
     Axes finer than ``zoom`` are first low-pass filtered with a Gaussian whose FWHM makes up the
     difference, :math:`\\sigma = \\sqrt{z^2 - z_0^2} / 2.355`, so that downsampling a 0.7 mm
     image does not alias its noise into the 2 mm grid.
+
+    This is the image that is registered, so ANTs resamples it, as it did for the networks'
+    training samples: the torch code of :mod:`bidsqc.resampling` agrees with it to float
+    precision, but the registration's optimiser turns those last digits into different
+    transforms, by up to a few tenths of a millimetre, and so into other network outputs.
     """
-    image = _anti_aliased(_to_ants(img), zoom)
+    image = _to_ants(img)
+    sigma = _anti_aliasing_sigma(img, zoom)
+    if np.any(sigma > 0):
+        image = ants.smooth_image(image, tuple(sigma), sigma_in_physical_coordinates=True)
     return _to_nibabel(ants.resample_image(image, (zoom,) * 3, use_voxels=False, interp_type=0))
 
 
-def _anti_aliased(image: ants.ANTsImage, zoom: float) -> ants.ANTsImage:
-    """Low-pass filter the axes finer than ``zoom`` mm (see :func:`resample_to_zoom`)."""
-    native = np.array(image.spacing)
-    sigma = np.sqrt(np.clip(zoom**2 - native**2, 0, None)) / 2.355
-    if np.any(sigma > 0):
-        image = ants.smooth_image(image, tuple(sigma), sigma_in_physical_coordinates=True)
-    return image
+def _anti_aliasing_sigma(img: nb.Nifti1Image, zoom: float) -> np.ndarray:
+    """The Gaussian's standard deviation per axis (mm) of :func:`resample_to_zoom`."""
+    spacing = nb.affines.voxel_sizes(img.affine)
+    return np.sqrt(np.clip(zoom**2 - spacing**2, 0, None)) / 2.355
+
+
+def _anti_aliased(img: nb.Nifti1Image, zoom: float) -> torch.Tensor:
+    """The image's data low-pass filtered as :func:`resample_to_zoom` does, in torch."""
+    volume = torch.from_numpy(np.ascontiguousarray(img.get_fdata(dtype=np.float32)))
+    return smooth_gaussian(
+        volume, _anti_aliasing_sigma(img, zoom) / nb.affines.voxel_sizes(img.affine)
+    )
 
 
 @dataclass(frozen=True)
@@ -268,10 +285,10 @@ def resample_to_template(
     only by the symmetrisation of the anatomy). Anti-aliased as :func:`resample_to_zoom`.
     """
     tpl = template or load_template(2)
-    fixed = _to_ants(nb.Nifti1Image(np.zeros(tpl.shape, np.float32), tpl.affine))
-    moving = _to_ants(resample_to_zoom(reorient_to_ras(img), tpl.resolution))
-    resampled = ants.resample_image_to_target(moving, fixed, interp_type="linear")
-    return _on_grid(resampled.numpy(), tpl.affine)
+    moving = resample_to_zoom(reorient_to_ras(img), tpl.resolution)
+    index_transform = np.linalg.inv(moving.affine) @ tpl.affine
+    volume = torch.from_numpy(moving.get_fdata(dtype=np.float32))
+    return _on_grid(resample_linear(volume, index_transform, tpl.shape).numpy(), tpl.affine)
 
 
 def resample_through_transform(
@@ -285,10 +302,13 @@ def resample_through_transform(
     fine texture of noise, spikes and blur that the 2 mm grid would average away.
     """
     shape, affine = head_box(resolution)
-    fixed = _to_ants(nb.Nifti1Image(np.zeros(shape, np.float32), affine))
-    moving = _anti_aliased(_to_ants(reorient_to_ras(img)), resolution)
-    warped = ants.apply_transforms(fixed, moving, [str(transform)], interpolator="linear")
-    return _on_grid(warped.numpy(), affine)
+    ras = reorient_to_ras(img)
+    # Head-box voxel -> RAS -> ITK's LPS, through the transform, -> RAS -> image voxel.
+    index_transform = (
+        np.linalg.inv(ras.affine) @ _RAS_TO_LPS @ read_itk_affine(transform) @ _RAS_TO_LPS @ affine
+    )
+    volume = resample_linear(_anti_aliased(ras, resolution), index_transform, shape)
+    return _on_grid(volume.numpy(), affine)
 
 
 def coregister_to_reference(

@@ -1,6 +1,7 @@
 """The import rules of docs/architecture.md, each checked in a fresh interpreter.
 
-- ``bidsqc --help`` and ``--version`` import no heavy dependency;
+- ``bidsqc --help`` and ``--version`` import no heavy dependency, and the participant level
+  builds its graph without torch or ANTs;
 - the run-time app never imports the training side, at module level or lazily;
 - the image-quality measures and the shared geometry import no torch.
 """
@@ -54,9 +55,16 @@ def test_help_and_version_import_no_heavy_dependency(flag: str) -> None:
 
 
 def test_a_heavy_import_is_seen() -> None:
-    """The check above can fail: importing the workflows loads nipype and ANTs."""
-    loaded = top_level(modules_after("import bidsqc.workflows.base"))
-    assert {"nipype", "ants"} <= loaded
+    """The checks here can fail: the workflows load nipype, the preprocessing ANTs and torch."""
+    assert "nipype" in top_level(modules_after("import bidsqc.workflows.base"))
+    assert {"ants", "torch"} <= top_level(modules_after("import bidsqc.preprocessing"))
+
+
+def test_the_participant_level_builds_its_graph_without_torch_or_ants() -> None:
+    """The nodes import them when they run, in the workers, while the participant level indexes
+    the dataset and builds the graph."""
+    loaded = top_level(modules_after("import bidsqc.cli.participant"))
+    assert not loaded & {"torch", "torchio", "ants"}
 
 
 def test_the_run_time_app_never_imports_the_training_side_lazily() -> None:

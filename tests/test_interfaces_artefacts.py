@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import ants
 import nibabel as nb
 import numpy as np
 import pytest
@@ -18,10 +19,10 @@ from bidsqc.data import head_box, head_box_brain_mask
 from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.inference.tiles import TILE_SIZE
 from bidsqc.interfaces.networks import ArtefactQC
-from bidsqc.interfaces.reports import PlotMosaic, _flagged_tiles
+from bidsqc.interfaces.reports import PlotMosaic
 from bidsqc.networks import ArtefactNet
 from bidsqc.outputs.columns import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
-from bidsqc.reports.figures import OUTLINE_COLOR
+from bidsqc.reports.figures import OUTLINE_COLOR, flagged_tiles
 from bidsqc.training.cards import save_model
 from bidsqc.training.simulation import LABELS_TABLE
 
@@ -57,7 +58,8 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def image_1mm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A noisy brain on the 1 mm head box, zero outside the template brain mask."""
+    """A noisy brain on the 1 mm head box, zero outside the template brain mask: registered
+    already, by the identity."""
     shape, affine = head_box(1)
     brain = head_box_brain_mask(1)
     noise = np.random.default_rng(0).normal(0, 10, shape).astype(np.float32)
@@ -68,8 +70,19 @@ def image_1mm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def identity_transform(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ITK affine that leaves every point where it is, as ANTs writes one."""
+    path = tmp_path_factory.mktemp("transform") / "identity.mat"
+    ants.write_transform(ants.create_ants_transform(dimension=3), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
 def artefact_qc(
-    tmp_path_factory: pytest.TempPathFactory, weights: Path, image_1mm: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    weights: Path,
+    image_1mm: Path,
+    identity_transform: Path,
 ) -> dict[str, Path]:
     """ArtefactQC run in a folder of its own; its output files."""
     cwd = tmp_path_factory.mktemp("artefact_qc")
@@ -77,7 +90,12 @@ def artefact_qc(
         monkeypatch.chdir(cwd)
         threads = torch.get_num_threads()
         try:
-            result = ArtefactQC(in_file=str(image_1mm), weights=str(weights), device="cpu").run()
+            result = ArtefactQC(
+                in_file=str(image_1mm),
+                transform=str(identity_transform),
+                weights=str(weights),
+                device="cpu",
+            ).run()
         finally:
             torch.set_num_threads(threads)
     outputs = {"out_file": Path(result.outputs.out_file), "out_map": Path(result.outputs.out_map)}
@@ -143,7 +161,7 @@ def test_plot_mosaic_outlines_the_artefact_map(
         assert png.width >= 600
 
 
-def test_plot_mosaic_outlines_only_flagged_tiles(
+def test_plot_mosaic_outlines_onlyflagged_tiles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shape, affine = head_box(2)
@@ -171,7 +189,7 @@ def outline_pixels(path: Path) -> int:
     return int((np.abs(rgb - np.array(to_rgb(OUTLINE_COLOR)) * 255).max(axis=-1) < 8).sum())
 
 
-# --- _flagged_tiles -----------------------------------------------------------------------------
+# --- flagged_tiles -------------------------------------------------------------------------------
 
 
 def hand_made_map(**maxima: float) -> nb.Nifti1Image:
@@ -195,7 +213,7 @@ def test_flagged_tiles_are_those_at_or_above_the_review_threshold() -> None:
     artefact_map = hand_made_map(
         p_blur=0.9, p_ghosting=review("p_ghosting") + 0.01, p_noise=review("p_noise") - 0.01
     )
-    outline, title = _flagged_tiles(artefact_map)
+    outline, title = flagged_tiles(artefact_map)
     assert title == "Outlined: tiles flagged for ghosting, blur"
     assert outline.shape == (6, 7, 5)
     np.testing.assert_array_equal(outline.affine, artefact_map.affine)
@@ -205,15 +223,15 @@ def test_flagged_tiles_are_those_at_or_above_the_review_threshold() -> None:
 
 
 def test_flagged_tiles_use_the_column_names_without_prefix() -> None:
-    _, title = _flagged_tiles(hand_made_map(p_inhomogeneity=0.9, p_spike=0.9))
+    _, title = flagged_tiles(hand_made_map(p_inhomogeneity=0.9, p_spike=0.9))
     assert title == "Outlined: tiles flagged for spike, inhomogeneity"
 
 
 def test_flagged_tiles_without_any() -> None:
-    outline, title = _flagged_tiles(hand_made_map(p_noise=review("p_noise") - 0.01))
+    outline, title = flagged_tiles(hand_made_map(p_noise=review("p_noise") - 0.01))
     assert title == "No tile flagged"
     assert not np.asarray(outline.dataobj).any()
     all_nan = nb.Nifti1Image(np.full((3, 3, 3, 5), np.nan, np.float32), np.eye(4))
-    outline, title = _flagged_tiles(all_nan)
+    outline, title = flagged_tiles(all_nan)
     assert title == "No tile flagged"
     assert not np.asarray(outline.dataobj).any()

@@ -32,7 +32,6 @@ ANAT_QC_NODES = {
     "motion_qc",
     "plot_motion",
     "registration_qc",
-    "resample_fine",
     "artefact_qc",
     "plot_artefacts",
     "plot_raw",
@@ -75,7 +74,8 @@ def test_anat_qc_wf(demo_dir: Path, settings: QCSettings) -> None:
     assert {n.name for n in workflow._graph.nodes()} == ANAT_QC_NODES
     edges = connections(workflow)
     assert ("inputnode", "in_file", "check_image", "in_file") in edges
-    assert ("register", "out_transform", "resample_fine", "transform") in edges
+    assert ("register", "out_transform", "artefact_qc", "transform") in edges
+    assert ("check_image", "out_file", "artefact_qc", "in_file") in edges
     assert {(s, o, f) for s, o, d, f in edges if d == "outputnode"} == {
         ("resample", "out_file", "resampled"),
         ("register", "out_file", "registered"),

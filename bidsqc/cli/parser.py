@@ -137,8 +137,9 @@ def build_parser() -> ArgumentParser:
         "--device",
         choices=["auto", "cpu", "cuda"],
         default="auto",
-        help="where the networks run; auto: the GPU when CUDA sees one, else the CPU "
-        "(default: %(default)s)",
+        help="where the networks run; cuda: on the GPU, over all the images at once in "
+        "batches, after their preprocessing; cpu: in a node per image; auto: in a node per "
+        "image, on the GPU when CUDA sees one (default: %(default)s)",
     )
     execution.add_argument(
         "--models-dir",
@@ -159,10 +160,10 @@ def build_parser() -> ArgumentParser:
     execution.add_argument(
         "--inference-only",
         action="store_true",
-        help="with --models-dir: only run its networks (motion, registration, quality), in "
-        "this process, on the preprocessed images already in OUTPUT_DIR, then write the tables "
-        "and reports; no preprocessing, no measures, no nipype. Its artefact network needs a "
-        "whole run",
+        help="with --models-dir: only run its networks, in this process, on the images already "
+        "preprocessed in OUTPUT_DIR (the artefact network on BIDS_DIR's images through their "
+        "transforms there), then write the tables and reports; no preprocessing, no measures, "
+        "no nipype",
     )
     execution.add_argument(
         "--reports-only",
@@ -231,11 +232,6 @@ def parse_args(argv: list[str] | None = None) -> Namespace:
         parser.error("--inference-only and --reports-only exclude each other.")
     if opts.inference_only and opts.models_dir is None:
         parser.error("--inference-only runs the networks of --models-dir: give it.")
-    if opts.inference_only and opts.models_dir and (opts.models_dir / "artefact.pt").is_file():
-        parser.error(
-            "--inference-only cannot rerun the artefact network of --models-dir: it reads the "
-            "image resampled to 1 mm from the raw data. Rerun without --inference-only."
-        )
     if opts.analysis_level == "participant" and opts.device == "cuda" and not _cuda_available():
         parser.error("--device cuda, but CUDA sees no GPU: use --device cpu (or auto).")
 

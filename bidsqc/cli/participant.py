@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import re
 from argparse import Namespace
 from collections.abc import Mapping
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bidsqc.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, GENERATED_BY
+from bidsqc.data import network_weights
 from bidsqc.decisions import Threshold
 from bidsqc.discovery import (
+    RAW_DATASET,
     AnatImage,
     BIDSError,
     collect_data,
@@ -69,6 +72,18 @@ _WRAPPERS = {"NodeExecutionError", "RuntimeError"}
 #: Workflows whose crashes are reported: an image's own branch, and a FLAIR's co-registration.
 _BRANCH_PREFIXES = ("anat_qc_", "flair_coreg_")
 
+#: What the nodes import when they run (ANTs, torch and the networks, matplotlib): imported once,
+#: in the server that MultiProc's workers are forked from.
+WORKER_MODULES = (
+    "bidsqc.preprocessing",
+    "bidsqc.measures.iqms",
+    "bidsqc.inference.artefacts",
+    "bidsqc.inference.models",
+    "bidsqc.inference.motion",
+    "bidsqc.inference.registration",
+    "bidsqc.reports.figures",
+)
+
 
 def discover_images(opts: Namespace) -> tuple[list[str], list[AnatImage]]:
     """The selected participants and their images, raw and from ``--derivatives``.
@@ -102,6 +117,9 @@ def discover_images(opts: Namespace) -> tuple[list[str], list[AnatImage]]:
 
 def run_participant(opts: Namespace) -> int:
     """Discover the images, run the graph (unless ``--reports-only``), write tables and reports."""
+    plugin = _plugin_settings(opts)
+    if not (opts.inference_only or opts.reports_only) and _forks_from_server(plugin):
+        _start_worker_server()
     try:
         subjects, images = discover_images(opts)
     except BIDSError as err:
@@ -116,9 +134,11 @@ def run_participant(opts: Namespace) -> int:
     write_dataset_description(output_dir, opts.bids_dir)
     log_dir = output_dir / "logs"
     if opts.inference_only:
-        _rerun_networks(opts, images)
+        _run_batched_networks(opts, _preprocessed_images(output_dir, images), fine_tuned_only=True)
     elif not opts.reports_only:
-        _run_workflow(opts, images, log_dir)
+        _run_workflow(opts, images, log_dir, plugin)
+        if qc_settings(opts).batch_networks:
+            _run_batched_networks(opts, _processed_images(output_dir, images, log_dir))
 
     failures = read_crash_reports(log_dir)
     images_by_subject: dict[str, list[AnatImage]] = {}
@@ -170,14 +190,48 @@ def run_participant(opts: Namespace) -> int:
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
 
-def _rerun_networks(opts: Namespace, images: list[AnatImage]) -> None:
+def _run_batched_networks(
+    opts: Namespace, images: list[AnatImage], *, fine_tuned_only: bool = False
+) -> None:
+    """Every network over ``images`` in batches (:mod:`bidsqc.inference.batched`): the
+    fine-tuned one of ``--models-dir`` where there is one, else the bundled one; with
+    ``fine_tuned_only`` (``--inference-only``), the fine-tuned ones alone."""
     import torch
 
-    from bidsqc.inference.rerun import rerun_networks
+    from bidsqc.inference.batched import BATCHED_NETWORKS, run_networks
 
+    if fine_tuned_only:
+        candidates = {name: opts.models_dir / f"{name}.pt" for name in BATCHED_NETWORKS}
+    else:
+        candidates = {name: network_weights(name, opts.models_dir) for name in BATCHED_NETWORKS}
+    weights = {name: path for name, path in candidates.items() if path.is_file()}
     torch.set_num_threads(opts.nprocs)
-    done = rerun_networks(opts.output_dir, images, models_dir=opts.models_dir, device=opts.device)
-    LOGGER.info("Ran the networks again on %d of %d images.", len(done), len(images))
+    run_networks(opts.output_dir, images, weights, device=opts.device, readers=opts.nprocs)
+
+
+def _preprocessed_images(output_dir: Path, images: list[AnatImage]) -> list[AnatImage]:
+    """The raw images whose preprocessing is in ``output_dir`` (logged for the others)."""
+    done = [
+        image
+        for image in images
+        if image.dataset == RAW_DATASET and preproc_path(output_dir, image).exists()
+    ]
+    for image in images:
+        if image not in done:
+            LOGGER.info("%s: no preprocessed image in the output directory.", image.relpath)
+    return done
+
+
+def _processed_images(output_dir: Path, images: list[AnatImage], log_dir: Path) -> list[AnatImage]:
+    """The preprocessed images whose branch has not crashed since their measures were written."""
+    failures = read_crash_reports(log_dir)
+    return [
+        image
+        for image in _preprocessed_images(output_dir, images)
+        if not _failed_since_written(
+            failures.get(branch_name(image)), measures_path(output_dir, image)
+        )
+    ]
 
 
 def _configure_nipype_logging(verbosity: int) -> None:
@@ -195,13 +249,7 @@ def _configure_nipype_logging(verbosity: int) -> None:
 
 def build_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> Workflow:
     """The nipype graph of the images, configured to write its crash files to ``log_dir``."""
-    settings = QCSettings(
-        output_dir=opts.output_dir,
-        omp_nthreads=opts.omp_nthreads,
-        device=opts.device,
-        models_dir=opts.models_dir,
-    )
-    workflow = init_bidsqc_wf(images=images, settings=settings, work_dir=opts.work_dir)
+    workflow = init_bidsqc_wf(images=images, settings=qc_settings(opts), work_dir=opts.work_dir)
     workflow.config["execution"] = {
         "crashdump_dir": str(log_dir),
         "crashfile_format": "txt",
@@ -215,22 +263,52 @@ def build_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> W
     return workflow
 
 
-def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> None:
-    _configure_nipype_logging(opts.verbose)
-    workflow = build_workflow(opts, images, log_dir)
+def qc_settings(opts: Namespace) -> QCSettings:
+    """What every image's workflow takes from the command line."""
+    return QCSettings(
+        output_dir=opts.output_dir,
+        omp_nthreads=opts.omp_nthreads,
+        device=opts.device,
+        models_dir=opts.models_dir,
+    )
+
+
+def _plugin_settings(opts: Namespace) -> dict:
+    """nipype's plugin and its arguments: ``--use-plugin``'s, else MultiProc on ``--nprocs``.
+
+    MultiProc's workers start from a forkserver unless the settings say otherwise: forked from
+    a process whose torch has run OpenMP threads, a worker can hang in its first parallel region
+    (brain extraction, in every registration).
+    """
     settings = opts.plugin_settings or {
         "plugin": "MultiProc",
-        # Workers forked from a process whose torch has run OpenMP threads can hang in their
-        # first parallel region (brain extraction, in every registration): forkserver starts
-        # them from a clean process.
-        "plugin_args": {
-            "n_procs": opts.nprocs,
-            "raise_insufficient": False,
-            "mp_context": "forkserver",
-        },
+        "plugin_args": {"n_procs": opts.nprocs, "raise_insufficient": False},
     }
+    if settings["plugin"] == "MultiProc":
+        settings["plugin_args"].setdefault("mp_context", "forkserver")
+    return settings
+
+
+def _forks_from_server(plugin: dict) -> bool:
+    return plugin["plugin"] == "MultiProc" and plugin["plugin_args"]["mp_context"] == "forkserver"
+
+
+def _start_worker_server() -> None:
+    """Start the forkserver now, importing :data:`WORKER_MODULES`, so that those seconds of
+    imports pass while this process indexes the dataset and builds the graph, and are paid once
+    rather than by every worker. Importing torch starts no OpenMP thread, so forking after it is
+    safe."""
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
+    forkserver.ensure_running()
+
+
+def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path, plugin: dict) -> None:
+    _configure_nipype_logging(opts.verbose)
+    workflow = build_workflow(opts, images, log_dir)
     try:
-        workflow.run(**settings)
+        workflow.run(**plugin)
     except RuntimeError as err:  # nipype's summary once some nodes crashed; rows report them
         LOGGER.debug("%s", err)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 __all__ = [
     "ArtefactPrediction",
     "predict_artefacts",
+    "predict_artefacts_of_volumes",
 ]
 
 
@@ -101,37 +103,84 @@ def predict_artefacts(
     image's presence logits and quality are the brain-weighted means of the others'
     (:func:`bidsqc.inference.tiles.aggregate_tiles`). Unlike the whole-image networks, tiles are not
     mirrored: the mirror would double the cost for an answer already averaged over ~27 tiles."""
-    if volume.shape != head_box(1)[0]:
-        raise ValueError(
-            f"expected a volume on the 1 mm head box {head_box(1)[0]}, got {volume.shape}"
-        )
+    (prediction,) = predict_artefacts_of_volumes(network, [volume], batch_size=batch_size)
+    return prediction
+
+
+def predict_artefacts_of_volumes(
+    network: ArtefactNet, volumes: Iterable[np.ndarray], *, batch_size: int = 12
+) -> Iterator[ArtefactPrediction]:
+    """:func:`predict_artefacts` of each volume, in order, the tiles of consecutive volumes
+    sharing the network's batches (as many images as it takes to fill one on a GPU)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    origins = tile_origins(volume.shape)
-    weights = tile_fractions(head_box_brain_mask(1) & (volume > 0), origins)
-    keep = weights >= MIN_BRAIN_FRACTION
-    if keep.any():
-        origins, weights = origins[keep], weights[keep]
     device = next(network.parameters()).device
     network.eval()
-    view = overview(volume)
-    logits, quality = [], []
-    with torch.inference_mode():
-        for start in range(0, len(origins), batch_size):
-            tiles = tiles_in_context(volume, origins[start : start + batch_size], view)
-            output = network(torch.from_numpy(tiles).to(device))
-            logits.append(output.presence_logits.cpu().numpy())
-            quality.append(output.quality.cpu().numpy())
-    tile_logits, tile_quality = np.concatenate(logits), np.concatenate(quality)
-    image = aggregate_tiles(np.column_stack([tile_logits, tile_quality]), weights)
-    return ArtefactPrediction(
-        probabilities=tuple(float(p) for p in _sigmoid(image[:-1])),
-        quality_score=float(image[-1]),
-        tile_origins=origins,
-        tile_probabilities=_sigmoid(tile_logits),
-        tile_quality=tile_quality,
-        tile_weights=weights,
-    )
+    waiting: deque[_TiledVolume] = deque()
+    queued: list[tuple[_TiledVolume, np.ndarray]] = []  # tiles not yet through the network
+
+    def run(tiles: list[tuple[_TiledVolume, np.ndarray]]) -> None:
+        with torch.inference_mode():
+            output = network(torch.from_numpy(np.stack([tile for _, tile in tiles])).to(device))
+        logits, quality = output.presence_logits.cpu().numpy(), output.quality.cpu().numpy()
+        for (volume, _), tile_logits, tile_quality in zip(tiles, logits, quality, strict=True):
+            volume.outputs.append(np.append(tile_logits, tile_quality))
+
+    for volume in volumes:
+        tiled = _TiledVolume.of(volume)
+        waiting.append(tiled)
+        queued += [(tiled, tile) for tile in tiled.tiles()]
+        while len(queued) >= batch_size:
+            run(queued[:batch_size])
+            del queued[:batch_size]
+        while waiting and waiting[0].done:
+            yield waiting.popleft().prediction()
+    if queued:
+        run(queued)
+    while waiting:
+        yield waiting.popleft().prediction()
+
+
+@dataclass
+class _TiledVolume:
+    """A volume's tiles that count, and the network's answers for them as they come."""
+
+    volume: np.ndarray
+    origins: np.ndarray
+    weights: np.ndarray
+    outputs: list[np.ndarray] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, volume: np.ndarray) -> _TiledVolume:
+        if volume.shape != head_box(1)[0]:
+            raise ValueError(
+                f"expected a volume on the 1 mm head box {head_box(1)[0]}, got {volume.shape}"
+            )
+        origins = tile_origins(volume.shape)
+        weights = tile_fractions(head_box_brain_mask(1) & (volume > 0), origins)
+        keep = weights >= MIN_BRAIN_FRACTION
+        if keep.any():
+            origins, weights = origins[keep], weights[keep]
+        return cls(volume, origins, weights)
+
+    def tiles(self) -> np.ndarray:
+        return tiles_in_context(self.volume, self.origins, overview(self.volume))
+
+    @property
+    def done(self) -> bool:
+        return len(self.outputs) == len(self.origins)
+
+    def prediction(self) -> ArtefactPrediction:
+        answers = np.stack(self.outputs)
+        image = aggregate_tiles(answers, self.weights)
+        return ArtefactPrediction(
+            probabilities=tuple(float(p) for p in _sigmoid(image[:-1])),
+            quality_score=float(image[-1]),
+            tile_origins=self.origins,
+            tile_probabilities=_sigmoid(answers[:, :-1]),
+            tile_quality=answers[:, -1],
+            tile_weights=self.weights,
+        )
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

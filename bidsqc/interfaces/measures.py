@@ -11,8 +11,6 @@ from nipype.interfaces.base import File, SimpleInterface
 
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
-from bidsqc.measures.iqms import compute_iqms
-from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
 
 __all__ = ["ComputeMeasures"]
 
@@ -29,6 +27,9 @@ class ComputeMeasures(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.measures.iqms import compute_iqms
+        from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
+
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
         brain = np.asanyarray(nb.load(self.inputs.brain_mask).dataobj) > 0

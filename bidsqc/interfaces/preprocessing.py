@@ -1,4 +1,7 @@
-"""nipype interfaces over loading (:mod:`bidsqc.loading`) and :mod:`bidsqc.preprocessing`."""
+"""nipype interfaces over loading (:mod:`bidsqc.loading`) and :mod:`bidsqc.preprocessing`.
+
+ANTs and torch are imported when a node runs, so that building the graph stays quick.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +17,13 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bidsqc.brain_extraction import extract_brain
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
 from bidsqc.loading import check_sidecar, load_anatomical
-from bidsqc.preprocessing import (
-    coregister_to_reference,
-    register_to_template,
-    reorient_to_ras,
-    resample_through_transform,
-    resample_to_template,
-    resample_to_zoom,
-)
 
 __all__ = [
     "CheckImage",
     "CoregisterToReference",
     "RegisterToTemplate",
-    "ResampleThroughTransform",
     "ResampleToTemplate",
     "ResampleToZoom",
 ]
@@ -71,6 +64,8 @@ class ResampleToZoom(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.preprocessing import reorient_to_ras, resample_to_zoom
+
         img = reorient_to_ras(load_anatomical(self.inputs.in_file))
         img = resample_to_zoom(img, self.inputs.zoom)
         out_file = Path(runtime.cwd) / "resampled.nii.gz"
@@ -99,6 +94,8 @@ class RegisterToTemplate(SimpleInterface):
     output_spec = _RegisterToTemplateOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.preprocessing import register_to_template
+
         result = register_to_template(nb.load(self.inputs.in_file), runtime.cwd)
         self._results.update(
             _save_in_template_space(runtime.cwd, result.registered, result.brain_mask),
@@ -117,28 +114,6 @@ def _save_in_template_space(
     return {"out_file": str(out_file), "brain_mask": str(mask_file)}
 
 
-class _ResampleThroughTransformInputSpec(ImageInputSpec):
-    transform = File(exists=True, mandatory=True, desc="the image's template transform")
-    resolution = traits.Enum(1, 2, usedefault=True, desc="voxel size of the head box, mm")
-
-
-class ResampleThroughTransform(SimpleInterface):
-    """Resample the checked source image onto the head box through its template transform,
-    from its native resolution (the artefact network's 1 mm input)."""
-
-    input_spec = _ResampleThroughTransformInputSpec
-    output_spec = ImageOutputSpec
-
-    def _run_interface(self, runtime):
-        resampled = resample_through_transform(
-            load_anatomical(self.inputs.in_file), self.inputs.transform, self.inputs.resolution
-        )
-        out_file = Path(runtime.cwd) / f"res-{self.inputs.resolution}.nii"  # fast: no gzip
-        nb.save(resampled, out_file)
-        self._results["out_file"] = str(out_file)
-        return runtime
-
-
 class ResampleToTemplate(SimpleInterface):
     """Resample an image already in MNI space onto the 2 mm template head box (no registration),
     and extract its brain there."""
@@ -147,6 +122,9 @@ class ResampleToTemplate(SimpleInterface):
     output_spec = _TemplateSpaceOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.brain_extraction import extract_brain
+        from bidsqc.preprocessing import resample_to_template
+
         resampled = resample_to_template(load_anatomical(self.inputs.in_file))
         mask = nb.Nifti1Image(extract_brain(resampled).astype(np.float32), resampled.affine)
         self._results.update(_save_in_template_space(runtime.cwd, resampled, mask))
@@ -165,6 +143,8 @@ class CoregisterToReference(SimpleInterface):
     output_spec = _RegisterOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.preprocessing import coregister_to_reference
+
         registered, transform = coregister_to_reference(
             nb.load(self.inputs.in_file),
             nb.load(self.inputs.reference),

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import nibabel as nb
-import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, isdefined, traits
 
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
-from bidsqc.preprocessing import reorient_to_ras
 
 __all__ = ["PlotMosaic", "PlotMotion"]
 
@@ -34,12 +32,13 @@ class PlotMosaic(SimpleInterface):
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsqc.reports.figures import edge_mask, plot_mosaic
+        from bidsqc.preprocessing import reorient_to_ras
+        from bidsqc.reports.figures import edge_mask, flagged_tiles, plot_mosaic
 
         img = reorient_to_ras(nb.load(self.inputs.in_file))
         outline, title = None, None
         if isdefined(self.inputs.artefact_map):
-            outline, title = _flagged_tiles(nb.load(self.inputs.artefact_map))
+            outline, title = flagged_tiles(nb.load(self.inputs.artefact_map))
         elif isdefined(self.inputs.edges_of):
             other = nb.load(self.inputs.edges_of)  # a registered T1w, on the template grid
             edges = edge_mask(other.get_fdata(), load_template(2).brain_mask)
@@ -51,23 +50,6 @@ class PlotMosaic(SimpleInterface):
         plot_mosaic(img, out_file, outline=outline, title=title)
         self._results["out_file"] = str(out_file)
         return runtime
-
-
-def _flagged_tiles(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
-    """The voxels whose tiles cross the default review threshold of some artefact, and a title
-    that names those artefacts. The image's probability is a weighted mean of its tiles' logits,
-    so an image flagged for an artefact always has a tile flagged for it."""
-    from bidsqc.decisions import DEFAULT_THRESHOLDS, flagged_artefacts
-    from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
-
-    columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
-    probabilities = np.nan_to_num(np.asarray(artefact_map.dataobj, dtype=np.float32))
-    highest = probabilities.max(axis=(0, 1, 2))
-    names = flagged_artefacts(dict(zip(columns, highest, strict=True)))
-    title = f"Outlined: tiles flagged for {', '.join(names)}" if names else "No tile flagged"
-    review = np.array([DEFAULT_THRESHOLDS[column].review for column in columns])
-    flagged = (probabilities >= review).any(axis=-1)
-    return nb.Nifti1Image(flagged.astype(np.uint8), artefact_map.affine), title
 
 
 class PlotMotion(SimpleInterface):

@@ -28,6 +28,7 @@ from bidsqc.geometry import MOTION_GRADE_NAMES, MOTION_GRADE_THRESHOLDS_MM
 __all__ = [
     "StripLayout",
     "edge_mask",
+    "flagged_tiles",
     "intensity_window",
     "plot_mosaic",
     "plot_motion_distribution",
@@ -150,6 +151,23 @@ def edge_mask(data: np.ndarray, brain: np.ndarray) -> np.ndarray:
     if not inside.size or inside.max() <= 0:
         return np.zeros(data.shape, dtype=bool)
     return brain & (data > 0.75 * np.percentile(inside, 99))
+
+
+def flagged_tiles(artefact_map: nb.Nifti1Image) -> tuple[nb.Nifti1Image, str]:
+    """The voxels whose tiles cross the default review threshold of some artefact, and a title
+    that names those artefacts. The image's probability is a weighted mean of its tiles' logits,
+    so an image flagged for an artefact always has a tile flagged for it."""
+    from bidsqc.decisions import DEFAULT_THRESHOLDS, flagged_artefacts
+    from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
+
+    columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
+    probabilities = np.nan_to_num(np.asarray(artefact_map.dataobj, dtype=np.float32))
+    highest = probabilities.max(axis=(0, 1, 2))
+    names = flagged_artefacts(dict(zip(columns, highest, strict=True)))
+    title = f"Outlined: tiles flagged for {', '.join(names)}" if names else "No tile flagged"
+    review = np.array([DEFAULT_THRESHOLDS[column].review for column in columns])
+    flagged = (probabilities >= review).any(axis=-1)
+    return nb.Nifti1Image(flagged.astype(np.uint8), artefact_map.affine), title
 
 
 def plot_motion_prediction(prediction: Mapping, out_file: Path) -> Path:

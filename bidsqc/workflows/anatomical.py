@@ -15,7 +15,6 @@ from bidsqc.interfaces.preprocessing import (
     CheckImage,
     CoregisterToReference,
     RegisterToTemplate,
-    ResampleThroughTransform,
     ResampleToTemplate,
     ResampleToZoom,
 )
@@ -44,10 +43,12 @@ def init_anat_qc_wf(
     Workflow Graph
         inputnode -> check_image -> resample -> register -> measures, and
         register -> motion_qc -> plot_motion, register -> registration_qc (against the
-        template), check_image + register (transform) -> resample_fine (1 mm) -> artefact_qc
+        template), check_image + register (transform) -> artefact_qc (on the 1 mm head box)
         -> plot_artefacts; plot_raw (from the checked image), plot_registered; with a
         site-quality network (``--models-dir``), register -> site_quality; every output
         goes to ``ds_anat_qc_wf`` (:func:`~bidsqc.workflows.outputs.init_ds_anat_qc_wf`).
+        With ``settings.batch_networks`` (``--device cuda``), the network nodes and their
+        figures are left out: :mod:`bidsqc.inference.batched` runs them after the graph.
 
     Inputs (``inputnode``)
         in_file, sidecar, stamp
@@ -72,18 +73,13 @@ def init_anat_qc_wf(
     resample = pe.Node(ResampleToZoom(zoom=2.0), name="resample", mem_gb=1.0)
     register = pe.Node(RegisterToTemplate(), name="register", mem_gb=0.5)
     measures = _measures_node()
-    motion_qc = settings.network_node(MotionQC, "motion", "motion_qc", mem_gb=1.0)
-    plot_motion = pe.Node(PlotMotion(), name="plot_motion")
-    resample_fine = pe.Node(
-        ResampleThroughTransform(resolution=1), name="resample_fine", mem_gb=1.0
-    )
-    artefact_qc = settings.network_node(ArtefactQC, "artefact", "artefact_qc", mem_gb=1.5)
-    plot_artefacts = pe.Node(PlotMosaic(), name="plot_artefacts")
-    registration_qc = _registration_qc_node(settings)
     plot_raw = pe.Node(PlotMosaic(), name="plot_raw", mem_gb=1.0)
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
     ds_anat_qc_wf = init_ds_anat_qc_wf(
-        image=image, output_dir=settings.output_dir, site_quality=settings.site_quality
+        image=image,
+        output_dir=settings.output_dir,
+        site_quality=settings.site_quality,
+        networks=not settings.batch_networks,
     )
 
     workflow.connect([
@@ -91,18 +87,14 @@ def init_anat_qc_wf(
                                   ("sidecar", "sidecar"),
                                   ("stamp", "stamp")]),
         (check_image, resample, [("out_file", "in_file")]),
-        (check_image, plot_raw, [("out_file", "in_file")]),
         (resample, register, [("out_file", "in_file")]),
         (register, measures, [("out_file", "in_file"), ("brain_mask", "brain_mask")]),
+    ])  # fmt: skip
+    if not settings.batch_networks:
+        _connect_networks(workflow, settings, check_image, register, ds_anat_qc_wf)
+    workflow.connect([
+        (check_image, plot_raw, [("out_file", "in_file")]),
         (register, plot_registered, [("out_file", "in_file")]),
-        (register, motion_qc, [("out_file", "in_file")]),
-        (motion_qc, plot_motion, [("out_file", "in_file")]),
-        (register, registration_qc, [("out_file", "in_file")]),
-        (check_image, resample_fine, [("out_file", "in_file")]),
-        (register, resample_fine, [("out_transform", "transform")]),
-        (resample_fine, artefact_qc, [("out_file", "in_file")]),
-        (register, plot_artefacts, [("out_file", "in_file")]),
-        (artefact_qc, plot_artefacts, [("out_map", "artefact_map")]),
         (resample, outputnode, [("out_file", "resampled")]),
         (register, outputnode, [("out_file", "registered"),
                                 ("out_transform", "transform")]),
@@ -110,13 +102,43 @@ def init_anat_qc_wf(
                                    ("out_transform", "inputnode.transform")]),
         (plot_raw, ds_anat_qc_wf, [("out_file", "inputnode.raw_figure")]),
         (plot_registered, ds_anat_qc_wf, [("out_file", "inputnode.registered_figure")]),
+        (measures, ds_anat_qc_wf, [("out_file", "inputnode.measures")]),
+    ])  # fmt: skip
+    return workflow
+
+
+def _connect_networks(
+    workflow: pe.Workflow,
+    settings: QCSettings,
+    check_image: pe.Node,
+    register: pe.Node,
+    ds_anat_qc_wf: pe.Workflow,
+) -> None:
+    """A node per network on the registered image (the artefact network on the source image
+    through the transform), their figures, and their derivatives.
+
+    MultiProc starts the nodes that are ready in the order they are connected: the artefact
+    network, with the measures the longest of what follows the registration, comes first.
+    """
+    artefact_qc = settings.network_node(ArtefactQC, "artefact", "artefact_qc", mem_gb=2.0)
+    motion_qc = settings.network_node(MotionQC, "motion", "motion_qc", mem_gb=1.0)
+    registration_qc = _registration_qc_node(settings)
+    plot_motion = pe.Node(PlotMotion(), name="plot_motion")
+    plot_artefacts = pe.Node(PlotMosaic(), name="plot_artefacts")
+    workflow.connect([
+        (check_image, artefact_qc, [("out_file", "in_file")]),
+        (register, artefact_qc, [("out_transform", "transform")]),
+        (register, motion_qc, [("out_file", "in_file")]),
+        (register, registration_qc, [("out_file", "in_file")]),
+        (motion_qc, plot_motion, [("out_file", "in_file")]),
+        (register, plot_artefacts, [("out_file", "in_file")]),
+        (artefact_qc, plot_artefacts, [("out_map", "artefact_map")]),
         (motion_qc, ds_anat_qc_wf, [("out_file", "inputnode.motion")]),
         (plot_motion, ds_anat_qc_wf, [("out_file", "inputnode.motion_figure")]),
         (registration_qc, ds_anat_qc_wf, [("out_file", "inputnode.registration")]),
         (artefact_qc, ds_anat_qc_wf, [("out_file", "inputnode.artefacts"),
                                       ("out_map", "inputnode.artefact_map")]),
         (plot_artefacts, ds_anat_qc_wf, [("out_file", "inputnode.artefacts_figure")]),
-        (measures, ds_anat_qc_wf, [("out_file", "inputnode.measures")]),
     ])  # fmt: skip
     if settings.site_quality:
         site_quality = settings.network_node(SiteQualityQC, "quality", "site_quality", mem_gb=1.0)
@@ -124,7 +146,6 @@ def init_anat_qc_wf(
             (register, site_quality, [("out_file", "in_file")]),
             (site_quality, ds_anat_qc_wf, [("out_file", "inputnode.site_quality")]),
         ])  # fmt: skip
-    return workflow
 
 
 def init_flair_coreg_wf(

@@ -12,10 +12,8 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bidsqc.data import TEMPLATE_NAME
 from bidsqc.discovery import AnatImage
 from bidsqc.interfaces.derivatives import WriteDerivatives
-from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.outputs.paths import (
     artefact_map_path,
     artefacts_path,
@@ -28,42 +26,36 @@ from bidsqc.outputs.paths import (
     site_quality_path,
     transform_path,
 )
+from bidsqc.outputs.sidecars import artefact_map_sidecar, preproc_sidecar, sidecar_path
 
 __all__ = ["init_ds_anat_qc_wf", "init_ds_coregistration_wf", "init_ds_derivative_qc_wf"]
 
 
 def init_ds_anat_qc_wf(
-    *, image: AnatImage, output_dir: Path, site_quality: bool = False, name: str = "ds_anat_qc_wf"
+    *,
+    image: AnatImage,
+    output_dir: Path,
+    site_quality: bool = False,
+    networks: bool = True,
+    name: str = "ds_anat_qc_wf",
 ) -> pe.Workflow:
     """The derivatives of :func:`~bidsqc.workflows.anatomical.init_anat_qc_wf`: the registered
     image and its transform, the network outputs and artefact map (and the site-quality
-    rating, with ``site_quality``), the figures, the measures."""
+    rating, with ``site_quality``), the figures, the measures. Without ``networks``, those of
+    the networks are left out: the batched pass writes them (``--device cuda``,
+    :mod:`bidsqc.inference.batched`)."""
     preproc = preproc_path(output_dir, image)
     artefact_map = artefact_map_path(output_dir, image)
-    sources = [f"bids:raw:{image.relpath}"]
-    sidecars = {
-        _sidecar(preproc): {
-            "Sources": sources,
-            "SpatialReference": TEMPLATE_NAME,
-            "Resolution": "2 mm isotropic, 96 x 112 x 96 head box",
-            "SkullStripped": False,
-        },
-        _sidecar(artefact_map): {
-            "Sources": sources,
-            "SpatialReference": TEMPLATE_NAME,
-            "Description": "Artefact probability of each 64 mm tile of the artefact network, "
-            "spread over the voxels the tile covers (mean where tiles overlap, NaN where no "
-            "tile holding brain reaches).",
-            "Volumes": list(ARTEFACT_PROBABILITY_COLUMNS.values()),
-        },
+    sidecars = {str(sidecar_path(preproc)): preproc_sidecar(image)}
+    destinations = {
+        "preproc": preproc,
+        "transform": transform_path(output_dir, image),
+        "raw_figure": figure_path(output_dir, image, "raw"),
+        "registered_figure": figure_path(output_dir, image, "registered"),
     }
-    return _init_ds_wf(
-        name,
-        {
-            "preproc": preproc,
-            "transform": transform_path(output_dir, image),
-            "raw_figure": figure_path(output_dir, image, "raw"),
-            "registered_figure": figure_path(output_dir, image, "registered"),
+    if networks:
+        sidecars[str(sidecar_path(artefact_map))] = artefact_map_sidecar(image)
+        destinations |= {
             "motion": motion_path(output_dir, image),
             "motion_figure": figure_path(output_dir, image, "motion"),
             "registration": registration_path(output_dir, image),
@@ -71,10 +63,9 @@ def init_ds_anat_qc_wf(
             "artefact_map": artefact_map,
             "artefacts_figure": figure_path(output_dir, image, "artefacts"),
             **({"site_quality": site_quality_path(output_dir, image)} if site_quality else {}),
-            "measures": measures_path(output_dir, image),
-        },
-        sidecars,
-    )
+        }
+    destinations["measures"] = measures_path(output_dir, image)
+    return _init_ds_wf(name, destinations, sidecars)
 
 
 def init_ds_coregistration_wf(
@@ -127,7 +118,3 @@ def _init_ds_wf(
         (gather, ds_derivatives, [("out", "in_files")]),
     ])  # fmt: skip
     return workflow
-
-
-def _sidecar(image: Path) -> str:
-    return str(image).replace(".nii.gz", ".json")

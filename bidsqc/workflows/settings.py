@@ -20,7 +20,8 @@ class QCSettings:
         output_dir: the derivatives root; file names come from :mod:`bidsqc.outputs.paths`.
         omp_nthreads: threads for each network; the ANTs steps run on one thread (reproducible
             registrations, see :mod:`bidsqc.preprocessing`).
-        device: where the networks run: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        device: where the networks run: ``auto`` (CUDA when available, a node per image),
+            ``cpu`` or ``cuda`` (in batches, see :attr:`batch_networks`).
         models_dir: fine-tuned networks (``--models-dir``) to use instead of the bundled ones
             that have the same name.
     """
@@ -29,6 +30,13 @@ class QCSettings:
     omp_nthreads: int = 1
     device: str = "auto"
     models_dir: Path | None = None
+
+    @property
+    def batch_networks(self) -> bool:
+        """Whether the networks run after the graph, over all its images in batches
+        (:mod:`bidsqc.inference.batched`), rather than in a node per image: on a GPU
+        (``--device cuda``), where one image leaves the device idle."""
+        return self.device == "cuda"
 
     @property
     def site_quality(self) -> bool:
