@@ -28,6 +28,7 @@ from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 
 __all__ = [
     "ArtefactPrediction",
+    "TiledVolume",
     "predict_artefacts",
     "predict_artefacts_of_volumes",
 ]
@@ -99,27 +100,29 @@ def predict_artefacts(
     ``res-1`` image), tile by tile.
 
     Tiles with less brain than :data:`bidsqc.inference.tiles.MIN_BRAIN_FRACTION` (the brain being
-    the template brain mask inside the scan's field of view) are skipped, unless every tile is; the
-    image's presence logits and quality are the brain-weighted means of the others'
-    (:func:`bidsqc.inference.tiles.aggregate_tiles`). Unlike the whole-image networks, tiles are not
-    mirrored: the mirror would double the cost for an answer already averaged over ~27 tiles."""
+    the template brain mask inside the scan's field of view) are skipped, unless every tile is
+    (:class:`TiledVolume`); the image's presence logits and quality are the brain-weighted means
+    of the others' (:func:`bidsqc.inference.tiles.aggregate_tiles`). Unlike the whole-image
+    networks, tiles are not mirrored: the mirror would double the cost for an answer already
+    averaged over ~27 tiles."""
     (prediction,) = predict_artefacts_of_volumes(network, [volume], batch_size=batch_size)
     return prediction
 
 
 def predict_artefacts_of_volumes(
-    network: ArtefactNet, volumes: Iterable[np.ndarray], *, batch_size: int = 12
+    network: ArtefactNet, volumes: Iterable[np.ndarray | TiledVolume], *, batch_size: int = 12
 ) -> Iterator[ArtefactPrediction]:
     """:func:`predict_artefacts` of each volume, in order, the tiles of consecutive volumes
-    sharing the network's batches (as many images as it takes to fill one on a GPU)."""
+    sharing the network's batches (as many images as it takes to fill one on a GPU). A volume
+    may come cut into its tiles already (:meth:`TiledVolume.of`, e.g. by reader threads)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = next(network.parameters()).device
     network.eval()
-    waiting: deque[_TiledVolume] = deque()
-    queued: list[tuple[_TiledVolume, np.ndarray]] = []  # tiles not yet through the network
+    waiting: deque[TiledVolume] = deque()
+    queued: list[tuple[TiledVolume, np.ndarray]] = []  # tiles not yet through the network
 
-    def run(tiles: list[tuple[_TiledVolume, np.ndarray]]) -> None:
+    def run(tiles: list[tuple[TiledVolume, np.ndarray]]) -> None:
         with torch.inference_mode():
             output = network(torch.from_numpy(np.stack([tile for _, tile in tiles])).to(device))
         logits, quality = output.presence_logits.cpu().numpy(), output.quality.cpu().numpy()
@@ -127,9 +130,9 @@ def predict_artefacts_of_volumes(
             volume.outputs.append(np.append(tile_logits, tile_quality))
 
     for volume in volumes:
-        tiled = _TiledVolume.of(volume)
+        tiled = volume if isinstance(volume, TiledVolume) else TiledVolume.of(volume)
         waiting.append(tiled)
-        queued += [(tiled, tile) for tile in tiled.tiles()]
+        queued += [(tiled, tile) for tile in tiled.tiles]
         while len(queued) >= batch_size:
             run(queued[:batch_size])
             del queued[:batch_size]
@@ -142,16 +145,21 @@ def predict_artefacts_of_volumes(
 
 
 @dataclass
-class _TiledVolume:
-    """A volume's tiles that count, and the network's answers for them as they come."""
+class TiledVolume:
+    """A volume on the 1 mm head box cut into the tiles that count, in context
+    (:func:`bidsqc.inference.tiles.tiles_in_context`), and the network's answers for them as
+    they come."""
 
-    volume: np.ndarray
     origins: np.ndarray
+    #: Each tile's brain fraction: its say in the image's answer.
     weights: np.ndarray
+    tiles: np.ndarray
     outputs: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
-    def of(cls, volume: np.ndarray) -> _TiledVolume:
+    def of(cls, volume: np.ndarray) -> TiledVolume:
+        """Tiles with less brain than :data:`bidsqc.inference.tiles.MIN_BRAIN_FRACTION` (the
+        template brain inside the scan's field of view) are left out, unless every tile is."""
         if volume.shape != head_box(1)[0]:
             raise ValueError(
                 f"expected a volume on the 1 mm head box {head_box(1)[0]}, got {volume.shape}"
@@ -161,10 +169,7 @@ class _TiledVolume:
         keep = weights >= MIN_BRAIN_FRACTION
         if keep.any():
             origins, weights = origins[keep], weights[keep]
-        return cls(volume, origins, weights)
-
-    def tiles(self) -> np.ndarray:
-        return tiles_in_context(self.volume, self.origins, overview(self.volume))
+        return cls(origins, weights, tiles_in_context(volume, origins, overview(volume)))
 
     @property
     def done(self) -> bool:

@@ -3,9 +3,9 @@
 The graph's network nodes each read one image. On a GPU that leaves the device idle: a 2 mm
 volume is a small batch, and every node loads the networks again. So with ``--device cuda``
 the graph preprocesses and measures, and then each network reads all the images of the run
-here, a batch at a time, while a pool of threads reads (and, for the artefact network,
-resamples) the next ones. ``--inference-only`` runs the same pass with the networks of
-``--models-dir`` on the images an earlier run left in the output directory.
+here, a batch at a time, while a pool of threads reads the next ones (and, for the artefact
+network, resamples them and cuts them into tiles). ``--inference-only`` runs the same pass with
+the networks of ``--models-dir`` on the images an earlier run left in the output directory.
 
 The inputs are those of the nodes: the preprocessed image in the output directory, and for the
 artefact network the source image resampled onto the 1 mm head box through the template
@@ -30,7 +30,7 @@ import numpy as np
 
 from bidsqc.data import head_box, template_path
 from bidsqc.discovery import AnatImage
-from bidsqc.inference.artefacts import predict_artefacts_of_volumes
+from bidsqc.inference.artefacts import TiledVolume, predict_artefacts_of_volumes
 from bidsqc.inference.inputs import load_preprocessed, normalise_intensity
 from bidsqc.inference.models import load_network, write_prediction
 from bidsqc.inference.motion import predict_motion
@@ -112,12 +112,12 @@ def _run_site_quality(network, weights, output_dir, images, batch_size, readers)
 
 
 def _run_artefacts(network, weights, output_dir, images, batch_size, readers) -> None:
-    def resampled(image: AnatImage) -> np.ndarray:
+    def tiled(image: AnatImage) -> TiledVolume:
         source = load_anatomical(image.path)
         volume = resample_through_transform(source, transform_path(output_dir, image), 1)
-        return normalise_intensity(volume.dataobj)
+        return TiledVolume.of(normalise_intensity(volume.dataobj))
 
-    volumes = _read_ahead(resampled, images, readers)
+    volumes = _read_ahead(tiled, images, readers)
     predictions = predict_artefacts_of_volumes(network, volumes, batch_size=4 * batch_size)
     shape, affine = head_box(2)
     for image, prediction in zip(images, predictions, strict=True):
