@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import re
 from argparse import Namespace
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from bidsqc.discovery import (
 )
 from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS, QC_COLUMNS
 from bidsqc.outputs.dataset import write_dataset_description
-from bidsqc.outputs.files import copy_atomically, output_lock
+from bidsqc.outputs.files import copy_atomically, output_lock, write_text_atomically
 from bidsqc.outputs.paths import (
     NETWORK_OUTPUT_NAMES,
     artefact_map_path,
@@ -118,8 +119,10 @@ def discover_images(opts: Namespace) -> tuple[list[str], list[AnatImage]]:
 def run_participant(opts: Namespace) -> int:
     """Discover the images, run the graph (unless ``--reports-only``), write tables and reports."""
     plugin = _plugin_settings(opts)
-    if not (opts.inference_only or opts.reports_only) and _forks_from_server(plugin):
-        _start_worker_server()
+    if not (opts.inference_only or opts.reports_only):
+        configure_nipype(opts.verbose, opts.work_dir)
+        if _forks_from_server(plugin):
+            _start_worker_server()
     try:
         subjects, images = discover_images(opts)
     except BIDSError as err:
@@ -234,17 +237,34 @@ def _processed_images(output_dir: Path, images: list[AnatImage], log_dir: Path) 
     ]
 
 
-def _configure_nipype_logging(verbosity: int) -> None:
-    """nipype logs every failed node with its traceback; bidsqc gives one line per failed
-    image instead, naming its crash file in ``logs/``. ``-v`` shows nipype's warnings and
-    errors again, ``-vv`` everything."""
+def configure_nipype(verbosity: int, work_dir: Path) -> None:
+    """nipype's settings for this process and for every process that runs its nodes.
+
+    nipype logs every failed node with its traceback; bidsqc gives one line per failed image
+    instead, naming its crash file in ``logs/``. ``-v`` shows nipype's warnings and errors again,
+    ``-vv`` everything. And nipype never asks the network for its latest version, which a
+    hospital without internet would wait on. The workers (MultiProc's, or SLURM's jobs) start
+    as new interpreters, so the settings also go to ``nipype.cfg`` in the work directory, which
+    ``NIPYPE_CONFIG_DIR`` names to them.
+    """
     from nipype import config
     from nipype import logging as nipype_logging
 
     level = ("CRITICAL", "WARNING", "DEBUG")[min(verbosity, 2)]
-    for logger in ("workflow", "interface", "utils"):
-        config.set("logging", f"{logger}_level", level)
+    settings = {
+        "logging": {f"{logger}_level": level for logger in ("workflow", "interface", "utils")},
+        "execution": {"check_version": "false"},
+    }
+    lines = []
+    for section, options in settings.items():
+        lines.append(f"[{section}]")
+        for option, value in options.items():
+            config.set(section, option, value)
+            lines.append(f"{option} = {value}")
     nipype_logging.update_logging(config)
+    write_text_atomically(work_dir / "nipype.cfg", "\n".join(lines) + "\n")
+    os.environ["NIPYPE_CONFIG_DIR"] = str(work_dir)
+    os.environ["NIPYPE_NO_ET"] = "1"
 
 
 def build_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> Workflow:
@@ -305,7 +325,6 @@ def _start_worker_server() -> None:
 
 
 def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path, plugin: dict) -> None:
-    _configure_nipype_logging(opts.verbose)
     workflow = build_workflow(opts, images, log_dir)
     try:
         workflow.run(**plugin)
