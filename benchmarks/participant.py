@@ -4,11 +4,13 @@
     python benchmarks/participant.py --bids /data/bids    # any BIDS dataset
     python benchmarks/participant.py --shared ../shared/data --split val
     python benchmarks/participant.py --shared ../shared/data --split val --count 100
+    python benchmarks/participant.py --image ADNI_T1w.nii.gz --count 100  # one image, 100 times
 
 ``--shared`` builds a throw-away BIDS dataset of symlinks to the images listed in
 ``manifest.tsv`` (one participant per image), so the real validation images can be timed;
-``--count N`` makes it N participants, going round the split's images as often as it takes, to
-see how the time grows with the size of a dataset. Every run starts from an empty work
+``--count N`` makes it N participants, going round the split's images as often as it takes;
+``--image FILE --count N``, N participants that all hold that one image, to see how the time
+grows with the size of a dataset. Every run starts from an empty work
 directory: nothing is cached. The peak memory is that of the largest process (``timing.py``).
 """
 
@@ -48,12 +50,24 @@ def bids_from_manifest(shared: Path, split: str, root: Path, count: int | None =
     return root
 
 
+def bids_of_copies(image: Path, count: int, root: Path) -> Path:
+    """A BIDS dataset of ``count`` participants whose T1w is a symlink to ``image``."""
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "copies", "BIDSVersion": "1.9.0"}')
+    for index in range(count):
+        target = root / f"sub-{index:04d}" / "anat" / f"sub-{index:04d}_T1w.nii.gz"
+        target.parent.mkdir(parents=True)
+        target.symlink_to(image.resolve())
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bids", type=Path, default=DEMO)
     parser.add_argument("--shared", type=Path, help="shared data folder with manifest.tsv")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--count", type=int, help="participants (with --shared)")
+    parser.add_argument("--image", type=Path, help="one T1w for every participant")
+    parser.add_argument("--count", type=int, help="participants (with --shared or --image)")
     parser.add_argument("--nprocs", type=int, default=os.cpu_count())
     parser.add_argument("--keep", type=Path, help="copy the outputs (without work/) here")
     args = parser.parse_args()
@@ -62,6 +76,8 @@ def main() -> None:
         bids = args.bids
         if args.shared:
             bids = bids_from_manifest(args.shared, args.split, Path(scratch) / "bids", args.count)
+        elif args.image:
+            bids = bids_of_copies(args.image, args.count or 1, Path(scratch) / "bids")
         out = Path(scratch) / "out"
         n_images = sum(1 for _ in bids.glob("sub-*/**/anat/*_T1w.nii*")) + sum(
             1 for _ in bids.glob("sub-*/**/anat/*_FLAIR.nii*")
@@ -77,7 +93,8 @@ def main() -> None:
         if args.keep:
             shutil.copytree(out, args.keep, ignore=shutil.ignore_patterns("work"))
 
-    print(f"dataset: {bids if not args.shared else f'{args.shared} ({args.split})'}")
+    described = {args.shared: f"{args.shared} ({args.split})", args.image: f"{args.image} copies"}
+    print(f"dataset: {described.get(args.shared or args.image, bids)}")
     print(f"images: {n_images}, ok: {statuses.count('ok')}, failed: {statuses.count('failed')}")
     print(f"exit code: {timed.returncode}, nprocs: {args.nprocs}")
     print(f"wall time: {timed.seconds:.1f} s, {timed.seconds / max(n_images, 1):.2f} s per image")
