@@ -329,13 +329,15 @@ def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path, plugi
     workflow = build_workflow(opts, images, log_dir)
     # MultiProc collects garbage each time it submits nodes; over the objects of this process
     # (the imported libraries, the graph) that took 0.1 s a time, a tenth of the run's CPU.
-    # They live until the run ends: keep them out of every collection.
+    # They live through the run: keep them out of its collections.
     gc.collect()
     gc.freeze()
     try:
         workflow.run(**plugin)
     except RuntimeError as err:  # nipype's summary once some nodes crashed; rows report them
         LOGGER.debug("%s", err)
+    finally:
+        gc.unfreeze()
 
 
 class Crash(NamedTuple):
