@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import nibabel as nb
 import numpy as np
 import torch
 
@@ -13,6 +15,7 @@ from bidsqc.data import (
     head_box,
     head_box_brain_mask,
 )
+from bidsqc.inference.inputs import normalise_intensity
 from bidsqc.inference.tiles import (
     MIN_BRAIN_FRACTION,
     TILE_SIZE,
@@ -23,12 +26,15 @@ from bidsqc.inference.tiles import (
     tile_origins,
     tiles_in_context,
 )
+from bidsqc.loading import load_anatomical
 from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet
 from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
+from bidsqc.preprocessing import resample_through_transform
 
 __all__ = [
     "ArtefactPrediction",
     "TiledVolume",
+    "artefact_input",
     "predict_artefacts",
     "predict_artefacts_of_volumes",
 ]
@@ -91,6 +97,19 @@ class ArtefactPrediction:
         """
         values = np.column_stack([self.tile_probabilities, self.tile_quality])
         return tile_map(values, self.tile_origins // voxel_size, shape, TILE_SIZE // voxel_size)
+
+    def probability_map(self) -> nb.Nifti1Image:
+        """Each artefact's probability (:meth:`artefact_map`, without the quality score) on the
+        2 mm head box of the preproc image: the ``desc-artefactmap`` derivative."""
+        shape, affine = head_box(2)
+        return nb.Nifti1Image(self.artefact_map(shape, voxel_size=2)[..., :-1], affine)
+
+
+def artefact_input(source: str | os.PathLike, transform: str | os.PathLike) -> np.ndarray:
+    """The artefact network's input: the checked source image resampled from its native grid
+    onto the 1 mm head box through its template transform, scaled as the networks take it."""
+    volume = resample_through_transform(load_anatomical(source), transform, resolution=1)
+    return normalise_intensity(volume.dataobj)
 
 
 def predict_artefacts(

@@ -28,15 +28,18 @@ from typing import TypeVar
 import nibabel as nb
 import numpy as np
 
-from bidsqc.data import head_box, template_path
+from bidsqc.data import template_path
 from bidsqc.discovery import AnatImage
-from bidsqc.inference.artefacts import TiledVolume, predict_artefacts_of_volumes
-from bidsqc.inference.inputs import load_preprocessed, normalise_intensity
+from bidsqc.inference.artefacts import (
+    TiledVolume,
+    artefact_input,
+    predict_artefacts_of_volumes,
+)
+from bidsqc.inference.inputs import load_preprocessed
 from bidsqc.inference.models import load_network, write_prediction
 from bidsqc.inference.motion import predict_motion
 from bidsqc.inference.registration import predict_registration
 from bidsqc.inference.site_quality import predict_site_quality
-from bidsqc.loading import load_anatomical
 from bidsqc.outputs.files import atomic_path, write_text_atomically
 from bidsqc.outputs.paths import (
     artefact_map_path,
@@ -49,7 +52,7 @@ from bidsqc.outputs.paths import (
     transform_path,
 )
 from bidsqc.outputs.sidecars import artefact_map_sidecar, sidecar_path
-from bidsqc.preprocessing import reorient_to_ras, resample_through_transform
+from bidsqc.preprocessing import reorient_to_ras
 from bidsqc.reports.figures import flagged_tiles, plot_mosaic, plot_motion_prediction
 
 __all__ = ["BATCHED_NETWORKS", "run_networks"]
@@ -113,17 +116,13 @@ def _run_site_quality(network, weights, output_dir, images, batch_size, readers)
 
 def _run_artefacts(network, weights, output_dir, images, batch_size, readers) -> None:
     def tiled(image: AnatImage) -> TiledVolume:
-        source = load_anatomical(image.path)
-        volume = resample_through_transform(source, transform_path(output_dir, image), 1)
-        return TiledVolume.of(normalise_intensity(volume.dataobj))
+        return TiledVolume.of(artefact_input(image.path, transform_path(output_dir, image)))
 
     volumes = _read_ahead(tiled, images, readers)
     predictions = predict_artefacts_of_volumes(network, volumes, batch_size=4 * batch_size)
-    shape, affine = head_box(2)
     for image, prediction in zip(images, predictions, strict=True):
         write_prediction(artefacts_path(output_dir, image), prediction.to_dict(), weights)
-        probabilities = prediction.artefact_map(shape, voxel_size=2)[..., :-1]  # not quality
-        artefact_map = nb.Nifti1Image(probabilities, affine)
+        artefact_map = prediction.probability_map()
         destination = artefact_map_path(output_dir, image)
         with atomic_path(destination) as temporary:
             nb.save(artefact_map, temporary)

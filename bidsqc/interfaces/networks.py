@@ -138,25 +138,17 @@ class ArtefactQC(SimpleInterface):
         import nibabel as nb
         import torch
 
-        from bidsqc.data import head_box
-        from bidsqc.inference.artefacts import predict_artefacts
-        from bidsqc.inference.inputs import normalise_intensity
+        from bidsqc.inference.artefacts import artefact_input, predict_artefacts
         from bidsqc.inference.models import load_network, write_prediction
-        from bidsqc.loading import load_anatomical
-        from bidsqc.preprocessing import resample_through_transform
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
-        resampled = resample_through_transform(
-            load_anatomical(self.inputs.in_file), self.inputs.transform, resolution=1
-        )
-        prediction = predict_artefacts(network, normalise_intensity(resampled.dataobj))
+        volume = artefact_input(self.inputs.in_file, self.inputs.transform)
+        prediction = predict_artefacts(network, volume)
         out_file = write_prediction(
             Path(runtime.cwd) / "artefacts.json", prediction.to_dict(), self.inputs.weights
         )
-        shape, affine = head_box(2)
-        probabilities = prediction.artefact_map(shape, voxel_size=2)[..., :-1]  # not quality
         out_map = Path(runtime.cwd) / "artefactmap.nii.gz"
-        nb.save(nb.Nifti1Image(probabilities, affine), out_map)
+        nb.save(prediction.probability_map(), out_map)
         self._results.update(out_file=out_file, out_map=str(out_map))
         return runtime
