@@ -26,7 +26,7 @@ from bidsqc.inference.models import load_bundled_network
 from bidsqc.measures.iqms import inu_range
 from bidsqc.preprocessing import estimate_bias_field
 from bidsqc.training.metrics import roc_auc
-from bidsqc.training.samples import ArtefactSampleWriter, artefact_corruption
+from bidsqc.training.samples import TemplateSpaceSampleWriter, artefact_corruption
 from bidsqc.training.simulation import RandomBiasField, RandomCorruption, generate_corrupted_dataset
 
 CONDITIONS = {
@@ -65,7 +65,7 @@ def main() -> None:
             seed=args.seed,
             corruption=corruption,
             n_jobs=args.jobs,
-            save_sample=ArtefactSampleWriter(register_copies=True),
+            save_sample=TemplateSpaceSampleWriter(resolution=1, register_copies=True),
         )
         for filename in pd.read_csv(labels, sep="\t")["filename"]:
             volume = np.load(labels.parent / filename).astype(np.float32)

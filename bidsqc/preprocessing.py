@@ -50,6 +50,7 @@ __all__ = [
     "resample_to_template",
     "resample_to_zoom",
     "residual_misregistration",
+    "warp_to_template",
 ]
 
 logger = logging.getLogger(__name__)
@@ -261,7 +262,6 @@ def register_to_template(
             runaway,
         )
         transform = initial
-    warped = ants.apply_transforms(fixed, _to_ants(img), [str(transform)], interpolator="linear")
     warped_brain = ants.apply_transforms(
         fixed,
         _to_ants(nb.Nifti1Image(brain.astype(np.float32), img.affine)),
@@ -269,10 +269,24 @@ def register_to_template(
         interpolator="linear",
     )
     return RegistrationResult(
-        registered=_on_grid(warped.numpy(), tpl.affine),
+        registered=warp_to_template(img, transform, template=tpl),
         transform=transform,
         brain_mask=_on_grid(warped_brain.numpy() > 0.5, tpl.affine),
     )
+
+
+def warp_to_template(
+    img: nb.Nifti1Image, transform: str | os.PathLike, *, template: Template | None = None
+) -> nb.Nifti1Image:
+    """Resample ``img`` onto the template grid through its template ``transform``, linearly.
+
+    This is how :func:`register_to_template` makes its ``registered`` image, the input of the
+    motion and registration-QC networks, from the 2 mm RAS+ output of :func:`resample_to_zoom`.
+    """
+    tpl = template or load_template(2)
+    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    warped = ants.apply_transforms(fixed, _to_ants(img), [str(transform)], interpolator="linear")
+    return _on_grid(warped.numpy(), tpl.affine)
 
 
 def resample_to_template(

@@ -128,6 +128,8 @@ def test_the_model_card_describes_the_run(run):
     assert card["best_epoch"] == 1
     assert [record["epoch"] for record in card["history"]] == [1]
     assert card["hyperparameters"]["samples_per_image"] == 2
+    assert card["hyperparameters"]["motion_draw"] == "ranges"
+    assert card["hyperparameters"]["augment"] == "left-right flip, gamma, scale"
     assert card["split"]["validation_images"] in ([str(path)] for path in base_images)
     assert card["split"]["training_samples"] + card["split"]["validation_samples"] == 4
     assert {"grade_ba", "severe_ba", "motion_ba", "mm_mae"} <= set(card["validation_metrics"])
@@ -191,9 +193,10 @@ def test_layers_added_since_the_initial_weights_start_fresh(tmp_path, caplog):
 @pytest.mark.slow
 def test_training_on_crops(run, caplog):
     argv, out, _ = run
-    assert main([*argv, "--crop", "32", "48", "40"]) == 0
+    assert main([*argv, "--crop", "32", "48", "40", "--bias-field"]) == 0
     card = json.loads((out / "motion.json").read_text())
     assert card["hyperparameters"]["crop"] == [32, 48, 40]
+    assert card["hyperparameters"]["augment"].startswith("bias field, ")
     assert main([*argv, "--crop", "16", "48", "40"]) == 2
     assert "must lie between 32 voxels and the head box" in caplog.text
 
@@ -204,6 +207,8 @@ def test_samples_made_with_other_settings_are_not_reused(run, caplog):
     assert main([*argv, "--seed", "1"]) == 2
     assert "another seed" in caplog.text
     assert f"'{out / 'samples'}'" in caplog.text
+    assert main([*argv, "--motion-draw", "rms"]) == 2
+    assert "another motion_draw" in caplog.text
 
 
 @pytest.mark.slow

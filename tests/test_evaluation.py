@@ -67,7 +67,24 @@ def test_protocol_metrics() -> None:
     assert overall["mm_spearman"] == pytest.approx(1)
     assert overall["mm_r2"] == pytest.approx(1 - 0.25 / np.var([0, 7, 11.7, 16] * 6), rel=1e-3)
     assert overall["clean_called_severe"] == 0
+    assert ("all", "rms-0-4") not in metrics.index
     assert "| all | 2-4 |" in markdown_table(metrics.reset_index())
+
+
+def test_protocol_metrics_of_small_motion_stand_apart() -> None:
+    table = protocol_table()
+    small = table[table["condition"] == "clean"].assign(
+        condition="rms-0-4", motion_rms_mm=[0.5, 1.5, 2.5, 3.5, 1.0, 3.0]
+    )
+    # The network reads small motion in reverse: only the rms-0-4 row shows it.
+    small["motion_mm"] = 4 - small["motion_rms_mm"]
+    metrics = motion_protocol_metrics(pd.concat([table, small], ignore_index=True))
+    metrics = metrics.set_index(["source", "range"])
+    assert metrics.loc[("all", "all"), "mm_spearman"] == pytest.approx(1)
+    row = metrics.loc[("all", "rms-0-4")]
+    assert (row["n_clean"], row["n_moved"]) == (6, 6)
+    assert row["mm_r2"] < 0 and row["mm_spearman"] < 0.9
+    assert ("ixi", "rms-0-4") in metrics.index
 
 
 def real_table(**columns) -> pd.DataFrame:
@@ -152,10 +169,13 @@ def test_evaluate_motion_command(demo_dir, tmp_path: Path, capsys) -> None:
     args = ["motion", "--images", str(images)]
     assert main([*args, "--out", str(out), "--repeats", "1", "--jobs", "2"]) == 0
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
-    assert len(predictions) == 8
-    assert sorted(predictions["condition"].unique()) == ["2-4", "4-6", "6-8", "clean"]
+    assert len(predictions) == 10
+    assert sorted(predictions["condition"].unique()) == ["2-4", "4-6", "6-8", "clean", "rms-0-4"]
+    small = predictions[predictions["condition"] == "rms-0-4"]
+    assert small["motion_rms_mm"].between(0, 4).all()
     metrics = pd.read_csv(out / "metrics.tsv", sep="\t")
     assert set(metrics["source"]) == {"all", "demo"}
+    assert (metrics["range"] == "rms-0-4").sum() == 2
     assert "| all | 6-8 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):
         main(["motion", "--out", str(out)])
@@ -453,9 +473,9 @@ def test_evaluate_artefact_refuses_uncalibrated_weights(tmp_path: Path, caplog) 
 
 
 class FakeArtefactWriter:
-    """Stands in for ArtefactSampleWriter: saves the corrupted volume as it is, no registration."""
+    """Stands in for TemplateSpaceSampleWriter: saves the corrupted volume as it is."""
 
-    def __init__(self, register_copies: bool = False) -> None:
+    def __init__(self, resolution: int, register_copies: bool = False) -> None:
         assert register_copies, "the protocol registers each corrupted copy itself"
 
     def __call__(self, image, stem: Path, original) -> str:
@@ -468,7 +488,7 @@ def test_artefact_protocol_samples_every_artefact_at_every_level(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "bidsqc.training.evaluation.artefact.ArtefactSampleWriter", FakeArtefactWriter
+        "bidsqc.training.evaluation.artefact.TemplateSpaceSampleWriter", FakeArtefactWriter
     )
     grid = np.indices((24, 24, 24)) - 11.5
     ball = (np.sqrt((grid**2).sum(axis=0)) < 9) * 100.0 + 1.0

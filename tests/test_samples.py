@@ -10,8 +10,16 @@ import pytest
 
 from bidsqc.data import HEAD_BOX_SHAPE, load_template
 from bidsqc.geometry import motion_grade
+from bidsqc.inference.inputs import normalise_intensity
+from bidsqc.preprocessing import register_to_template, reorient_to_ras, resample_to_zoom
 from bidsqc.training.datasets import MotionSampleDataset
-from bidsqc.training.samples import RandomMotionLevel, generate_motion_samples, rereg_of_volumes
+from bidsqc.training.samples import (
+    MOTION_DRAWS,
+    RandomMotionLevel,
+    TemplateSpaceSampleWriter,
+    generate_motion_samples,
+    rereg_of_volumes,
+)
 from bidsqc.training.simulation import LABEL_COLUMNS
 
 
@@ -35,9 +43,10 @@ def base_image(tmp_path_factory):
     return path
 
 
-def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_path):
+@pytest.mark.parametrize("draw", MOTION_DRAWS)
+def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_path, draw):
     tables = [
-        generate_motion_samples([base_image], tmp_path / run, n_per_image=2, seed=3)
+        generate_motion_samples([base_image], tmp_path / run, n_per_image=2, seed=3, draw=draw)
         for run in ("a", "b")
     ]
     rows = [list(csv.DictReader(table.open(), delimiter="\t")) for table in tables]
@@ -58,6 +67,29 @@ def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_
     dataset = MotionSampleDataset(tables[0].parent)
     assert len(dataset) == 2
     assert dataset[0][0].shape == (1, *HEAD_BOX_SHAPE)
+
+
+def test_a_motion_sample_of_a_clean_image_is_what_the_motion_network_reads(base_image, tmp_path):
+    image = nb.load(base_image)
+    filename = TemplateSpaceSampleWriter(resolution=2)(image, tmp_path / "sample", image)
+    sample = np.load(tmp_path / filename).astype(np.float64)
+    registered = register_to_template(resample_to_zoom(reorient_to_ras(image)), tmp_path / "reg")
+    expected = normalise_intensity(np.asarray(registered.registered.dataobj, dtype=np.float32))
+    assert sample.shape == HEAD_BOX_SHAPE
+    assert np.abs(sample - expected).mean() < 1e-3 * expected.max()
+
+
+def test_motion_draws_are_those_of_the_command_line(tmp_path):
+    from bidsqc.training.cli.train import MOTION_DRAWS as CHOICES
+
+    assert CHOICES == MOTION_DRAWS
+    with pytest.raises(ValueError, match="draw must be one of"):
+        generate_motion_samples([], tmp_path, n_per_image=1, seed=0, draw="poses")
+
+
+def test_sample_writers_take_the_networks_resolutions():
+    with pytest.raises(ValueError, match="resolution"):
+        TemplateSpaceSampleWriter(resolution=3)
 
 
 def test_rereg_of_volumes_measures_how_far_each_is_from_register(tmp_path):

@@ -37,6 +37,7 @@ from bidsqc.training.simulation import (
     RandomCorruption,
     RandomGhosting,
     RandomMotion,
+    RandomMotionRms,
     RandomNoise,
     RandomSpike,
     Spike,
@@ -217,6 +218,49 @@ def test_boundary_range_is_split():
     grades = [motion_grade(draw.sample(rng).strength) for _ in range(400)]
     assert 0.35 < np.mean(np.equal(grades, 2)) < 0.65
     assert set(grades) == {1, 2}
+
+
+def test_motion_drawn_by_rms_has_exactly_that_rms():
+    rng = np.random.default_rng(0)
+    draw = RandomMotionRms(rms_mm=(0.0, 20.0), num_transforms=(2, 8))
+    motions = [draw.sample(rng) for _ in range(400)]
+    strengths = np.array([motion.strength for motion in motions])
+    assert {len(motion.times) for motion in motions} == set(range(2, 9))
+    assert strengths.min() >= 0 and strengths.max() <= 20
+    # The square root of the RMS is uniform: half below a quarter of the range, 5 mm.
+    assert 0.43 < np.mean(strengths < 5) < 0.57
+    for target in (0.2, 1.0, 3.7, 12.0):
+        motion = RandomMotionRms(rms_mm=(target, target)).sample(rng)
+        assert motion.strength == pytest.approx(target, abs=1e-6)
+        assert all(0 < time < 1 for time in motion.times)
+
+
+def test_motion_drawn_by_rms_uniformly():
+    rng = np.random.default_rng(1)
+    draw = RandomMotionRms(rms_mm=(0.0, 4.0), power=1.0)
+    strengths = np.array([draw.sample(rng).strength for _ in range(400)])
+    assert 0.43 < np.mean(strengths < 2) < 0.57
+    assert strengths.max() <= 4
+
+
+def test_motion_drawn_by_rms_without_motion_is_identity():
+    motion = RandomMotionRms(rms_mm=(0.0, 0.0)).sample(np.random.default_rng(2))
+    assert motion.strength == 0.0
+    np.testing.assert_allclose(array(motion(phantom())), array(phantom()), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"rms_mm": (-1.0, 2.0)}, "rms_mm"),
+        ({"rms_mm": (3.0, 2.0)}, "rms_mm"),
+        ({"num_transforms": (0, 2)}, "num_transforms"),
+        ({"power": 0.0}, "power"),
+    ],
+)
+def test_motion_drawn_by_rms_checks_its_ranges(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        RandomMotionRms(**arguments)
 
 
 # --- artefacts on images ----------------------------------------------------------------------

@@ -19,7 +19,12 @@ from bidsqc.inference.inputs import normalise_intensity
 from bidsqc.inference.models import load_model
 from bidsqc.networks import RMS_BINS, GradeRmsOutput, MotionNet
 from bidsqc.training.cards import save_model
-from bidsqc.training.datasets import MotionSampleDataset, augment_volume, random_crop
+from bidsqc.training.datasets import (
+    MotionSampleDataset,
+    augment_volume,
+    random_bias_field,
+    random_crop,
+)
 from bidsqc.training.engine import History, evaluate, fit, seed_everything
 from bidsqc.training.losses import GradeRmsLoss, grade_class_weights
 from bidsqc.training.metrics import (
@@ -88,6 +93,30 @@ def test_augment_volume_keeps_shape_and_sign() -> None:
     volume = torch.rand(1, 8, 6, 4)
     augmented = augment_volume(volume)
     assert augmented.shape == volume.shape and augmented.min() >= 0
+
+
+def test_random_bias_field_is_smooth_and_bounded() -> None:
+    torch.manual_seed(0)
+    field = random_bias_field((24, 28, 24), max_log_gain=0.3)
+    assert field.shape == (24, 28, 24)
+    assert field.min() >= math.exp(-0.3) - 1e-6 and field.max() <= math.exp(0.3) + 1e-6
+    assert field.max() / field.min() > 1.1  # a field, not a constant
+    for axis in range(3):  # neighbours differ by a few percent at most
+        step = field.diff(dim=axis).abs() / field.narrow(axis, 1, field.shape[axis] - 1)
+        assert step.max() < 0.1
+
+
+def test_dataset_multiplies_by_a_bias_field_only_when_asked(
+    sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bidsqc.training.datasets.augment_volume", lambda volume: volume)
+    plain = MotionSampleDataset(sample_dir)[3][0]
+    inside = plain > 0
+    for bias_field, shaded in ((False, False), (True, True)):
+        volume = MotionSampleDataset(sample_dir, augment=True, bias_field=bias_field)[3][0]
+        gain = volume[inside] / plain[inside]
+        assert bool(gain.std() > 0.01) is shaded
+        assert gain.min() >= math.exp(-0.3) - 1e-5 and gain.max() <= math.exp(0.3) + 1e-5
 
 
 def test_dataset_items(sample_dir: Path) -> None:

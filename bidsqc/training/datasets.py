@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -24,6 +25,7 @@ __all__ = [
     "MotionSampleDataset",
     "SAMPLE_COLUMNS",
     "augment_volume",
+    "random_bias_field",
     "random_crop",
     "read_sample_table",
 ]
@@ -48,6 +50,16 @@ def augment_volume(volume: Tensor, intensity_channels: int | None = None) -> Ten
     scale = torch.empty(()).uniform_(0.9, 1.1)
     intensities = volume[:intensity_channels]
     return torch.cat([scale * intensities**gamma, volume[len(intensities) :]])
+
+
+def random_bias_field(shape: Sequence[int], max_log_gain: float = 0.3) -> Tensor:
+    """A smooth multiplicative field of ``shape`` voxels, drawn from torch's RNG: the
+    exponential of a 4 × 4 × 4 grid of log-gains, each uniform in ±``max_log_gain``,
+    interpolated trilinearly over the volume, like the slow receive-coil sensitivity of a scan
+    that was not bias-corrected (at most a 1.8-fold range by default)."""
+    coarse = torch.empty(1, 1, 4, 4, 4).uniform_(-max_log_gain, max_log_gain)
+    log_gain = F.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=True)
+    return log_gain[0, 0].exp()
 
 
 def random_crop(volume: Tensor, shape: Sequence[int]) -> Tensor:
@@ -82,6 +94,9 @@ class MotionSampleDataset(Dataset):
         Return a :func:`random_crop` of this shape of each volume (for training only).
     bins : SoftBins
         The bins the targets must fit in; an RMS outside them is an error here, not mid-training.
+    bias_field : bool
+        With ``augment``, first multiply each volume by a :func:`random_bias_field`; neither
+        changes how much the head moved.
 
     Attributes
     ----------
@@ -97,6 +112,7 @@ class MotionSampleDataset(Dataset):
         augment: bool = False,
         bins: SoftBins = RMS_BINS,
         crop: Sequence[int] | None = None,
+        bias_field: bool = False,
     ) -> None:
         self.root = Path(root)
         table = self.root / LABELS_TABLE
@@ -115,6 +131,7 @@ class MotionSampleDataset(Dataset):
         if bad.size:
             raise ValueError(f"{table}: motion_grade not 0, 1 or 2 in row(s) {(bad + 1).tolist()}")
         self.augment = augment
+        self.bias_field = bias_field
         self.crop = crop
 
     def __len__(self) -> int:
@@ -125,6 +142,8 @@ class MotionSampleDataset(Dataset):
         if self.crop is not None:
             volume = random_crop(volume, self.crop)
         if self.augment:
+            if self.bias_field:
+                volume = volume * random_bias_field(volume.shape[1:])
             volume = augment_volume(volume)
         target = {
             "grade": torch.tensor(self.grades[index], dtype=torch.int64),

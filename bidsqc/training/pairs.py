@@ -247,7 +247,7 @@ class RegistrationPairDataset(Dataset):
     ----------
     volumes : sequence of path-like
         Base volumes, ``.npy`` on the 2 mm template head box (as
-        :func:`bidsqc.training.samples.save_template_space_sample` writes them).
+        :class:`bidsqc.training.samples.TemplateSpaceSampleWriter` writes them).
     coregistered : sequence of (path-like, path-like)
         Real (FLAIR, T1w) pairs of ``.npy`` volumes, aligned by the pipeline.
     length : int

@@ -40,6 +40,7 @@ from bidsqc.preprocessing import (
     resample_through_transform,
     resample_to_zoom,
     residual_misregistration,
+    warp_to_template,
 )
 from bidsqc.training.datasets import read_sample_table
 from bidsqc.training.simulation import (
@@ -50,6 +51,7 @@ from bidsqc.training.simulation import (
     RandomCorruption,
     RandomGhosting,
     RandomMotion,
+    RandomMotionRms,
     RandomNoise,
     RandomSpike,
     generate_corrupted_dataset,
@@ -57,7 +59,7 @@ from bidsqc.training.simulation import (
 from bidsqc.training.simulation.generation import worker_pool
 
 __all__ = [
-    "ArtefactSampleWriter",
+    "MOTION_DRAWS",
     "RandomMotionLevel",
     "artefact_corruption",
     "generate_artefact_samples",
@@ -69,8 +71,7 @@ __all__ = [
     "read_template_space_images",
     "rereg_of_volumes",
     "CoregisteredPair",
-    "save_template_space_sample",
-    "to_template_space",
+    "TemplateSpaceSampleWriter",
 ]
 
 LOGGER = logging.getLogger("bidsqc.training.samples")
@@ -118,35 +119,13 @@ def _register(img: nb.Nifti1Image, out_dir: str | os.PathLike) -> RegistrationRe
     return register_to_template(resample_to_zoom(reorient_to_ras(img)), out_dir)
 
 
-def to_template_space(img: nb.Nifti1Image) -> np.ndarray:
-    """The image as the pipeline's networks see it: on the 2 mm template head box, float32."""
-    with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
-        result = _register(img, scratch)
-    return np.asarray(result.registered.dataobj, dtype=np.float32)
-
-
-def save_template_space_sample(
-    image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image
-) -> str | None:
-    """Preprocess a corrupted volume, scale it, and save it as ``<stem>.npy`` (float16).
-
-    The corrupted volume is registered itself, as the pipeline would register it, since motion
-    changes the pose the registration finds; ``original`` is not needed. Returns None,
-    dropping the sample, when its registration to the template is implausible.
-    """
-    try:
-        volume = to_template_space(image)
-    except ValueError as err:
-        LOGGER.warning("Dropping %s: %s", stem.name, err)
-        return None
-    path = stem.with_name(f"{stem.name}.npy")
-    _save_scaled(volume, path)
-    return path.name
-
-
 def _save_scaled(volume: np.ndarray, path: Path) -> None:
     """Save a template-space volume scaled by :func:`normalise_intensity`, as float16."""
     np.save(path, normalise_intensity(volume).astype(np.float16))
+
+
+#: How :func:`generate_motion_samples` can draw motion, by name.
+MOTION_DRAWS = ("ranges", "rms")
 
 
 def generate_motion_samples(
@@ -157,21 +136,37 @@ def generate_motion_samples(
     seed: int,
     clean_fraction: float = 0.25,
     n_jobs: int = 1,
+    draw: str = "ranges",
 ) -> Path:
     """Write ``n_per_image`` motion samples of each base image and return their labels table.
+
+    ``draw`` is one of :data:`MOTION_DRAWS`:
+
+    * ``"ranges"`` (the bundled weights): :class:`RandomMotionLevel`, angles and shifts of 2
+      poses around a level of 1–8 degrees and mm, and each copy registered to the template
+      itself, as a participant run registers it;
+    * ``"rms"``: :class:`RandomMotionRms`, the RMS drawn first (0–20 mm, its square root
+      uniform) and 2–8 poses of exactly that RMS, each copy warped onto the 2 mm head box
+      through its clean image's registration, about 3× cheaper.
 
     A fraction ``clean_fraction`` of the samples (on average) is left unmoved, so the network
     also learns what real, clean scans look like after preprocessing. The table and the
     seeding are those of :func:`bidsqc.training.simulation.generate_corrupted_dataset`.
     """
+    if draw == "ranges":
+        motion, writer = RandomMotionLevel(), TemplateSpaceSampleWriter(2, register_copies=True)
+    elif draw == "rms":
+        motion, writer = RandomMotionRms(), TemplateSpaceSampleWriter(2)
+    else:
+        raise ValueError(f"draw must be one of {MOTION_DRAWS}, got {draw!r}")
     return generate_corrupted_dataset(
         base_images,
         out_dir,
         n_per_image=n_per_image,
         seed=seed,
-        corruption=RandomCorruption([RandomMotionLevel()], probabilities=1 - clean_fraction),
+        corruption=RandomCorruption([motion], probabilities=1 - clean_fraction),
         n_jobs=n_jobs,
-        save_sample=save_template_space_sample,
+        save_sample=writer,
     )
 
 
@@ -197,21 +192,28 @@ def artefact_corruption(probability: float = 0.2) -> RandomCorruption:
     )
 
 
-class ArtefactSampleWriter:
-    """``save_sample`` for artefact samples: the 1 mm head box, through the clean scan's
-    registration, saved as ``<stem>.npy`` (float16, scaled by :func:`normalise_intensity`).
+class TemplateSpaceSampleWriter:
+    """``save_sample`` on a network's input grid, through the clean scan's registration, saved
+    as ``<stem>.npy`` (float16, scaled by :func:`normalise_intensity`).
+
+    ``resolution`` 2 gives the input of the motion network: the copy reoriented and resampled
+    to 2 mm, then warped onto the 2 mm head box (:func:`warp_to_template`), as
+    :func:`register_to_template` makes it. ``resolution`` 1 gives the artefact network's 1 mm
+    head box (:func:`resample_through_transform`).
 
     By default the clean base image is registered to the template once, and every corrupted
-    copy of it is resampled through that transform (:func:`resample_through_transform`), as
-    the pipeline resamples a scan through its own registration. The artefacts do not move the
-    head (in simulated motion the unmoved pose fills the centre of k-space), so this is the
-    transform the pipeline would find for the copy, less the small changes an artefact makes
-    to the optimiser's path, at a fraction of the cost. With ``register_copies``, each copy is
+    copy of it is resampled through that transform. The artefacts do not move the head (in
+    simulated motion the unmoved pose fills the centre of k-space), so this is the transform
+    the pipeline would find for the copy, less the small changes an artefact makes to the
+    optimiser's path, at a fraction of the cost. With ``register_copies``, each copy is
     registered itself, exactly as the pipeline does (for evaluation). A registration that is
     implausible gives no sample.
     """
 
-    def __init__(self, register_copies: bool = False) -> None:
+    def __init__(self, resolution: int, register_copies: bool = False) -> None:
+        if resolution not in (1, 2):
+            raise ValueError(f"resolution must be 1 or 2 mm, got {resolution}")
+        self.resolution = resolution
         self.register_copies = register_copies
         #: The last image registered, the scratch folder holding its transform, the transform.
         self._registered: (
@@ -223,7 +225,10 @@ class ArtefactSampleWriter:
         if transform is None:
             return None
         path = stem.with_name(f"{stem.name}.npy")
-        volume = resample_through_transform(image, transform, resolution=1)
+        if self.resolution == 1:
+            volume = resample_through_transform(image, transform, resolution=1)
+        else:
+            volume = warp_to_template(resample_to_zoom(reorient_to_ras(image)), transform)
         _save_scaled(np.asarray(volume.dataobj), path)
         return path.name
 
@@ -235,7 +240,7 @@ class ArtefactSampleWriter:
                 result = _register(image, scratch.name)
                 self._registered = (image, scratch, result.transform)
             except ValueError as err:
-                LOGGER.warning("No artefact sample: %s", err)
+                LOGGER.warning("No sample of this image: %s", err)
                 scratch.cleanup()
                 self._registered = (image, None, None)
         return self._registered[2]
@@ -250,7 +255,7 @@ def generate_artefact_samples(
     n_jobs: int = 1,
 ) -> Path:
     """Write ``n_per_image`` artefact samples (:func:`artefact_corruption`) of each base image
-    on the 1 mm head box (:class:`ArtefactSampleWriter`) and return their labels table.
+    on the 1 mm head box (:class:`TemplateSpaceSampleWriter`) and return their labels table.
 
     The table and the seeding are those of
     :func:`bidsqc.training.simulation.generate_corrupted_dataset`; its ``severity_<artefact>``
@@ -262,7 +267,7 @@ def generate_artefact_samples(
         seed=seed,
         corruption=artefact_corruption(),
         n_jobs=n_jobs,
-        save_sample=ArtefactSampleWriter(),
+        save_sample=TemplateSpaceSampleWriter(resolution=1),
     )
 
 
@@ -285,7 +290,7 @@ def generate_template_space_images(
         seed=seed,
         corruption=RandomCorruption([]),
         n_jobs=n_jobs,
-        save_sample=save_template_space_sample,
+        save_sample=TemplateSpaceSampleWriter(resolution=2, register_copies=True),
     )
 
 

@@ -62,7 +62,8 @@ def build_parser() -> ArgumentParser:
         "motion",
         help="the motion network: Table-2 motion ranges",
         description="Evaluate the motion network. --images: each image clean and moved in "
-        "the ranges (2-4), (4-6) and (6-8) degrees and mm (Loizillon et al. 2023, Table 2).",
+        "the ranges (2-4), (4-6) and (6-8) degrees and mm (Loizillon et al. 2023, Table 2), "
+        "and by an RMS drawn in 0-4 mm, where real head motion is.",
         epilog=_EPILOG,
         formatter_class=RawDescriptionHelpFormatter,
         allow_abbrev=False,

@@ -37,6 +37,8 @@ __all__ = ["build_parser", "main", "train_artefact", "train_motion", "train_regi
 LOGGER = logging.getLogger("bidsqc.train")
 #: Inside ``--out``: the samples folder, and the settings its samples were generated with.
 SAMPLES_DIR, GENERATION_FILE = "samples", "generation.json"
+#: The draws of ``--motion-draw``: those of :func:`bidsqc.training.samples.generate_motion_samples`.
+MOTION_DRAWS = ("ranges", "rms")
 
 _DESCRIPTION = """\
 Train a network of bidsqc from real base images (T1w or FLAIR, at native resolution).
@@ -76,6 +78,21 @@ def build_parser() -> ArgumentParser:
         allow_abbrev=False,
     )
     _add_training_arguments(motion)
+    motion.add_argument(
+        "--motion-draw",
+        choices=MOTION_DRAWS,
+        default="ranges",
+        help="how the motion of a sample is drawn: ranges, angles and shifts of 2 poses around "
+        "a level of 1-8 degrees and mm, each copy registered itself (the bundled weights); "
+        "rms, the RMS first, 0-20 mm with its square root uniform, then 2-8 poses of exactly "
+        "that RMS, each copy warped through its clean image's registration "
+        "(default: %(default)s)",
+    )
+    motion.add_argument(
+        "--bias-field",
+        action="store_true",
+        help="also multiply each training sample by a random smooth bias field",
+    )
     motion.set_defaults(train=train_motion)
     registration = networks.add_parser(
         "registration",
@@ -287,7 +304,9 @@ def train_motion(opts: Namespace) -> None:
     _check_crop(opts)
     samples = _samples(opts, "motion")
     try:
-        train_data = MotionSampleDataset(samples, augment=True, crop=opts.crop)
+        train_data = MotionSampleDataset(
+            samples, augment=True, bias_field=opts.bias_field, crop=opts.crop
+        )
         val_data = MotionSampleDataset(samples)
         train_index, val_index = subject_level_split(
             train_data.sources, opts.val_fraction, opts.seed
@@ -307,7 +326,12 @@ def train_motion(opts: Namespace) -> None:
         base_images=sorted(set(train_data.sources)),
         val_images=val_images,
         training_files=[samples / LABELS_TABLE],
-        data_settings={"samples_per_image": opts.samples_per_image, "augment": True},
+        data_settings={
+            "samples_per_image": opts.samples_per_image,
+            "motion_draw": opts.motion_draw,
+            "augment": ("bias field, " if opts.bias_field else "")
+            + "left-right flip, gamma, scale",
+        },
         calibrate=True,
     )
 
@@ -686,6 +710,8 @@ def _samples(opts: Namespace, task: str) -> Path:
         "samples_per_image": per_image,
         "seed": opts.seed,
     }
+    if task == "motion":
+        settings["motion_draw"] = opts.motion_draw
     if _reusable_samples(samples / LABELS_TABLE, settings):
         LOGGER.info("Reusing the samples in '%s' (delete it to generate them again).", samples)
         _warn_of_images_without_sample(opts.images, samples / LABELS_TABLE)
@@ -702,9 +728,17 @@ def _samples(opts: Namespace, task: str) -> Path:
     )
     if task == "registration":
         generate_template_space_images(opts.images, samples, seed=opts.seed, n_jobs=opts.jobs)
+    elif task == "motion":
+        generate_motion_samples(
+            opts.images,
+            samples,
+            n_per_image=per_image,
+            seed=opts.seed,
+            n_jobs=opts.jobs,
+            draw=opts.motion_draw,
+        )
     else:
-        generate = {"motion": generate_motion_samples, "artefact": generate_artefact_samples}
-        generate[task](
+        generate_artefact_samples(
             opts.images, samples, n_per_image=per_image, seed=opts.seed, n_jobs=opts.jobs
         )
     _warn_of_images_without_sample(opts.images, samples / LABELS_TABLE)
@@ -747,8 +781,8 @@ def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:
 
     The table is written last, once every sample is, so a folder without it is generated again.
     Raises :class:`SetupError` when the samples were made for another network, or with other
-    images, samples per image or seed: a card must not describe samples that the network did
-    not see.
+    images, samples per image, seed or motion draw: a card must not describe samples that the
+    network did not see.
     """
     if not table.is_file():
         return False

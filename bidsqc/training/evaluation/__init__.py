@@ -6,10 +6,14 @@ Motion network, two protocols:
   clean once and moved ``repeats`` times in each of the ranges (2-4), (4-6) and (6-8), every
   rotation (degrees) and translation (mm) drawn in the range as TorchIO's ``RandomMotion``
   draws them. Samples are simulated at native resolution and preprocessed as the pipeline
-  does (:func:`bidsqc.training.samples.save_template_space_sample`). For each range, the decision
+  does (:class:`bidsqc.training.samples.TemplateSpaceSampleWriter`, each copy registered
+  itself). For each range, the decision
   "motion" (grade above 0) separates the moved images from the clean ones: balanced accuracy,
   sensitivity, specificity. ``motion_mm`` is compared with the simulated RMS (R², Spearman)
-  over every sample, clean ones included, and the clean images called "severe" are counted.
+  over every sample of those ranges, clean ones included, and the clean images called
+  "severe" are counted. Each image is also moved ``repeats`` times by an RMS drawn uniformly
+  in 0–4 mm (``rms-0-4``), where real head motion lives; R² and Spearman are given over those
+  samples and the clean ones.
 * **Rated real motion** (MR-ART, Nárai et al. 2022) goes through the whole app, with every
   other output and measure: :mod:`bidsqc.training.evaluation.real`.
 

@@ -13,7 +13,7 @@ from bidsqc.networks import ARTEFACT_NAMES, ArtefactNet
 from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS
 from bidsqc.training.evaluation.conditions import CLEAN, auc, generate_conditions
 from bidsqc.training.metrics import r2_score, spearman
-from bidsqc.training.samples import ArtefactSampleWriter
+from bidsqc.training.samples import TemplateSpaceSampleWriter
 from bidsqc.training.simulation import (
     ARTEFACTS,
     Artefact,
@@ -85,7 +85,7 @@ def generate_artefact_protocol_samples(
 ) -> pd.DataFrame:
     """Write every image clean, and ``repeats`` times with each artefact at each level of
     :data:`ARTEFACT_LEVELS`, preprocessed as the pipeline does: each corrupted copy is
-    registered itself (:class:`bidsqc.training.samples.ArtefactSampleWriter` with
+    registered itself (:class:`bidsqc.training.samples.TemplateSpaceSampleWriter` with
     ``register_copies``) and resampled from its native resolution onto the 1 mm head box.
 
     ``out_dir/<condition>/`` holds the samples of each condition (``clean``, ``noise-mild``...)
@@ -106,7 +106,7 @@ def generate_artefact_protocol_samples(
         conditions,
         seed=seed,
         n_jobs=n_jobs,
-        save_sample=ArtefactSampleWriter(register_copies=True),
+        save_sample=TemplateSpaceSampleWriter(resolution=1, register_copies=True),
     )
     table["artefact"], table["level"] = zip(*table["condition"].map(levels), strict=True)
     return table

@@ -17,12 +17,13 @@ from bidsqc.training.evaluation.conditions import (
     source_of,
 )
 from bidsqc.training.metrics import balanced_accuracy, r2_score, sensitivity, spearman, specificity
-from bidsqc.training.samples import save_template_space_sample
+from bidsqc.training.samples import TemplateSpaceSampleWriter
 from bidsqc.training.simulation.corruption import RandomCorruption
-from bidsqc.training.simulation.motion import RandomMotion
+from bidsqc.training.simulation.motion import RandomMotion, RandomMotionRms
 
 __all__ = [
     "MOTION_RANGES",
+    "SMALL_MOTION",
     "generate_protocol_samples",
     "motion_protocol_metrics",
     "predict_motion_samples",
@@ -33,6 +34,10 @@ LOGGER = logging.getLogger(__name__)
 
 #: The motion ranges of Loizillon et al. (2023), degrees and mm, by name.
 MOTION_RANGES: dict[str, tuple[float, float]] = {"2-4": (2, 4), "4-6": (4, 6), "6-8": (6, 8)}
+
+#: The condition of small motion, where real head motion mostly lies: RMS drawn uniformly in
+#: 0-4 mm, 2-8 poses (:class:`RandomMotionRms`), as Bricout et al. measure their R².
+SMALL_MOTION = "rms-0-4"
 
 
 def predict_motion_samples(
@@ -52,8 +57,9 @@ def motion_protocol_metrics(table: pd.DataFrame) -> pd.DataFrame:
     ``table`` needs ``condition``, ``base_image``, ``motion_rms_mm``, ``motion_grade_predicted``
     and ``motion_mm``. One row per source (``all`` first) and range: the counts, balanced
     accuracy, sensitivity and specificity of "grade > 0"; then, per source, a row ``all``
-    with R² and Spearman of ``motion_mm`` against the simulated RMS and the fraction of clean
-    images called severe.
+    with R² and Spearman of ``motion_mm`` against the simulated RMS of the clean and ranged
+    samples and the fraction of clean images called severe; and, when the table has
+    :data:`SMALL_MOTION` samples, a row with R² and Spearman over them and the clean ones.
     """
     table = table.assign(source=[source_of(path) for path in table["base_image"]])
     groups = [("all", table), *table.groupby("source", sort=True)]
@@ -75,18 +81,29 @@ def motion_protocol_metrics(table: pd.DataFrame) -> pd.DataFrame:
                     "specificity": specificity(truth, called),
                 }
             )
+        ranged = group[group["condition"] != SMALL_MOTION]
         rows.append(
             {
-                "source": source,
-                "range": "all",
-                "n_clean": len(clean),
-                "n_moved": int((group["condition"] != CLEAN).sum()),
-                "mm_r2": r2_score(group["motion_rms_mm"], group["motion_mm"]),
-                "mm_spearman": spearman(group["motion_rms_mm"], group["motion_mm"]),
+                **_mm_agreement(source, "all", ranged, len(clean)),
                 "clean_called_severe": float((clean["motion_grade_predicted"] == 2).mean()),
             }
         )
+        small = group[group["condition"].isin([CLEAN, SMALL_MOTION])]
+        if len(small) > len(clean):
+            rows.append(_mm_agreement(source, SMALL_MOTION, small, len(clean)))
     return pd.DataFrame(rows)
+
+
+def _mm_agreement(source: str, name: str, samples: pd.DataFrame, n_clean: int) -> dict:
+    """R² and Spearman of ``motion_mm`` against the simulated RMS of ``samples``."""
+    return {
+        "source": source,
+        "range": name,
+        "n_clean": n_clean,
+        "n_moved": len(samples) - n_clean,
+        "mm_r2": r2_score(samples["motion_rms_mm"], samples["motion_mm"]),
+        "mm_spearman": spearman(samples["motion_rms_mm"], samples["motion_mm"]),
+    }
 
 
 def generate_protocol_samples(
@@ -99,19 +116,22 @@ def generate_protocol_samples(
 ) -> pd.DataFrame:
     """Write the clean and moved samples of every image; return their labels, one row each.
 
-    ``out_dir/<condition>/`` holds the samples of each condition (``clean``, ``2-4``, ``4-6``,
-    ``6-8``), as :func:`bidsqc.training.simulation.generate_corrupted_dataset` writes them, so a
-    stopped run resumes. The table adds the columns ``condition`` and ``path`` (of the ``.npy``).
+    ``out_dir/<condition>/`` holds the samples of each condition (``clean`` once, then ``2-4``,
+    ``4-6``, ``6-8`` and :data:`SMALL_MOTION` ``repeats`` times each), as
+    :func:`bidsqc.training.simulation.generate_corrupted_dataset` writes them, so a stopped run
+    resumes. The table adds the columns ``condition`` and ``path`` (of the ``.npy``).
     """
     conditions = {CLEAN: (RandomCorruption([]), 1)} | {
         name: (RandomCorruption([RandomMotion(span, span)], probabilities=1.0), repeats)
         for name, span in MOTION_RANGES.items()
     }
+    small_motion = RandomMotionRms(rms_mm=(0.0, 4.0), power=1.0)
+    conditions[SMALL_MOTION] = (RandomCorruption([small_motion], probabilities=1.0), repeats)
     return generate_conditions(
         images,
         out_dir,
         conditions,
         seed=seed,
         n_jobs=n_jobs,
-        save_sample=save_template_space_sample,
+        save_sample=TemplateSpaceSampleWriter(resolution=2, register_copies=True),
     )

@@ -49,7 +49,7 @@ from bidsqc.training.simulation.generation import (
     save_nifti_sample,
 )
 from bidsqc.training.simulation.ghosting import Ghosting, RandomGhosting
-from bidsqc.training.simulation.motion import Motion, RandomMotion
+from bidsqc.training.simulation.motion import Motion, RandomMotion, RandomMotionRms
 from bidsqc.training.simulation.noise import Noise, RandomNoise
 from bidsqc.training.simulation.spike import RandomSpike, Spike
 
@@ -71,6 +71,7 @@ __all__ = [
     "RandomCorruption",
     "RandomGhosting",
     "RandomMotion",
+    "RandomMotionRms",
     "RandomNoise",
     "RandomSpike",
     "Spike",

@@ -22,6 +22,7 @@ from bidsqc.training.simulation.base import (
 __all__ = [
     "Motion",
     "RandomMotion",
+    "RandomMotionRms",
 ]
 
 
@@ -98,6 +99,13 @@ class Motion(Artefact):
         return transform(image)
 
 
+def _pose_times(count: int, rng: np.random.Generator) -> np.ndarray:
+    """TorchIO's start times of ``count`` poses: ``k/(N+1)``, each jittered by up to 30 % of a
+    step."""
+    step = 1 / (count + 1)
+    return step * np.arange(1, count + 1) + rng.uniform(-0.3 * step, 0.3 * step, count)
+
+
 class RandomMotion(RandomArtefact):
     r"""Draw rigid motion as TorchIO's ``RandomMotion`` does, recording every pose.
 
@@ -135,11 +143,83 @@ class RandomMotion(RandomArtefact):
 
     def sample(self, rng: np.random.Generator) -> Motion:
         count = self.num_transforms
-        step = 1 / (count + 1)
-        times = step * np.arange(1, count + 1) + rng.uniform(-0.3 * step, 0.3 * step, count)
         return Motion(
             degrees=rng.uniform(*self.degrees, size=(count, 3)),
             translation=rng.uniform(*self.translation, size=(count, 3)),
-            times=times,
+            times=_pose_times(count, rng),
             image_interpolation=self.image_interpolation,
         )
+
+
+class RandomMotionRms(RandomArtefact):
+    r"""Draw the strength of rigid motion first, then poses that have exactly that strength.
+
+    Drawing angles and shifts, as :class:`RandomMotion` does, leaves the motion RMS (the
+    network's regression target) to chance: six draws of 2–8 degrees and mm per pose give RMS
+    of 5–20 mm, and nothing below. Real head motion mostly lives below 4 mm. As Bricout et
+    al.'s Agitation does, the RMS :math:`r` is drawn first and the poses are made to match it;
+    here exactly, not by drawing again until one comes close:
+
+    1. :math:`u \sim \mathcal{U}(0, 1)` and :math:`r = a + (b - a)\,u^p`. With the default
+       :math:`p = 2` the square root of the RMS is uniform, so as many samples lie below 5 mm,
+       where real motion and the subtle artefacts are, as between 5 and 20 mm; :math:`p = 1`
+       draws the RMS uniformly, as Agitation does;
+    2. :math:`N` poses, :math:`N` uniform among ``num_transforms``, each with a direction of
+       its three angles (degrees) and three shifts (mm) drawn :math:`\mathcal{U}(-1, 1)`;
+    3. one common factor :math:`s` scales every direction so that
+       :func:`~bidsqc.geometry.motion_rms_mm` of the poses is :math:`r`. The RMS of a pose is
+       linear in its shift and nearly so in small angles, so the fixed point
+       :math:`s \leftarrow s\,r / \mathrm{RMS}(s)` reaches :math:`r` to within 1e-6 mm in a few
+       steps.
+
+    Parameters
+    ----------
+    rms_mm : (float, float)
+        Range :math:`(a, b)` of the motion RMS in mm, :math:`0 \le a \le b`.
+    num_transforms : (int, int)
+        Range of the number of moved poses, both ends included, at least 1.
+    power : float
+        Exponent :math:`p > 0` of the draw of the RMS.
+    image_interpolation : str
+        Interpolation used to resample the poses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> motion = RandomMotionRms(rms_mm=(3.0, 3.0)).sample(np.random.default_rng(0))
+    >>> round(motion.strength, 6)
+    3.0
+    """
+
+    def __init__(
+        self,
+        rms_mm: tuple[float, float] = (0.0, 20.0),
+        num_transforms: tuple[int, int] = (2, 8),
+        power: float = 2.0,
+        image_interpolation: str = "linear",
+    ) -> None:
+        self.rms_mm = parse_range(rms_mm, "rms_mm", min_value=0)
+        self.power = check_number(power, "power", min_value=1e-3)
+        self.num_transforms = tuple(
+            int(n) for n in parse_range(num_transforms, "num_transforms", min_value=1, integer=True)
+        )
+        self.image_interpolation = tio.Transform.parse_interpolation(image_interpolation)
+
+    def sample(self, rng: np.random.Generator) -> Motion:
+        low, high = self.rms_mm
+        target = low + (high - low) * rng.uniform() ** self.power
+        count = int(rng.integers(self.num_transforms[0], self.num_transforms[1] + 1))
+        degrees = rng.uniform(-1, 1, size=(count, 3))
+        translation = rng.uniform(-1, 1, size=(count, 3))
+        times = _pose_times(count, rng)
+
+        def scaled(factor: float) -> Motion:
+            return Motion(degrees * factor, translation * factor, times, self.image_interpolation)
+
+        factor = 1.0
+        for _ in range(50):
+            strength = scaled(factor).strength
+            if strength == 0 or abs(strength - target) < 1e-6:
+                break
+            factor *= target / strength
+        return scaled(factor)
