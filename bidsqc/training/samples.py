@@ -215,30 +215,35 @@ class TemplateSpaceSampleWriter:
             raise ValueError(f"resolution must be 1 or 2 mm, got {resolution}")
         self.resolution = resolution
         self.register_copies = register_copies
-        #: The last image registered, the scratch folder holding its transform, the transform.
+        #: The last image registered, the scratch folder holding its transform, the result.
         self._registered: (
-            tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, Path | None] | None
+            tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, RegistrationResult | None]
+            | None
         ) = None
 
     def __call__(self, image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image) -> str | None:
-        transform = self._transform(image if self.register_copies else original)
-        if transform is None:
+        registered_image = image if self.register_copies else original
+        registration = self._registration(registered_image)
+        if registration is None:
             return None
         path = stem.with_name(f"{stem.name}.npy")
         if self.resolution == 1:
-            volume = resample_through_transform(image, transform, resolution=1)
+            volume = resample_through_transform(image, registration.transform, resolution=1)
+        elif image is registered_image:  # its registration made its 2 mm head box already
+            volume = registration.registered
         else:
-            volume = warp_to_template(resample_to_zoom(reorient_to_ras(image)), transform)
+            volume = warp_to_template(
+                resample_to_zoom(reorient_to_ras(image)), registration.transform
+            )
         _save_scaled(np.asarray(volume.dataobj), path)
         return path.name
 
-    def _transform(self, image: nb.Nifti1Image) -> Path | None:
-        """The template transform of ``image``, registered when first asked for."""
+    def _registration(self, image: nb.Nifti1Image) -> RegistrationResult | None:
+        """The registration of ``image`` to the template, made when first asked for."""
         if self._registered is None or self._registered[0] is not image:
             scratch = tempfile.TemporaryDirectory(prefix="bidsqc_")
             try:
-                result = _register(image, scratch.name)
-                self._registered = (image, scratch, result.transform)
+                self._registered = (image, scratch, _register(image, scratch.name))
             except ValueError as err:
                 LOGGER.warning("No sample of this image: %s", err)
                 scratch.cleanup()
