@@ -19,7 +19,7 @@ from bidsqc.decisions import (
     decide,
     load_thresholds,
 )
-from bidsqc.outputs.columns import QC_COLUMNS
+from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS, QC_COLUMNS
 from bidsqc.outputs.tables import write_group_decisions
 
 
@@ -119,7 +119,7 @@ def test_group_decisions_list_failures_and_passing_participants(tmp_path):
 
 # --- the artefact network's columns -------------------------------------------------------------
 
-ARTEFACT_PROBABILITIES = ("p_ghosting", "p_spike", "p_inhomogeneity", "p_noise", "p_blur")
+ARTEFACT_PROBABILITIES = tuple(ARTEFACT_PROBABILITY_COLUMNS.values())
 
 
 def artefacts(quality_score: float = 9.0, **probabilities: float) -> dict:

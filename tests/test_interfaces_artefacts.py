@@ -120,7 +120,7 @@ def test_artefact_map_lies_on_the_2mm_head_box(artefact_qc: dict[str, Path]) -> 
     artefact_map = nb.load(artefact_qc["out_map"])
     assert artefact_qc["out_map"].name == "artefactmap.nii.gz"
     shape, affine = head_box(2)
-    assert artefact_map.shape == (*shape, 5) == (96, 112, 96, 5)
+    assert artefact_map.shape == (*shape, 6) == (96, 112, 96, 6)
     np.testing.assert_allclose(artefact_map.affine, affine)
     data = artefact_map.get_fdata()
     # Each listed tile covers its 2 mm voxels (origins rounded down to 2 mm); NaN elsewhere.
@@ -168,7 +168,7 @@ def test_plot_mosaic_outlines_onlyflagged_tiles(
     image = tmp_path / "sub-01_res-2_T1w.nii.gz"
     data = np.where(head_box_brain_mask(2), 100.0, 0.0).astype(np.float32)
     nb.save(nb.Nifti1Image(data, affine), image)
-    probabilities = np.full((*shape, 5), 0.1, np.float32)
+    probabilities = np.full((*shape, 6), 0.1, np.float32)
     unlikely = tmp_path / "unlikely.nii.gz"
     nb.save(nb.Nifti1Image(probabilities, affine), unlikely)
     probabilities[32:64, 40:72, 32:64, 3] = 0.9  # one tile, in the middle of the brain: noise
@@ -193,11 +193,11 @@ def outline_pixels(path: Path) -> int:
 
 
 def hand_made_map(**maxima: float) -> nb.Nifti1Image:
-    """A 4D map of 5 volumes on a small grid: NaN in one corner, 0.2 elsewhere, and each
-    ``p_<name>=value`` at one voxel of its volume."""
-    data = np.full((6, 7, 5, 5), 0.2, dtype=np.float32)
-    data[:2, :2, :2] = np.nan
+    """A 4D map of one volume per artefact on a small grid: NaN in one corner, 0.1 (below every
+    review threshold) elsewhere, and each ``p_<name>=value`` at one voxel of its volume."""
     columns = list(ARTEFACT_PROBABILITY_COLUMNS.values())
+    data = np.full((6, 7, 5, len(columns)), 0.1, dtype=np.float32)
+    data[:2, :2, :2] = np.nan
     for k, (column, value) in enumerate(maxima.items()):
         data[3, 1 + k, 2, columns.index(column)] = value
     return nb.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]))
@@ -231,7 +231,7 @@ def test_flagged_tiles_without_any() -> None:
     outline, title = flagged_tiles(hand_made_map(p_noise=review("p_noise") - 0.01))
     assert title == "No tile flagged"
     assert not np.asarray(outline.dataobj).any()
-    all_nan = nb.Nifti1Image(np.full((3, 3, 3, 5), np.nan, np.float32), np.eye(4))
+    all_nan = nb.Nifti1Image(np.full((3, 3, 3, 6), np.nan, np.float32), np.eye(4))
     outline, title = flagged_tiles(all_nan)
     assert title == "No tile flagged"
     assert not np.asarray(outline.dataobj).any()

@@ -89,7 +89,7 @@ class ArtefactPrediction:
         }
 
     def artefact_map(self, shape: Sequence[int], voxel_size: int = 1) -> np.ndarray:
-        """Tile answers spread over the head box of ``shape``, shape (*shape, 6): each artefact's
+        """Tile answers spread over the head box of ``shape``, shape (*shape, 7): each artefact's
         probability, then the quality score; NaN where no tile reaches (:func:`tile_map`).
 
         ``voxel_size`` is that of the box in mm (2 for the preproc grid): tile origins and

@@ -21,7 +21,7 @@ EdgeAlignment    normalised-gradient-field features of an image pair (Haber & Mo
 RigidStep        one Gauss-Newton step of rigid registration of a pair's edge maps,
                  RegistrationNet's evidence of misregistrations of a voxel or two
 ArtefactNet      the encoder on a 64 mm tile of the 1 mm head box in context (the whole box at
-                 ~3 mm) and its spectrum, a one-layer trunk and two heads: presence of five
+                 ~3 mm) and its spectrum, a one-layer trunk and two heads: presence of six
                  artefacts and a 0-10 quality score (MIQA, Kitware)
 TileSpectrum     the whitened log-magnitude spectrum of a tile, which the artefact network computes
                  before its encoder: k-space, where a spike is a pair of points

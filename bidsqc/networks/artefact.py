@@ -1,4 +1,4 @@
-"""The artefact network: presence of five artefacts and a quality score, per 64 mm tile."""
+"""The artefact network: presence of six artefacts and a quality score, per 64 mm tile."""
 
 from __future__ import annotations
 
@@ -67,13 +67,13 @@ class TileSpectrum(nn.Module):
 
 
 #: Artefacts the artefact network detects, by their :mod:`bidsqc.training.simulation` names.
-ARTEFACT_NAMES = ("ghosting", "spike", "bias", "noise", "blur")
+ARTEFACT_NAMES = ("ghosting", "spike", "bias", "noise", "blur", "motion")
 
 
 class ArtefactOutput(NamedTuple):
     """What :class:`ArtefactNet` returns, for a batch of B tiles."""
 
-    #: Presence logit of each of :data:`ARTEFACT_NAMES`, shape (B, 5).
+    #: Presence logit of each of :data:`ARTEFACT_NAMES`, shape (B, 6).
     presence_logits: Tensor
     #: Quality score in [0, 10], shape (B,).
     quality: Tensor
@@ -99,12 +99,12 @@ class ArtefactNet(EncoderNet):
         hidden_features: width of each layer of the trunk.
         dropout: dropout probability before each trunk layer.
 
-    Input shape ``(3, 64, 64, 64)``; outputs of shapes ``(5,)`` and ``()``.
+    Input shape ``(3, 64, 64, 64)``; outputs of shapes ``(6,)`` and ``()``.
 
     Examples:
         >>> net = ArtefactNet()
         >>> net(torch.zeros(2, 3, 64, 64, 64)).presence_logits.shape
-        torch.Size([2, 5])
+        torch.Size([2, 6])
     """
 
     def __init__(

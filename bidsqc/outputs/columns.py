@@ -167,6 +167,7 @@ ARTEFACT_PROBABILITY_COLUMNS = {
     "bias": "p_inhomogeneity",
     "noise": "p_noise",
     "blur": "p_blur",
+    "motion": "p_motion_artefact",
 }
 
 
@@ -176,6 +177,7 @@ _ARTEFACT_DESCRIPTIONS = {
     "bias": "intensity inhomogeneity: a smooth bias field from the receive coil",
     "noise": "noise: thermal (Rician) noise above what the scan normally carries",
     "blur": "blur: a loss of resolution, as from a wide point-spread function",
+    "motion": "motion artefact: the ringing and ghosts that head motion leaves, read at 1 mm",
 }
 
 

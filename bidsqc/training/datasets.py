@@ -182,7 +182,7 @@ class ArtefactTileDataset(Dataset):
     tiles_per_volume]``, in context (:func:`bidsqc.inference.tiles.tiles_in_context`, shape (3, 64,
     64, 64)), whose brain fraction, inside the template brain mask and the scan's field of view
     (non-zero voxels), is at least :data:`bidsqc.inference.tiles.MIN_BRAIN_FRACTION`, as the tiles
-    that the image's answer averages are. Its target is ``{"presence": float32 (5,)`` (1 for each of
+    that the image's answer averages are. Its target is ``{"presence": float32 (6,)`` (1 for each of
     :data:`bidsqc.networks.ARTEFACT_NAMES` applied), ``"quality": float32}``
     (:func:`bidsqc.training.simulation.quality_score` of all severities, motion included).
 

@@ -24,6 +24,7 @@ from bidsqc.training.simulation import (
     RandomArtefact,
     RandomBiasField,
     RandomCorruption,
+    RandomMotionRms,
     Spike,
     quality_score,
 )
@@ -48,7 +49,8 @@ class ArtefactAtSeverity(RandomArtefact):
 
     Ghosting: 2 or 3 ghosts (as many as the severity allows) along a random axis. Spike: one,
     at a uniformly random k-space position. Bias: a random order-3 field, scaled to the
-    strength. Blur and noise have no other parameter (the noise seed aside).
+    strength. Motion: 2-8 poses of exactly that RMS (:class:`RandomMotionRms`). Blur and noise
+    have no other parameter (the noise seed aside).
     """
 
     def __init__(self, name: str, severity: float) -> None:
@@ -72,6 +74,8 @@ class ArtefactAtSeverity(RandomArtefact):
             return BiasField([c * scale for c in field.coefficients], field.order)
         if self.name == "blur":
             return Blur(fwhm=self.strength)
+        if self.name == "motion":
+            return RandomMotionRms(rms_mm=(self.strength, self.strength)).sample(rng)
         return Noise(std=self.strength, seed=int(rng.integers(2**32)))
 
 
