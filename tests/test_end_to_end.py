@@ -16,6 +16,7 @@ import pytest
 from bidsqc.cli.run import main
 from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.outputs.columns import (
+    ARTEFACT_PROBABILITY_COLUMNS,
     GEOMETRY_COLUMNS,
     ID_COLUMNS,
     QC_COLUMNS,
@@ -112,7 +113,7 @@ def test_demo_noisy_image_scores_worse_than_its_clean_twin(demo_run):
     artefact_map = nb.load(
         anat / "sub-01_run-3_space-MNI152NLin2009cSym_res-2_desc-artefactmap_T1w.nii.gz"
     )
-    assert artefact_map.shape == (96, 112, 96, 5)
+    assert artefact_map.shape == (96, 112, 96, len(ARTEFACT_PROBABILITY_COLUMNS))
     sidecar = json.loads(
         (anat / "sub-01_run-3_space-MNI152NLin2009cSym_res-2_desc-artefactmap_T1w.json").read_text()
     )
