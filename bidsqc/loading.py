@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nb
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_SLICE_MM",
     "MIN_VOXEL_SIZE_MM",
     "ImageCheckError",
+    "acquired_spacing",
     "acquisition_geometry",
     "check_sidecar",
     "load_anatomical",
@@ -42,6 +44,11 @@ MAX_IN_PLANE_MM = 4.5
 MIN_VOXEL_SIZE_MM = 0.1
 #: Fewer voxels than this along an axis cannot hold a brain at any plausible resolution.
 MIN_AXIS_VOXELS = 8
+#: A slice that differs from its neighbours by less than this share of the typical difference
+#: between neighbouring slices was made from them, not acquired (:func:`acquired_spacing`).
+MADE_SLICE_TOLERANCE = 0.05
+#: Below this share of made slices, an axis is taken as stored as it was acquired.
+MIN_MADE_SHARE = 0.2
 
 
 class ImageCheckError(ValueError):
@@ -143,13 +150,61 @@ def magnitude(data: np.ndarray) -> np.ndarray:
     return np.clip(data, 0, None)
 
 
-def acquisition_geometry(path: str | os.PathLike, sidecar: str | os.PathLike | None) -> dict:
-    """The acquisition geometry of an image, from its header and its JSON sidecar.
+def acquired_spacing(data: np.ndarray, zooms: Sequence[float]) -> np.ndarray:
+    """The spacing (mm) of the slices that were acquired, along each voxel axis.
+
+    An archive or a converter may store a scan on a finer grid than it was acquired on: a 2D
+    FLAIR of 6 mm slices exported at 2 mm. Its stored slices between the acquired ones carry no
+    new signal: they repeat an acquired slice (nearest-neighbour upsampling) or lie on the
+    straight line between two (linear interpolation). So, inside the object (voxels above 10 %
+    of the 99th percentile), a slice equal to its predecessor, or to the mean of its two
+    neighbours, within :data:`MADE_SLICE_TOLERANCE` of the typical difference between
+    neighbouring slices that differ at all, was made; the acquired spacing is the mean distance
+    between the slices that were not. Thermal noise makes every acquired slice
+    differ from its neighbours, so a scan stored as acquired keeps its spacing; so does one
+    resampled with a smoother kernel (cubic, sinc, oblique), which this cannot tell.
+    """
+    spacing = np.asarray(zooms, dtype=float).copy()
+    data = np.asarray(data, dtype=np.float32)
+    object_level = 0.1 * np.percentile(data[::2, ::2, ::2], 99)
+    for axis in range(3):
+        slices = np.moveaxis(data, axis, 0)[:, ::2, ::2]
+        inside = slices > object_level
+        pairs = inside[1:] & inside[:-1]
+        triples = pairs[1:] & pairs[:-1]
+        step = _mean_inside(np.abs(np.diff(slices, axis=0)), pairs)
+        bend = _mean_inside(np.abs(slices[2:] - 2 * slices[1:-1] + slices[:-2]), triples)
+        measured = np.isfinite(step[:-1]) & np.isfinite(bend)
+        moving = step[step > 0]  # NaN compares False
+        typical = np.median(moving) if moving.size else 0.0
+        if measured.sum() < MIN_AXIS_VOXELS or not typical > 0:
+            continue
+        tolerance = MADE_SLICE_TOLERANCE * typical
+        made = (step[:-1] <= tolerance) | (bend <= tolerance)
+        acquired = np.flatnonzero(measured & ~made)
+        if made[measured].mean() >= MIN_MADE_SHARE and acquired.size >= 2:
+            spacing[axis] *= (acquired[-1] - acquired[0]) / (acquired.size - 1)
+    return spacing
+
+
+def _mean_inside(values: np.ndarray, inside: np.ndarray, min_voxels: int = 100) -> np.ndarray:
+    """Mean of each slice of ``values`` over ``inside``; NaN where fewer than ``min_voxels``."""
+    counts = inside.sum(axis=(1, 2))
+    sums = np.where(inside, values, 0).sum(axis=(1, 2))
+    return np.where(counts >= min_voxels, sums / np.maximum(counts, 1), np.nan)
+
+
+def acquisition_geometry(
+    path: str | os.PathLike, sidecar: str | os.PathLike | None, data: np.ndarray | None = None
+) -> dict:
+    """The acquisition geometry of an image, from its header, its JSON sidecar, and its
+    voxels when ``data`` is given.
 
     ``slice_mm`` is the largest voxel dimension (the slice spacing of a 2D scan), ``in_plane_mm``
     the mean of the two others, and ``acquisition`` the sidecar's ``MRAcquisitionType`` ("2D"
-    or "3D"; ``n/a`` without it). Values that cannot be read are NaN or ``n/a``: a failed
-    image still gets a row.
+    or "3D"; ``n/a`` without it). With ``data``, the dimensions are those acquired
+    (:func:`acquired_spacing`), which a scan stored on a finer grid hides from its header.
+    Values that cannot be read are NaN or ``n/a``: a failed image still gets a row.
     """
     geometry = {"slice_mm": np.nan, "in_plane_mm": np.nan, "acquisition": "n/a"}
     try:
@@ -157,7 +212,10 @@ def acquisition_geometry(path: str | os.PathLike, sidecar: str | os.PathLike | N
     except Exception:  # noqa: BLE001 - load_anatomical reports why; the row only lacks geometry
         affine = None
     if affine is not None:
-        zooms = np.sort(nb.affines.voxel_sizes(affine))
+        zooms = nb.affines.voxel_sizes(affine)
+        if data is not None:
+            zooms = acquired_spacing(data, zooms)
+        zooms = np.sort(zooms)
         geometry |= {"slice_mm": float(zooms[2]), "in_plane_mm": float(zooms[:2].mean())}
     if sidecar:
         try:

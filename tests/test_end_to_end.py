@@ -262,6 +262,8 @@ def bad_dataset(demo_dir, tmp_path_factory):
     thick_affine[:3, 2] *= 8
     thick_affine[:3, 3] += 3.5 * img.affine[:3, 2]
     _save(slabs, thick_affine, anat("thick"))
+    # The same 8 mm slices exported on the 1 mm grid, each repeated 8 times.
+    _save(np.repeat(slabs, 8, axis=2), img.affine, anat("restacked"))
     # The good image, its axes permuted and flipped, and the head turned by 15 degrees.
     ornt = np.array([[1, -1], [0, 1], [2, 1]])
     data = nb.orientations.apply_orientation(np.asanyarray(img.dataobj), ornt)
@@ -301,7 +303,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 13
+    assert len(rows) == 14
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label
@@ -315,6 +317,9 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     assert thick["decision"] == "review" and "slices of 8.0 mm" in thick["not_assessed"]
     assert thick[IMAGE_COLUMNS].isna().all()
     assert (out / "sub-thick" / "anat").is_dir()  # registered, with its figures, for a person
+    restacked = rows.loc["sub-restacked"]
+    assert restacked["slice_mm"] == pytest.approx(8.0, rel=0.05)
+    assert restacked["decision"] == "review" and "slices of 8" in restacked["not_assessed"]
     # The turned copy registers onto the template like the original.
     assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
     assert (

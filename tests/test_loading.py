@@ -10,6 +10,7 @@ import pytest
 
 from bidsqc.loading import (
     ImageCheckError,
+    acquired_spacing,
     acquisition_geometry,
     check_sidecar,
     load_anatomical,
@@ -50,6 +51,41 @@ def test_acquisition_geometry_reads_the_header_and_the_sidecar(tmp_path):
     empty.touch()
     geometry = acquisition_geometry(empty, None)
     assert np.isnan(geometry["slice_mm"]) and geometry["acquisition"] == "n/a"
+
+
+def _head(shape=(48, 48, 20)) -> np.ndarray:
+    """A skull-stripped 'head': a smooth ball of tissue with thermal noise, zero outside."""
+    grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij"))
+    radius = np.sqrt((grid**2).sum(axis=0))
+    tissue = 100 + 30 * np.sin(6 * grid[0]) * np.cos(4 * grid[1]) + 20 * grid[2]
+    noisy = tissue + RNG.normal(0, 5, shape)
+    return np.where(radius < 0.9, noisy, 0).astype(np.float32)
+
+
+def test_acquired_spacing_sees_slices_stored_on_a_finer_grid():
+    head = _head()
+    assert acquired_spacing(head, (1.0, 1.0, 6.0)) == pytest.approx([1.0, 1.0, 6.0])
+    # 6 mm slices exported at 2 mm: each repeated 3 times (nearest neighbour).
+    repeated = np.repeat(head, 3, axis=2)
+    assert acquired_spacing(repeated, (1.0, 1.0, 2.0)) == pytest.approx([1.0, 1.0, 6.0], rel=0.05)
+    # 4 mm slices exported at 2 mm, the slice between two acquired ones their mean (linear).
+    between = (head[..., :-1] + head[..., 1:]) / 2
+    interleaved = np.stack([head[..., :-1], between], axis=-1).reshape(*head.shape[:2], -1)
+    spacing = acquired_spacing(interleaved, (2.0, 2.0, 2.0))
+    assert spacing == pytest.approx([2.0, 2.0, 4.0], rel=0.05)
+    # The same slices as integers on a 12-bit scale, as scanners store them: rounding to an
+    # integer moves a slice by far less than the typical difference between slices.
+    rounded = np.round(10 * interleaved).astype(np.int16)
+    assert acquired_spacing(rounded, (2.0, 2.0, 2.0))[2] == pytest.approx(4.0, rel=0.05)
+
+
+def test_acquisition_geometry_reads_the_acquired_slices_from_the_voxels(tmp_path):
+    repeated = np.repeat(_head(), 3, axis=2)
+    path = save(tmp_path, repeated, (0.5, 0.5, 2.0))
+    assert acquisition_geometry(path, None)["slice_mm"] == pytest.approx(2.0)
+    geometry = acquisition_geometry(path, None, repeated)
+    assert geometry["slice_mm"] == pytest.approx(6.0, rel=0.05)
+    assert geometry["in_plane_mm"] == pytest.approx(0.5)
 
 
 def test_a_single_volume_4d_image_is_squeezed(tmp_path):

@@ -94,7 +94,7 @@ def test_anat_qc_wf(demo_dir: Path, settings: QCSettings) -> None:
     assert written[0] == str(preproc_path(out, image))
     assert written[1] == str(transform_path(out, image))
     assert written[-1] == str(measures_path(out, image))  # last: the branch is complete
-    assert len(written) == len(set(written)) == 11
+    assert len(written) == len(set(written)) == 12
     sidecars = node(ds, "ds_derivatives").inputs.sidecars
     preproc_sidecar = sidecars[str(preproc_path(out, image)).replace(".nii.gz", ".json")]
     assert preproc_sidecar["Sources"] == [f"bids:raw:{image.relpath}"]

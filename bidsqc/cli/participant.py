@@ -33,6 +33,7 @@ from bidsqc.outputs.paths import (
     artefact_map_path,
     coregistration_path,
     figure_path,
+    geometry_path,
     measures_path,
     network_paths,
     participant_report_path,
@@ -392,7 +393,9 @@ def _image_row(
     for path in network_paths(output_dir, image):
         if path.exists():
             columns |= json.loads(path.read_text())
-    return qc_row(image, columns, None, thresholds)
+    geometry_file = geometry_path(output_dir, image)
+    geometry = json.loads(geometry_file.read_text()) if geometry_file.exists() else None
+    return qc_row(image, columns, None, thresholds, geometry)
 
 
 def write_participant_outputs(

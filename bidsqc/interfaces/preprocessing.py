@@ -5,6 +5,7 @@ ANTs and torch are imported when a node runs, so that building the graph stays q
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nb
@@ -18,7 +19,7 @@ from nipype.interfaces.base import (
 )
 
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
-from bidsqc.loading import check_sidecar, load_anatomical
+from bidsqc.loading import acquisition_geometry, check_sidecar, load_anatomical
 
 __all__ = [
     "CheckImage",
@@ -37,10 +38,12 @@ class _CheckImageInputSpec(BaseInterfaceInputSpec):
 
 class _CheckImageOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="in_file, once it passed every check")
+    geometry = File(exists=True, desc="JSON: its acquisition geometry, read from its voxels too")
 
 
 class CheckImage(SimpleInterface):
-    """Load an image and its sidecar, and fail with a clear message if they cannot be QC'd."""
+    """Load an image and its sidecar, and fail with a clear message if they cannot be QC'd;
+    then record the geometry it was acquired with (:func:`acquisition_geometry`)."""
 
     input_spec = _CheckImageInputSpec
     output_spec = _CheckImageOutputSpec
@@ -48,8 +51,14 @@ class CheckImage(SimpleInterface):
     def _run_interface(self, runtime):
         if self.inputs.sidecar:
             check_sidecar(self.inputs.sidecar)
-        load_anatomical(self.inputs.in_file)
+        img = load_anatomical(self.inputs.in_file)
+        geometry = acquisition_geometry(
+            self.inputs.in_file, self.inputs.sidecar or None, np.asanyarray(img.dataobj)
+        )
+        geometry_file = Path(runtime.cwd) / "geometry.json"
+        geometry_file.write_text(json.dumps(geometry, indent=2) + "\n")
         self._results["out_file"] = self.inputs.in_file
+        self._results["geometry"] = str(geometry_file)
         return runtime
 
 

@@ -55,11 +55,15 @@ ID_COLUMNS: dict[str, dict] = {
 #: whether the outputs are valid for it (:mod:`bidsqc.validity`).
 GEOMETRY_COLUMNS: dict[str, dict] = {
     "slice_mm": {
-        "Description": "Largest voxel dimension of the image as stored: the slice spacing of "
-        "a 2D acquisition.",
+        "Description": "Largest voxel dimension of the image as acquired: the slice spacing of "
+        "a 2D acquisition. A scan stored on a finer grid than it was acquired on repeats or "
+        "interpolates its slices; the spacing of those it acquired is given.",
         "Units": "mm",
     },
-    "in_plane_mm": {"Description": "Mean of the two other voxel dimensions.", "Units": "mm"},
+    "in_plane_mm": {
+        "Description": "Mean of the two other voxel dimensions, as acquired.",
+        "Units": "mm",
+    },
     "acquisition": {
         "Description": "MRAcquisitionType of the JSON sidecar; n/a without it.",
         "Levels": {"2D": "slice by slice", "3D": "volume"},

@@ -17,6 +17,7 @@ __all__ = [
     "coregistration_path",
     "derivative_path",
     "figure_path",
+    "geometry_path",
     "group_table_path",
     "measures_path",
     "motion_path",
@@ -95,6 +96,12 @@ def transform_path(out_dir: str | os.PathLike, image: AnatImage, to: str = TEMPL
         extension=".mat",
         **{"from": image.modality, "to": to, "mode": "image"},
     )
+
+
+def geometry_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:
+    """The acquisition geometry of one image, read from its header, sidecar and voxels, as
+    JSON."""
+    return derivative_path(out_dir, image, desc="geometry", extension=".json")
 
 
 def measures_path(out_dir: str | os.PathLike, image: AnatImage) -> Path:

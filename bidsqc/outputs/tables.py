@@ -35,11 +35,16 @@ def qc_row(
     measures: Mapping[str, float] | None,
     error: str | None,
     thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
+    geometry: Mapping[str, float | str] | None = None,
 ) -> dict:
     """One row of a QC table: identifiers, status, decision, the acquisition geometry, then
     every column of :data:`QC_COLUMNS` (NaN when failed, or when not valid for the geometry:
-    :mod:`bidsqc.validity`)."""
-    geometry = acquisition_geometry(image.path, image.sidecar)
+    :mod:`bidsqc.validity`).
+
+    ``geometry`` is the one the image's check read from its voxels (the ``desc-geometry``
+    derivative); without it, the header's and the sidecar's.
+    """
+    geometry = geometry or acquisition_geometry(image.path, image.sidecar)
     reason = not_assessed(geometry)
     row = {
         "filename": image.relpath,

@@ -19,6 +19,7 @@ from bidsqc.outputs.paths import (
     artefacts_path,
     coregistration_path,
     figure_path,
+    geometry_path,
     measures_path,
     motion_path,
     preproc_path,
@@ -41,9 +42,9 @@ def init_ds_anat_qc_wf(
 ) -> pe.Workflow:
     """The derivatives of :func:`~bidsqc.workflows.anatomical.init_anat_qc_wf`: the registered
     image and its transform, the network outputs and artefact map (and the site-quality
-    rating, with ``site_quality``), the figures, the measures. Without ``networks``, those of
-    the networks are left out: the batched pass writes them (``--device cuda``,
-    :mod:`bidsqc.inference.batched`)."""
+    rating, with ``site_quality``), the figures, the acquisition geometry, the measures. Without
+    ``networks``, those of the networks are left out: the batched pass writes them
+    (``--device cuda``, :mod:`bidsqc.inference.batched`)."""
     preproc = preproc_path(output_dir, image)
     artefact_map = artefact_map_path(output_dir, image)
     sidecars = {str(sidecar_path(preproc)): preproc_sidecar(image)}
@@ -64,6 +65,7 @@ def init_ds_anat_qc_wf(
             "artefacts_figure": figure_path(output_dir, image, "artefacts"),
             **({"site_quality": site_quality_path(output_dir, image)} if site_quality else {}),
         }
+    destinations["geometry"] = geometry_path(output_dir, image)
     destinations["measures"] = measures_path(output_dir, image)
     return _init_ds_wf(name, destinations, sidecars)
 
@@ -86,12 +88,14 @@ def init_ds_coregistration_wf(
 def init_ds_derivative_qc_wf(
     *, image: AnatImage, output_dir: Path, name: str = "ds_derivative_qc_wf"
 ) -> pe.Workflow:
-    """The derivatives of :func:`~bidsqc.workflows.anatomical.init_derivative_qc_wf`."""
+    """The derivatives of :func:`~bidsqc.workflows.anatomical.init_derivative_qc_wf`: the
+    figure, the registration QC, the acquisition geometry, the measures."""
     return _init_ds_wf(
         name,
         {
             "registered_figure": figure_path(output_dir, image, "registered"),
             "registration": registration_path(output_dir, image),
+            "geometry": geometry_path(output_dir, image),
             "measures": measures_path(output_dir, image),
         },
     )
