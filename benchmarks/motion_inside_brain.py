@@ -8,9 +8,15 @@ training draws them, and with 32, closer to the continuous drift of a real head.
 copy is kept twice: as simulated, its ghosts spreading into the empty background ("open"), and
 with the brain mask applied again ("masked"), as a scan that was moved and then skull-stripped
 looks, and that masked copy rounded to integers ("maskedint"), as conformed scans are stored.
+With ``--nods``, copies nodded on cue as MR-ART's participants nodded (as
+:class:`RandomNodding` draws them) are added.
 ``bidsqc participant`` runs on them all; the table printed (and written as
-``motion_inside_brain.tsv``) gives each copy's motion and artefact outputs and the measures
-that follow real motion.
+``motion_inside_brain.tsv`` beside bidsqc's outputs) gives each copy's motion and artefact
+outputs and the measures that follow real motion.
+
+With ``--models-dir``, networks trained or fine-tuned are read instead of the bundled ones;
+a rerun into the same ``--out`` reuses the copies and, through the work directory, their
+preprocessing, so that only the networks run again.
 """
 
 from __future__ import annotations
@@ -24,15 +30,44 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-from bidsqc.training.simulation.motion import RandomMotionRms
+from bidsqc.training.simulation.motion import Motion, RandomMotionRms, nodding_motion
 
 COLUMNS = ["motion_mm", "p_motion_none", "p_motion_artefact", "p_blur", "cjv", "snr"]
 
 
-def write_moved_copies(
-    images: list[Path], bids: Path, rms_mm: list[float], poses: list[int]
-) -> None:
-    """The BIDS dataset of the still images and their moved copies, open, masked and rounded."""
+def nodding(count: int, degrees: float, duration: float, rng: np.random.Generator) -> Motion:
+    """``count`` nods of ``degrees`` on evenly spaced cues, each jittered by up to a fifth of
+    their spacing, as :class:`RandomNodding` draws them, each lasting ``duration``."""
+    cues = (np.arange(count) + 0.5 + rng.uniform(-0.2, 0.2, count)) / count
+    return nodding_motion(cues, degrees, duration)
+
+
+def motions(
+    rms_mm: list[float], poses: list[int], nods: list[int], nod_degrees: list[float]
+) -> dict[str, Motion]:
+    """The motion of each kind of copy, by label: every RMS with every number of poses (seeded
+    by the RMS's place in its list), and every number of nods with every pitch (each nod
+    lasting 2 % of the acquisition, seeded by the pitch's place)."""
+    drawn = {
+        f"rms{rms:g}poses{count}": RandomMotionRms(
+            rms_mm=(rms, rms), num_transforms=(count, count)
+        ).sample(np.random.default_rng(seed))
+        for count in poses
+        for seed, rms in enumerate(rms_mm)
+    }
+    nodded = {
+        f"nods{count}deg{degrees:g}": nodding(count, degrees, 0.02, np.random.default_rng(seed))
+        for count in nods
+        for seed, degrees in enumerate(nod_degrees)
+    }
+    return {label.replace(".", "p"): motion for label, motion in (drawn | nodded).items()}
+
+
+def write_moved_copies(images: list[Path], bids: Path, moves: dict[str, Motion]) -> None:
+    """The BIDS dataset of the still images and their moved copies, open, masked and rounded;
+    kept as it is when it exists (the copies are seeded)."""
+    if bids.exists():
+        return
     bids.mkdir(parents=True)
     description = {"Name": "motion inside the brain", "BIDSVersion": "1.9.0"}
     (bids / "dataset_description.json").write_text(json.dumps(description))
@@ -47,15 +82,12 @@ def write_moved_copies(
         still = img.get_fdata(dtype=np.float32)
         brain = still > 0
         save(f"{index}still", still, img.affine)
-        for count in poses:
-            for seed, rms in enumerate(rms_mm):
-                motion = RandomMotionRms(rms_mm=(rms, rms), num_transforms=(count, count))
-                moved = motion.sample(np.random.default_rng(seed))(img).get_fdata()
-                label = f"{index}rms{rms:g}poses{count}".replace(".", "p")
-                save(f"{label}open", moved, img.affine)
-                masked = np.where(brain, moved, 0)
-                save(f"{label}masked", masked, img.affine)
-                save(f"{label}maskedint", np.round(masked), img.affine)
+        for label, motion in moves.items():
+            moved = motion(img).get_fdata()
+            save(f"{index}{label}open", moved, img.affine)
+            masked = np.where(brain, moved, 0)
+            save(f"{index}{label}masked", masked, img.affine)
+            save(f"{index}{label}maskedint", np.round(masked), img.affine)
 
 
 def main() -> None:
@@ -63,20 +95,27 @@ def main() -> None:
     parser.add_argument("--images", type=Path, nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rms-mm", type=float, nargs="+", default=[1.0, 2.0, 3.0])
-    parser.add_argument("--poses", type=int, nargs="+", default=[4, 32])
+    parser.add_argument("--poses", type=int, nargs="*", default=[4, 32])
+    parser.add_argument("--nods", type=int, nargs="*", default=[])
+    parser.add_argument("--nod-degrees", type=float, nargs="+", default=[2.0, 5.0])
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--models-dir", type=Path)
     args = parser.parse_args()
 
     bids = args.out / "bids"
-    write_moved_copies(args.images, bids, args.rms_mm, args.poses)
-    out = args.out / "bidsqc"
+    moves = motions(args.rms_mm, args.poses, args.nods, args.nod_degrees)
+    write_moved_copies(args.images, bids, moves)
+    out = args.out / ("bidsqc" if args.models_dir is None else f"bidsqc_{args.models_dir.name}")
     command = ["bidsqc", str(bids), str(out), "participant", "-w", str(args.out / "work")]
-    subprocess.run([*command, "--nprocs", str(args.nprocs)], check=True)
+    command += ["--nprocs", str(args.nprocs)]
+    if args.models_dir is not None:
+        command += ["--models-dir", str(args.models_dir)]
+    subprocess.run(command, check=True)
     table = pd.concat(
         pd.read_csv(path, sep="\t", index_col="participant_id")
         for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))
     )[COLUMNS]
-    table.to_csv(args.out / "motion_inside_brain.tsv", sep="\t")
+    table.to_csv(out / "motion_inside_brain.tsv", sep="\t")
     print(table.to_string(float_format="%.3f"))
 
 

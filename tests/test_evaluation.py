@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import nibabel as nb
@@ -31,6 +32,7 @@ from bidsqc.training.evaluation.real import (
     read_real_labels,
     real_scan_agreement,
     real_scan_summary,
+    run_bidsqc,
 )
 from bidsqc.training.evaluation.registration import registration_metrics_table
 from bidsqc.training.simulation import ARTEFACTS, Ghosting
@@ -139,6 +141,26 @@ def test_real_labels_read_mrart_scores_and_refuse_others(tmp_path: Path) -> None
     labels.write_text("bids_name\tscore\nsub-1_T1w\t4\n")
     with pytest.raises(ValueError, match="scores must be 1, 2, 3 or n/a"):
         read_real_labels(labels)
+
+
+def test_real_evaluation_runs_bidsqc_with_the_networks_it_is_given(monkeypatch, tmp_path):
+    commands = []
+    monkeypatch.setattr(
+        "subprocess.run", lambda command, check: commands.append(command) or Namespace(returncode=1)
+    )
+    run_bidsqc(tmp_path / "bids", tmp_path / "out", 2, models_dir=tmp_path / "models")
+    participant, group = commands
+    assert participant[-5:] == [
+        "participant",
+        "--nprocs",
+        "2",
+        "--models-dir",
+        str(tmp_path / "models"),
+    ]
+    assert group[-1] == "group"
+    monkeypatch.setattr("subprocess.run", lambda command, check: Namespace(returncode=2))
+    with pytest.raises(RuntimeError, match="participant exited with 2"):
+        run_bidsqc(tmp_path / "bids", tmp_path / "out", 2)
 
 
 @pytest.mark.slow

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from bidsqc.data import HEAD_BOX_SHAPE, load_template
 from bidsqc.geometry import motion_grade
@@ -17,6 +19,7 @@ from bidsqc.training.samples import (
     MOTION_DRAWS,
     RandomMotionLevel,
     TemplateSpaceSampleWriter,
+    brain_of_clean_image,
     generate_motion_samples,
     rereg_of_volumes,
 )
@@ -77,6 +80,40 @@ def test_a_motion_sample_of_a_clean_image_is_what_the_motion_network_reads(base_
     expected = normalise_intensity(np.asarray(registered.registered.dataobj, dtype=np.float32))
     assert sample.shape == HEAD_BOX_SHAPE
     assert np.abs(sample - expected).mean() < 1e-3 * expected.max()
+
+
+def test_stripped_samples_are_zero_outside_the_clean_brain(base_image, tmp_path):
+    brain = nb.load(base_image)
+    assert (brain_of_clean_image(brain) == (brain.get_fdata() > 0)).all()  # skull-stripped
+    data = np.pad(brain.get_fdata(), 16)
+    inside = data > 0
+    scalp = ndi.binary_dilation(inside, iterations=8) & ~ndi.binary_dilation(inside, iterations=4)
+    affine = brain.affine @ nb.affines.from_matvec(np.eye(3), [-16] * 3)
+    image = nb.Nifti1Image(np.where(scalp, np.percentile(data[inside], 90), data), affine)
+    stripped = TemplateSpaceSampleWriter(resolution=2, strip_fraction=1.0)
+    head = TemplateSpaceSampleWriter(resolution=2)
+    volumes = [
+        np.load(tmp_path / writer(image, tmp_path / name, image))
+        for writer, name in ((stripped, "stripped"), (head, "head"))
+    ]
+    inside = volumes[0] != 0
+    assert 0.05 * inside.size < inside.sum() < 0.4 * inside.size
+    assert np.count_nonzero(volumes[1][~inside]) > 0.05 * inside.size  # the scalp
+
+
+def test_which_samples_are_stripped_follows_their_names_not_their_labels():
+    writer = TemplateSpaceSampleWriter(resolution=2, strip_fraction=0.5)
+    names = [
+        Path(f"{index:04d}_sub-01_T1w_corrupt-{copy:03d}")
+        for index in range(40)
+        for copy in range(10)
+    ]
+    chosen = [writer._stripped(name) for name in names]
+    assert chosen == [writer._stripped(name) for name in names]
+    assert 0.4 < np.mean(chosen) < 0.6
+    assert not any(TemplateSpaceSampleWriter(resolution=2)._stripped(name) for name in names)
+    with pytest.raises(ValueError, match="strip_fraction"):
+        TemplateSpaceSampleWriter(resolution=2, strip_fraction=1.5)
 
 
 def test_motion_draws_are_those_of_the_command_line(tmp_path):

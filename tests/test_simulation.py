@@ -38,12 +38,14 @@ from bidsqc.training.simulation import (
     RandomGhosting,
     RandomMotion,
     RandomMotionRms,
+    RandomNodding,
     RandomNoise,
     RandomSpike,
     Spike,
     foreground_intensity,
     generate_corrupted_dataset,
     image_centre_lps,
+    nodding_motion,
 )
 from bidsqc.training.simulation.base import as_scalar_image
 
@@ -261,6 +263,35 @@ def test_motion_drawn_by_rms_without_motion_is_identity():
 def test_motion_drawn_by_rms_checks_its_ranges(arguments, message):
     with pytest.raises(ValueError, match=message):
         RandomMotionRms(**arguments)
+
+
+def test_nods_pitch_the_head_then_return():
+    motion = nodding_motion([0.2, 0.6], [3.0, -2.0], 0.05)
+    np.testing.assert_allclose(motion.degrees, [[3, 0, 0], [0, 0, 0], [-2, 0, 0], [0, 0, 0]])
+    np.testing.assert_allclose(motion.translation, 0)
+    np.testing.assert_allclose(motion.times, [0.2, 0.25, 0.6, 0.65])
+
+
+def test_a_nod_corrupts_less_than_holding_its_pose():
+    image = phantom()
+    clean = array(image)
+    nod = nodding_motion([0.7], 8.0, 0.05)
+    held = Motion([[8.0, 0, 0]], [[0.0, 0, 0]], [0.7])
+    nod_error, held_error = (np.abs(array(m(image)) - clean).sum() for m in (nod, held))
+    assert 0 < nod_error < 0.8 * held_error
+
+
+def test_nods_are_drawn_within_their_ranges():
+    rng = np.random.default_rng(3)
+    draw = RandomNodding(nods=(3, 5), degrees=(1.0, 4.0), duration=(0.01, 0.02))
+    for motion in (draw.sample(rng) for _ in range(100)):
+        pitch = np.abs(np.asarray(motion.degrees)[::2, 0])
+        assert 3 <= pitch.size <= 5 and ((1 <= pitch) & (pitch <= 4)).all()
+        starts, ends = np.asarray(motion.times).reshape(-1, 2).T
+        assert (np.diff(motion.times) > 0).all()
+        assert ((0.01 - 1e-9 <= ends - starts) & (ends - starts <= 0.02 + 1e-9)).all()
+    with pytest.raises(ValueError, match="duration"):
+        RandomNodding(duration=(0.05, 0.5))
 
 
 # --- artefacts on images ----------------------------------------------------------------------

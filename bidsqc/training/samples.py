@@ -21,13 +21,16 @@ import csv
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+from scipy import ndimage as ndi
 
+from bidsqc.brain_extraction import BRAIN_VOLUME_ML, BrainExtractionError, extract_brain
 from bidsqc.data import load_template
 from bidsqc.inference.inputs import normalise_intensity
 from bidsqc.loading import load_anatomical
@@ -52,6 +55,7 @@ from bidsqc.training.simulation import (
     RandomGhosting,
     RandomMotion,
     RandomMotionRms,
+    RandomNodding,
     RandomNoise,
     RandomSpike,
     generate_corrupted_dataset,
@@ -72,6 +76,7 @@ __all__ = [
     "rereg_of_volumes",
     "CoregisteredPair",
     "TemplateSpaceSampleWriter",
+    "brain_of_clean_image",
 ]
 
 LOGGER = logging.getLogger("bidsqc.training.samples")
@@ -125,7 +130,7 @@ def _save_scaled(volume: np.ndarray, path: Path) -> None:
 
 
 #: How :func:`generate_motion_samples` can draw motion, by name.
-MOTION_DRAWS = ("ranges", "rms")
+MOTION_DRAWS = ("ranges", "rms", "nods")
 
 
 def generate_motion_samples(
@@ -137,6 +142,7 @@ def generate_motion_samples(
     clean_fraction: float = 0.25,
     n_jobs: int = 1,
     draw: str = "ranges",
+    strip_fraction: float = 0.0,
 ) -> Path:
     """Write ``n_per_image`` motion samples of each base image and return their labels table.
 
@@ -147,16 +153,23 @@ def generate_motion_samples(
       itself, as a participant run registers it;
     * ``"rms"``: :class:`RandomMotionRms`, the RMS drawn first (0–20 mm, its square root
       uniform) and 2–8 poses of exactly that RMS, each copy warped onto the 2 mm head box
-      through its clean image's registration, about 3× cheaper.
+      through its clean image's registration, about 3× cheaper;
+    * ``"nods"``: :class:`RandomNodding`, 3–12 brief nods on cue, 1–6 degrees of pitch, the
+      head returning after each, warped like ``"rms"``.
 
     A fraction ``clean_fraction`` of the samples (on average) is left unmoved, so the network
-    also learns what real, clean scans look like after preprocessing. The table and the
-    seeding are those of :func:`bidsqc.training.simulation.generate_corrupted_dataset`.
+    also learns what real, clean scans look like after preprocessing. A fraction
+    ``strip_fraction``, clean and moved alike, is skull-stripped after the motion
+    (:class:`TemplateSpaceSampleWriter`), so the network must find motion inside the brain.
+    The table and the seeding are those of
+    :func:`bidsqc.training.simulation.generate_corrupted_dataset`.
     """
     if draw == "ranges":
-        motion, writer = RandomMotionLevel(), TemplateSpaceSampleWriter(2, register_copies=True)
-    elif draw == "rms":
-        motion, writer = RandomMotionRms(), TemplateSpaceSampleWriter(2)
+        motion = RandomMotionLevel()
+        writer = TemplateSpaceSampleWriter(2, register_copies=True, strip_fraction=strip_fraction)
+    elif draw in ("rms", "nods"):
+        motion = RandomMotionRms() if draw == "rms" else RandomNodding()
+        writer = TemplateSpaceSampleWriter(2, strip_fraction=strip_fraction)
     else:
         raise ValueError(f"draw must be one of {MOTION_DRAWS}, got {draw!r}")
     return generate_corrupted_dataset(
@@ -192,6 +205,16 @@ def artefact_corruption(probability: float = 0.2) -> RandomCorruption:
     )
 
 
+def brain_of_clean_image(image: nb.Nifti1Image) -> np.ndarray:
+    """The brain mask of a clean RAS+ image: its non-zero voxels, holes filled, when they hold
+    no more than a brain's volume (:data:`BRAIN_VOLUME_ML`: the image is skull-stripped
+    already, and its own mask is exact), else :func:`extract_brain`'s mask of the head."""
+    support = ndi.binary_fill_holes(np.asarray(image.dataobj) != 0)
+    if support.sum() * np.prod(image.header.get_zooms()[:3]) / 1000 <= BRAIN_VOLUME_ML[1]:
+        return support
+    return extract_brain(image)
+
+
 class TemplateSpaceSampleWriter:
     """``save_sample`` on a network's input grid, through the clean scan's registration, saved
     as ``<stem>.npy`` (float16, scaled by :func:`normalise_intensity`).
@@ -208,13 +231,27 @@ class TemplateSpaceSampleWriter:
     optimiser's path, at a fraction of the cost. With ``register_copies``, each copy is
     registered itself, exactly as the pipeline does (for evaluation). A registration that is
     implausible gives no sample.
+
+    With ``strip_fraction``, that fraction of the samples is skull-stripped after the
+    corruption, with the brain mask of the clean image (:func:`brain_of_clean_image`), as a
+    scan that moved and was then skull-stripped looks: the ghosts that motion spreads outside
+    the brain are gone, and only what it did inside the brain is left to see. Which samples
+    are stripped follows from their names, so it does not depend on their corruption and a
+    rerun strips the same ones. A brain extraction that fails gives no stripped sample.
     """
 
-    def __init__(self, resolution: int, register_copies: bool = False) -> None:
+    def __init__(
+        self, resolution: int, register_copies: bool = False, strip_fraction: float = 0.0
+    ) -> None:
         if resolution not in (1, 2):
             raise ValueError(f"resolution must be 1 or 2 mm, got {resolution}")
+        if not 0 <= strip_fraction <= 1:
+            raise ValueError(f"strip_fraction must lie in [0, 1], got {strip_fraction}")
         self.resolution = resolution
         self.register_copies = register_copies
+        self.strip_fraction = strip_fraction
+        #: The last clean image whose brain was extracted, and its mask (None: it failed).
+        self._brain: tuple[nb.Nifti1Image, np.ndarray | None] | None = None
         #: The last image registered, the scratch folder holding its transform, the result.
         self._registered: (
             tuple[nb.Nifti1Image, tempfile.TemporaryDirectory | None, RegistrationResult | None]
@@ -222,6 +259,10 @@ class TemplateSpaceSampleWriter:
         ) = None
 
     def __call__(self, image: nb.Nifti1Image, stem: Path, original: nb.Nifti1Image) -> str | None:
+        if self._stripped(stem):
+            image = self._skull_stripped(image, original)
+            if image is None:
+                return None
         registered_image = image if self.register_copies else original
         registration = self._registration(registered_image)
         if registration is None:
@@ -237,6 +278,31 @@ class TemplateSpaceSampleWriter:
             )
         _save_scaled(np.asarray(volume.dataobj), path)
         return path.name
+
+    def _stripped(self, stem: Path) -> bool:
+        """Whether the sample named ``stem`` is skull-stripped: its name's CRC-32, read as a
+        fraction of 2^32, below ``strip_fraction``."""
+        return zlib.crc32(stem.name.encode()) < self.strip_fraction * 2**32
+
+    def _skull_stripped(
+        self, image: nb.Nifti1Image, original: nb.Nifti1Image
+    ) -> nb.Nifti1Image | None:
+        """``image`` in RAS+, zero outside the brain of ``original``; None without a brain."""
+        if self._brain is None or self._brain[0] is not original:
+            try:
+                mask = brain_of_clean_image(reorient_to_ras(original))
+            except BrainExtractionError as err:
+                LOGGER.warning("No skull-stripped sample of this image: %s", err)
+                mask = None
+            self._brain = (original, mask)
+        mask = self._brain[1]
+        if mask is None:
+            return None
+        image = reorient_to_ras(image)
+        data = np.asarray(image.dataobj, dtype=np.float32) * mask
+        header = image.header.copy()
+        header.set_data_dtype(np.float32)
+        return nb.Nifti1Image(data, image.affine, header)
 
     def _registration(self, image: nb.Nifti1Image) -> RegistrationResult | None:
         """The registration of ``image`` to the template, made when first asked for."""

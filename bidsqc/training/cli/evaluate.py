@@ -139,6 +139,13 @@ def build_parser() -> ArgumentParser:
     real.add_argument(
         "--nprocs", type=positive_int, default=2, metavar="N", help="bidsqc's --nprocs"
     )
+    real.add_argument(
+        "--models-dir",
+        type=absolute_path,
+        metavar="DIR",
+        help="bidsqc's --models-dir: networks trained or fine-tuned (motion.pt with its card, "
+        "...), evaluated instead of the bundled ones of the same name",
+    )
     real.set_defaults(evaluate=evaluate_real)
     return parser
 
@@ -252,7 +259,9 @@ def evaluate_real(opts: Namespace) -> None:
 
     labels = read_real_labels(opts.labels)
     opts.out.mkdir(parents=True, exist_ok=True)
-    table = real_scan_table(run_bidsqc(opts.bids, opts.out / "bidsqc", opts.nprocs), labels)
+    table = real_scan_table(
+        run_bidsqc(opts.bids, opts.out / "bidsqc", opts.nprocs, opts.models_dir), labels
+    )
     summary, agreement = real_scan_summary(table), real_scan_agreement(table)
     table.to_csv(opts.out / "real_scans.tsv", sep="\t", index=False, float_format="%.4g")
     summary.to_csv(opts.out / "real_summary.tsv", sep="\t", index=False, float_format="%.4f")

@@ -38,7 +38,7 @@ LOGGER = logging.getLogger("bidsqc.train")
 #: Inside ``--out``: the samples folder, and the settings its samples were generated with.
 SAMPLES_DIR, GENERATION_FILE = "samples", "generation.json"
 #: The draws of ``--motion-draw``: those of :func:`bidsqc.training.samples.generate_motion_samples`.
-MOTION_DRAWS = ("ranges", "rms")
+MOTION_DRAWS = ("ranges", "rms", "nods")
 
 _DESCRIPTION = """\
 Train a network of bidsqc from real base images (T1w or FLAIR, at native resolution).
@@ -85,7 +85,17 @@ def build_parser() -> ArgumentParser:
         help="how the motion of a sample is drawn: ranges, angles and shifts of 2 poses around "
         "a level of 1-8 degrees and mm, each copy registered itself (the bundled weights); "
         "rms, the RMS first, 0-20 mm with its square root uniform, then 2-8 poses of exactly "
-        "that RMS, each copy warped through its clean image's registration "
+        "that RMS, each copy warped through its clean image's registration; nods, 3-12 brief "
+        "nods on cue, the head returning after each, warped like rms (default: %(default)s)",
+    )
+    motion.add_argument(
+        "--strip-fraction",
+        type=_number_between(0, 1),
+        default=0.0,
+        metavar="F",
+        help="skull-strip this fraction of the samples, clean and moved alike, after the "
+        "motion, with the clean image's brain mask, so that the network must find motion "
+        "inside the brain, as in a scan skull-stripped after it was acquired "
         "(default: %(default)s)",
     )
     motion.add_argument(
@@ -329,6 +339,7 @@ def train_motion(opts: Namespace) -> None:
         data_settings={
             "samples_per_image": opts.samples_per_image,
             "motion_draw": opts.motion_draw,
+            "strip_fraction": opts.strip_fraction,
             "augment": ("bias field, " if opts.bias_field else "")
             + "left-right flip, gamma, scale",
         },
@@ -712,6 +723,7 @@ def _samples(opts: Namespace, task: str) -> Path:
     }
     if task == "motion":
         settings["motion_draw"] = opts.motion_draw
+        settings["strip_fraction"] = opts.strip_fraction
     if _reusable_samples(samples / LABELS_TABLE, settings):
         LOGGER.info("Reusing the samples in '%s' (delete it to generate them again).", samples)
         _warn_of_images_without_sample(opts.images, samples / LABELS_TABLE)
@@ -736,6 +748,7 @@ def _samples(opts: Namespace, task: str) -> Path:
             seed=opts.seed,
             n_jobs=opts.jobs,
             draw=opts.motion_draw,
+            strip_fraction=opts.strip_fraction,
         )
     else:
         generate_artefact_samples(
@@ -776,6 +789,10 @@ def _grade_rms_loss(class_weights: Tensor) -> dict[str, Any]:
     return {"loss": loss, "loss_settings": settings}
 
 
+#: Settings that samples generated before them did not record, with the value they had.
+_UNRECORDED_SETTINGS = {"strip_fraction": 0.0}
+
+
 def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:
     """Whether the labels ``table`` of finished samples exists, made with ``settings``.
 
@@ -793,7 +810,7 @@ def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:
             "Cannot check how the samples in '%s' were made: no %s.", folder, GENERATION_FILE
         )
         return True
-    previous = json.loads(record.read_text())
+    previous = {**_UNRECORDED_SETTINGS, **json.loads(record.read_text())}
     changed = sorted(key for key in settings if previous.get(key) != settings[key])
     if changed:
         raise SetupError(

@@ -66,14 +66,21 @@ def read_real_labels(path: str | os.PathLike) -> pd.DataFrame:
     )
 
 
-def run_bidsqc(bids_dir: Path, out_dir: Path, nprocs: int) -> list[Path]:
+def run_bidsqc(
+    bids_dir: Path, out_dir: Path, nprocs: int, models_dir: Path | None = None
+) -> list[Path]:
     """Run ``bidsqc participant`` then ``group`` on ``bids_dir``; the group tables' paths.
 
-    The participant level exits 1 when some image failed, which is a result here, not an
-    error; any other non-zero exit raises ``RuntimeError``.
+    ``models_dir`` is bidsqc's ``--models-dir``: networks trained or fine-tuned, used instead
+    of the bundled ones of the same name. The participant level exits 1 when some image
+    failed, which is a result here, not an error; any other non-zero exit raises
+    ``RuntimeError``.
     """
     command = [sys.executable, "-m", "bidsqc", str(bids_dir), str(out_dir)]
-    for level, extra in (("participant", ["--nprocs", str(nprocs)]), ("group", [])):
+    participant = ["--nprocs", str(nprocs)]
+    if models_dir is not None:
+        participant += ["--models-dir", str(models_dir)]
+    for level, extra in (("participant", participant), ("group", [])):
         code = subprocess.run([*command, level, *extra], check=False).returncode
         if code not in (0, 1):
             raise RuntimeError(f"bidsqc {level} exited with {code}")

@@ -49,7 +49,13 @@ from bidsqc.training.simulation.generation import (
     save_nifti_sample,
 )
 from bidsqc.training.simulation.ghosting import Ghosting, RandomGhosting
-from bidsqc.training.simulation.motion import Motion, RandomMotion, RandomMotionRms
+from bidsqc.training.simulation.motion import (
+    Motion,
+    RandomMotion,
+    RandomMotionRms,
+    RandomNodding,
+    nodding_motion,
+)
 from bidsqc.training.simulation.noise import Noise, RandomNoise
 from bidsqc.training.simulation.spike import RandomSpike, Spike
 
@@ -72,12 +78,14 @@ __all__ = [
     "RandomGhosting",
     "RandomMotion",
     "RandomMotionRms",
+    "RandomNodding",
     "RandomNoise",
     "RandomSpike",
     "Spike",
     "foreground_intensity",
     "generate_corrupted_dataset",
     "image_centre_lps",
+    "nodding_motion",
     "quality_score",
     "save_nifti_sample",
 ]

@@ -23,6 +23,8 @@ __all__ = [
     "Motion",
     "RandomMotion",
     "RandomMotionRms",
+    "RandomNodding",
+    "nodding_motion",
 ]
 
 
@@ -223,3 +225,57 @@ class RandomMotionRms(RandomArtefact):
                 break
             factor *= target / strength
         return scaled(factor)
+
+
+def nodding_motion(cues: ArrayLike, degrees: ArrayLike, duration: float) -> Motion:
+    """Nods at ``cues`` (fractions of the acquisition, increasing): at each, the head pitches by
+    that nod's ``degrees`` about the left-right axis for ``duration`` of the acquisition, then
+    returns to where it was."""
+    cues = np.asarray(cues, dtype=float).reshape(-1)
+    pitch = np.zeros((2 * cues.size, 3))
+    pitch[::2, 0] = np.broadcast_to(degrees, cues.shape)
+    times = np.ravel(np.column_stack([cues, cues + duration])).clip(1e-3, 1 - 1e-3)
+    return Motion(pitch, np.zeros_like(pitch), times)
+
+
+class RandomNodding(RandomArtefact):
+    r"""Nods on cue, as the participants of MR-ART made them (Nárai et al., *Scientific Data*
+    2022): the head pitches, then comes back.
+
+    :class:`RandomMotion` holds each pose until the next one, so the head never returns and
+    most of k-space is acquired away from where it started. A nod on cue is brief: the head
+    pitches for a moment and returns, so a few short runs of k-space lines are acquired moved,
+    spread over the acquisition. On MR-ART's still scans, skull-stripped again after it, such
+    motion changes the tissue contrast measures and the networks' outputs as the real nodding
+    does, where 4 or 32 held poses do not (``benchmarks/motion_inside_brain.py``).
+
+    The number of nods is :math:`n`, uniform among ``nods``; the cues are evenly spaced,
+    :math:`(k + \tfrac12 + u_k)/n` with :math:`u_k \sim \mathcal{U}(-0.2, 0.2)`; each nod's
+    pitch is :math:`\mathcal{U}` in ``degrees`` with a random sign, and all last a fraction
+    :math:`d \sim \mathcal{U}` in ``duration`` of the acquisition.
+
+    Parameters
+    ----------
+    nods : (int, int)
+        Range of the number of nods, both ends included, at least 1.
+    degrees : (float, float)
+        Range of the pitch of a nod, in degrees, :math:`0 \le a \le b`.
+    duration : (float, float)
+        Range of the fraction of the acquisition that a nod lasts, in (0, 0.1].
+    """
+
+    def __init__(
+        self,
+        nods: tuple[int, int] = (3, 12),
+        degrees: tuple[float, float] = (1.0, 6.0),
+        duration: tuple[float, float] = (0.01, 0.04),
+    ) -> None:
+        self.nods = tuple(int(n) for n in parse_range(nods, "nods", min_value=1, integer=True))
+        self.degrees = parse_range(degrees, "degrees", min_value=0)
+        self.duration = parse_range(duration, "duration", min_value=1e-3, max_value=0.1)
+
+    def sample(self, rng: np.random.Generator) -> Motion:
+        count = int(rng.integers(self.nods[0], self.nods[1] + 1))
+        cues = (np.arange(count) + 0.5 + rng.uniform(-0.2, 0.2, count)) / count
+        degrees = rng.uniform(*self.degrees, count) * rng.choice([-1, 1], count)
+        return nodding_motion(cues, degrees, rng.uniform(*self.duration))
