@@ -30,16 +30,14 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-from bidsqc.training.simulation.motion import Motion, RandomMotionRms, nodding_motion
+from bidsqc.training.simulation.motion import (
+    Motion,
+    RandomMotionRms,
+    nod_cues,
+    nodding_motion,
+)
 
 COLUMNS = ["motion_mm", "p_motion_none", "p_motion_artefact", "p_blur", "cjv", "snr"]
-
-
-def nodding(count: int, degrees: float, duration: float, rng: np.random.Generator) -> Motion:
-    """``count`` nods of ``degrees`` on evenly spaced cues, each jittered by up to a fifth of
-    their spacing, as :class:`RandomNodding` draws them, each lasting ``duration``."""
-    cues = (np.arange(count) + 0.5 + rng.uniform(-0.2, 0.2, count)) / count
-    return nodding_motion(cues, degrees, duration)
 
 
 def motions(
@@ -56,7 +54,9 @@ def motions(
         for seed, rms in enumerate(rms_mm)
     }
     nodded = {
-        f"nods{count}deg{degrees:g}": nodding(count, degrees, 0.02, np.random.default_rng(seed))
+        f"nods{count}deg{degrees:g}": nodding_motion(
+            nod_cues(count, np.random.default_rng(seed)), degrees, 0.02
+        )
         for count in nods
         for seed, degrees in enumerate(nod_degrees)
     }

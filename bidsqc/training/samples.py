@@ -130,7 +130,12 @@ def _save_scaled(volume: np.ndarray, path: Path) -> None:
 
 
 #: How :func:`generate_motion_samples` can draw motion, by name.
-MOTION_DRAWS = ("ranges", "rms", "nods")
+_MOTION_DRAWERS: dict[str, type[RandomArtefact]] = {
+    "ranges": RandomMotionLevel,
+    "rms": RandomMotionRms,
+    "nods": RandomNodding,
+}
+MOTION_DRAWS = tuple(_MOTION_DRAWERS)
 
 
 def generate_motion_samples(
@@ -164,14 +169,12 @@ def generate_motion_samples(
     The table and the seeding are those of
     :func:`bidsqc.training.simulation.generate_corrupted_dataset`.
     """
-    if draw == "ranges":
-        motion = RandomMotionLevel()
-        writer = TemplateSpaceSampleWriter(2, register_copies=True, strip_fraction=strip_fraction)
-    elif draw in ("rms", "nods"):
-        motion = RandomMotionRms() if draw == "rms" else RandomNodding()
-        writer = TemplateSpaceSampleWriter(2, strip_fraction=strip_fraction)
-    else:
+    if draw not in _MOTION_DRAWERS:
         raise ValueError(f"draw must be one of {MOTION_DRAWS}, got {draw!r}")
+    motion = _MOTION_DRAWERS[draw]()
+    writer = TemplateSpaceSampleWriter(
+        2, register_copies=draw == "ranges", strip_fraction=strip_fraction
+    )
     return generate_corrupted_dataset(
         base_images,
         out_dir,

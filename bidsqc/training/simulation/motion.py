@@ -24,6 +24,7 @@ __all__ = [
     "RandomMotion",
     "RandomMotionRms",
     "RandomNodding",
+    "nod_cues",
     "nodding_motion",
 ]
 
@@ -227,6 +228,13 @@ class RandomMotionRms(RandomArtefact):
         return scaled(factor)
 
 
+def nod_cues(count: int, rng: np.random.Generator) -> np.ndarray:
+    r"""``count`` evenly spaced cues, as fractions of the acquisition, each jittered by up to a
+    fifth of their spacing: :math:`(k + \tfrac12 + u_k)/n`, :math:`u_k \sim \mathcal{U}(-0.2,
+    0.2)`."""
+    return (np.arange(count) + 0.5 + rng.uniform(-0.2, 0.2, count)) / count
+
+
 def nodding_motion(cues: ArrayLike, degrees: ArrayLike, duration: float) -> Motion:
     """Nods at ``cues`` (fractions of the acquisition, increasing): at each, the head pitches by
     that nod's ``degrees`` about the left-right axis for ``duration`` of the acquisition, then
@@ -249,8 +257,8 @@ class RandomNodding(RandomArtefact):
     motion changes the tissue contrast measures and the networks' outputs as the real nodding
     does, where 4 or 32 held poses do not (``benchmarks/motion_inside_brain.py``).
 
-    The number of nods is :math:`n`, uniform among ``nods``; the cues are evenly spaced,
-    :math:`(k + \tfrac12 + u_k)/n` with :math:`u_k \sim \mathcal{U}(-0.2, 0.2)`; each nod's
+    The number of nods is :math:`n`, uniform among ``nods``; the cues are :func:`nod_cues`;
+    each nod's
     pitch is :math:`\mathcal{U}` in ``degrees`` with a random sign, and all last a fraction
     :math:`d \sim \mathcal{U}` in ``duration`` of the acquisition.
 
@@ -261,7 +269,7 @@ class RandomNodding(RandomArtefact):
     degrees : (float, float)
         Range of the pitch of a nod, in degrees, :math:`0 \le a \le b`.
     duration : (float, float)
-        Range of the fraction of the acquisition that a nod lasts, in (0, 0.1].
+        Range of the fraction of the acquisition that a nod lasts, within [0.001, 0.1].
     """
 
     def __init__(
@@ -276,6 +284,6 @@ class RandomNodding(RandomArtefact):
 
     def sample(self, rng: np.random.Generator) -> Motion:
         count = int(rng.integers(self.nods[0], self.nods[1] + 1))
-        cues = (np.arange(count) + 0.5 + rng.uniform(-0.2, 0.2, count)) / count
+        cues = nod_cues(count, rng)
         degrees = rng.uniform(*self.degrees, count) * rng.choice([-1, 1], count)
         return nodding_motion(cues, degrees, rng.uniform(*self.duration))
