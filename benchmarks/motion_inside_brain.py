@@ -37,7 +37,15 @@ from bidsqc.training.simulation.motion import (
     nodding_motion,
 )
 
-COLUMNS = ["motion_mm", "p_motion_none", "p_motion_artefact", "p_blur", "cjv", "snr"]
+COLUMNS = [
+    "motion_mm",
+    "p_motion_none",
+    "p_motion_artefact",
+    "p_blur",
+    "cjv",
+    "snr",
+    "snr_wm_local",
+]
 
 
 def motions(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from bidsqc.data import load_template
+from bidsqc.data import head_box_brain_mask, load_template, on_head_box
 from bidsqc.geometry import JENKINSON_RADIUS_MM, rigid_affine
 from bidsqc.measures.alignment import mask_dice, mask_hd95_mm, nmi, rereg_mm
 from bidsqc.measures.catalogue import MEASURES
@@ -24,10 +24,12 @@ from bidsqc.measures.iqms import (
     fwhm_axes,
     inu_med,
     inu_range,
+    local_snr,
     snr,
+    snr_wm_local,
     wm2max,
 )
-from bidsqc.measures.masks import estimate_brain_mask
+from bidsqc.measures.masks import estimate_brain_mask, own_white_matter
 
 FWHM_PER_SIGMA = math.sqrt(8 * math.log(2))
 
@@ -38,12 +40,19 @@ def template():
 
 
 @pytest.fixture(scope="module")
-def template_iqms(template):
+def fine_template(template):
+    """The template T1w on the 1 mm head box."""
+    return on_head_box(template.t1w, 1)
+
+
+@pytest.fixture(scope="module")
+def template_iqms(template, fine_template):
     return compute_iqms(
         template.t1w,
         template=template,
         bias_field=np.ones(template.shape, np.float32),
         residual=np.eye(4),
+        fine=fine_template,
     )
 
 
@@ -63,8 +72,8 @@ def two_tissue_phantom(mu_gm: float, mu_wm: float, with_air: bool):
 
 
 def test_measures_catalogue():
-    expected = "snr cnr cjv efc fber wm2max inu_med inu_range fwhm_avg mask_dice mask_hd95_mm nmi "
-    expected += "rereg_mm"
+    expected = "snr snr_wm_local cnr cjv efc fber wm2max inu_med inu_range fwhm_avg mask_dice "
+    expected += "mask_hd95_mm nmi rereg_mm"
     assert list(MEASURES) == expected.split()
     for name, info in MEASURES.items():
         assert info.name == name
@@ -99,6 +108,72 @@ def test_cnr_without_air_uses_the_tissue_noise_alone():
     image, gm, wm, air = two_tissue_phantom(100, 150, with_air=False)
     assert not air.any()
     assert cnr(image, gm, wm, air) == pytest.approx(50 / math.sqrt(125), rel=0.03)
+
+
+def test_local_snr_reads_the_noise_under_a_bias_field():
+    """A bias field of 40 % over 160 mm hides the noise from one ratio, not from 16 mm blocks."""
+    noise = np.random.default_rng(5).normal(100, 5, (160, 32, 32))
+    ramp = np.linspace(0.8, 1.2, 160)[:, None, None]
+    mask = np.ones(noise.shape, bool)
+    assert local_snr(noise, mask) == pytest.approx(20, rel=0.03)
+    assert local_snr(noise * ramp, mask) == pytest.approx(20, rel=0.05)
+    assert snr(noise * ramp, [mask]) < 10
+
+
+def test_local_snr_counts_only_blocks_mostly_in_the_mask(caplog):
+    image = np.random.default_rng(6).normal(100, 5, (32, 32, 32))
+    mask = np.zeros(image.shape, bool)
+    mask[:16, :16, :16] = True
+    image[16:] = np.random.default_rng(7).normal(100, 50, (16, 32, 32))
+    assert local_snr(image, mask) == pytest.approx(20, rel=0.05)
+    sparse = np.zeros(image.shape, bool)
+    sparse[::4, ::4, ::4] = True  # 1/64 of every block
+    with caplog.at_level(logging.WARNING, logger="bidsqc.measures"):
+        assert math.isnan(local_snr(image, sparse))
+    assert "no block" in caplog.text
+
+
+def test_own_white_matter_follows_the_intensity_in_t1w_and_flair(template, fine_template):
+    brain = head_box_brain_mask(1)
+    wm_p, gm_p = on_head_box(template.wm, 1), on_head_box(template.gm, 1)
+    t1w = own_white_matter(fine_template, wm_p, gm_p, brain)
+    flair = own_white_matter(fine_template.max() - fine_template, wm_p, gm_p, brain)
+    assert t1w.sum() > 0.5 * ((wm_p > 0.5) & brain).sum()
+    assert mask_dice(t1w, flair) > 0.95
+    level = np.median(fine_template[t1w])
+    assert np.median(fine_template[(gm_p > 0.9) & brain]) < 0.9 * level
+
+
+def _moved_lines(volume: np.ndarray, share: float, shift: int) -> np.ndarray:
+    """``volume`` with a ``share`` of its phase-encoding planes (axis 1) acquired after a
+    ``shift``-voxel move along axis 0: the k-space of a brief movement."""
+    kspace = np.fft.fftn(volume)
+    moved = np.fft.fftn(np.roll(volume, shift, axis=0))
+    lines = np.random.default_rng(8).random(volume.shape[1]) < share
+    kspace[:, lines] = moved[:, lines]
+    return np.abs(np.fft.ifftn(kspace)).astype(np.float32)
+
+
+def test_snr_wm_local_falls_with_noise_and_with_a_brief_movement(template, fine_template):
+    rng = np.random.default_rng(9)
+    level = np.percentile(fine_template, 99)
+    noisy = fine_template + rng.normal(0, 0.02 * level, fine_template.shape).astype(np.float32)
+    noisier = fine_template + rng.normal(0, 0.04 * level, fine_template.shape).astype(np.float32)
+    moved = _moved_lines(noisy, share=0.1, shift=4)
+    values = [snr_wm_local(image, template) for image in (noisy, noisier, moved)]
+    assert values[1] < 0.8 * values[0]
+    assert values[2] < 0.9 * values[0]
+    assert snr_wm_local(3 * noisy, template) == pytest.approx(values[0], rel=1e-6)
+
+
+def test_snr_wm_local_needs_the_fine_image(template, template_iqms):
+    assert math.isfinite(template_iqms["snr_wm_local"])
+    iqms = compute_iqms(
+        template.t1w, template=template, bias_field=np.ones(template.shape), residual=np.eye(4)
+    )
+    assert math.isnan(iqms["snr_wm_local"])
+    with pytest.raises(ValueError, match="1 mm head box"):
+        snr_wm_local(template.t1w, template)
 
 
 def test_wm2max_is_the_white_matter_median_over_the_top_percentile():
@@ -230,13 +305,16 @@ def test_compute_iqms_sees_the_air_of_a_full_head_like_image(template, template_
     noisy = np.abs(
         template.t1w + rng.normal(0, 5, template.shape) + 1j * rng.normal(0, 5, template.shape)
     )
+    noisy = noisy.astype(np.float32)
     iqms = compute_iqms(
-        noisy.astype(np.float32),
+        noisy,
         template=template,
         bias_field=np.ones(template.shape),
         residual=np.eye(4),
+        fine=on_head_box(noisy, 1),
     )
     assert all(math.isfinite(v) for v in iqms.values())
+    assert iqms["snr_wm_local"] < template_iqms["snr_wm_local"]
     assert iqms["fber"] < FBER_MAX
     assert iqms["cnr"] < template_iqms["cnr"]
     assert iqms["snr"] < template_iqms["snr"]

@@ -76,6 +76,8 @@ def test_anat_qc_wf(demo_dir: Path, settings: QCSettings) -> None:
     assert ("inputnode", "in_file", "check_image", "in_file") in edges
     assert ("register", "out_transform", "artefact_qc", "transform") in edges
     assert ("check_image", "out_file", "artefact_qc", "in_file") in edges
+    assert ("check_image", "out_file", "measures", "source") in edges
+    assert ("register", "out_transform", "measures", "transform") in edges
     assert {(s, o, f) for s, o, d, f in edges if d == "outputnode"} == {
         ("resample", "out_file", "resampled"),
         ("register", "out_file", "registered"),
@@ -126,6 +128,8 @@ def test_derivative_qc_wf_never_registers_again(
     workflow = init_derivative_qc_wf(image=image, settings=settings)
     names = {n.name for n in workflow._graph.nodes()}
     assert "register" not in names and "resample_to_template" in names
+    fed_measures = {f for s, o, d, f in connections(workflow) if d == "measures"}
+    assert fed_measures == {"in_file", "brain_mask"}  # no native grid: snr_wm_local is n/a
     ds = node(workflow, "ds_derivative_qc_wf")
     written = node(ds, "ds_derivatives").inputs.out_paths
     assert written[1] == str(registration_path(settings.output_dir, image))

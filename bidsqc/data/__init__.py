@@ -31,6 +31,7 @@ __all__ = [
     "load_template",
     "model_provenance",
     "network_weights",
+    "on_head_box",
     "read_model_card",
     "template_path",
 ]
@@ -160,12 +161,17 @@ def head_box(resolution: int) -> tuple[tuple[int, int, int], np.ndarray]:
     return shape, affine
 
 
+def on_head_box(volume: np.ndarray, resolution: int) -> np.ndarray:
+    """A volume of the 2 mm template grid on :func:`head_box` at ``resolution`` mm: each 2 mm
+    voxel repeated over the finer voxels it holds."""
+    for axis in range(3):
+        volume = np.repeat(volume, 2 // resolution, axis=axis)
+    return volume
+
+
 @cache
 def head_box_brain_mask(resolution: int) -> np.ndarray:
     """The template brain mask on :func:`head_box` at ``resolution`` mm (read-only)."""
-    factor = 2 // resolution
-    mask = load_template(2).brain_mask
-    for axis in range(3):
-        mask = np.repeat(mask, factor, axis=axis)
+    mask = on_head_box(load_template(2).brain_mask, resolution)
     mask.setflags(write=False)
     return mask

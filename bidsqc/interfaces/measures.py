@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from nipype.interfaces.base import File, SimpleInterface
+from nipype.interfaces.base import File, SimpleInterface, isdefined
 
 from bidsqc.data import load_template
 from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
@@ -17,25 +17,43 @@ __all__ = ["ComputeMeasures"]
 
 class _MeasuresInputSpec(ImageInputSpec):
     brain_mask = File(exists=True, mandatory=True, desc="the image's brain on the template grid")
+    source = File(exists=True, desc="the checked image on its native grid")
+    transform = File(exists=True, requires=["source"], desc="source's template transform (ITK)")
 
 
 class ComputeMeasures(SimpleInterface):
     """Estimate the bias field (N4) and the residual misregistration, then compute every
-    classical measure."""
+    classical measure; ``snr_wm_local`` on ``source`` resampled onto the 1 mm head box through
+    ``transform`` (:func:`bidsqc.preprocessing.resample_through_transform`), n/a without them."""
 
     input_spec = _MeasuresInputSpec
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
+        from bidsqc.loading import load_anatomical
         from bidsqc.measures.iqms import compute_iqms
-        from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
+        from bidsqc.preprocessing import (
+            estimate_bias_field,
+            resample_through_transform,
+            residual_misregistration,
+        )
 
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
         brain = np.asanyarray(nb.load(self.inputs.brain_mask).dataobj) > 0
         field = estimate_bias_field(image, template.brain_mask, template.zooms)
         residual = residual_misregistration(image, brain, template)
-        measures = compute_iqms(image, template=template, bias_field=field, residual=residual)
+        fine = None
+        if isdefined(self.inputs.transform):
+            source = load_anatomical(self.inputs.source)
+            fine = resample_through_transform(source, self.inputs.transform, resolution=1)
+        measures = compute_iqms(
+            image,
+            template=template,
+            bias_field=field,
+            residual=residual,
+            fine=None if fine is None else fine.get_fdata(dtype=np.float32),
+        )
         out_file = Path(runtime.cwd) / "measures.json"
         out_file.write_text(json.dumps(measures, indent=2, allow_nan=True) + "\n")
         self._results["out_file"] = str(out_file)

@@ -35,6 +35,16 @@ MEASURES: dict[str, MeasureInfo] = {
             "Dietrich et al. 2007, doi:10.1002/jmri.20969",
         ),
         MeasureInfo(
+            "snr_wm_local",
+            "Signal-to-noise ratio of the subject's own white matter on the 1 mm grid, read in "
+            "16 mm blocks (median over blocks). Low values mean noise, or the fine ringing that "
+            "head motion leaves inside the brain; compare within one protocol. n/a for images "
+            "registered by another pipeline.",
+            "unitless",
+            "higher",
+            "Dietrich et al. 2007, doi:10.1002/jmri.20969",
+        ),
+        MeasureInfo(
             "cnr",
             "Contrast-to-noise ratio: the grey/white-matter intensity difference over the noise "
             "of air and tissues. Low values mean poor tissue contrast or a noisy image.",

@@ -19,6 +19,7 @@ __all__ = [
     "estimate_brain_mask",
     "estimate_head_mask",
     "nmi_region",
+    "own_white_matter",
     "tissue_mask",
 ]
 
@@ -57,6 +58,28 @@ def tissue_mask(probability: np.ndarray, erosion: int = 0) -> np.ndarray:
     """Voxels with tissue probability above :data:`TISSUE_THRESHOLD`, eroded ``erosion`` times."""
     mask = probability > TISSUE_THRESHOLD
     return ndi.binary_erosion(mask, iterations=erosion) if erosion else mask
+
+
+def own_white_matter(
+    image: np.ndarray, wm_probability: np.ndarray, gm_probability: np.ndarray, brain: np.ndarray
+) -> np.ndarray:
+    """The subject's own white matter: voxels of the brain where the template's white-matter
+    probability is above 0.5 and whose intensity is nearer the white-matter level than the
+    grey-matter level, eroded by :data:`WM_EROSION` voxels.
+
+    The levels are the medians in the template's sure tissues (:func:`tissue_mask`). The
+    intensity decides because an affine registration cannot bring the subject's folds onto the
+    template's; "nearer" holds whether white matter is the brighter tissue (T1w) or the darker
+    one (FLAIR). Empty when either sure tissue falls outside the brain.
+    """
+    sure_wm, sure_gm = tissue_mask(wm_probability) & brain, tissue_mask(gm_probability) & brain
+    if not sure_wm.any() or not sure_gm.any():
+        logger.warning("no sure white or grey matter inside the brain")
+        return np.zeros(image.shape, dtype=bool)
+    wm_level, gm_level = np.median(image[sure_wm]), np.median(image[sure_gm])
+    nearer_wm = np.abs(image - wm_level) < np.abs(image - gm_level)
+    mask = brain & (wm_probability > 0.5) & nearer_wm
+    return ndi.binary_erosion(mask, iterations=WM_EROSION)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

@@ -41,7 +41,8 @@ def init_anat_qc_wf(
     """Check, preprocess, measure, grade and write one T1w or FLAIR image.
 
     Workflow Graph
-        inputnode -> check_image -> resample -> register -> measures, and
+        inputnode -> check_image -> resample -> register -> measures (with the checked image,
+        for ``snr_wm_local`` on the 1 mm head box), and
         register -> motion_qc -> plot_motion, register -> registration_qc (against the
         template), check_image + register (transform) -> artefact_qc (on the 1 mm head box)
         -> plot_artefacts; plot_raw (from the checked image), plot_registered; with a
@@ -88,7 +89,10 @@ def init_anat_qc_wf(
                                   ("stamp", "stamp")]),
         (check_image, resample, [("out_file", "in_file")]),
         (resample, register, [("out_file", "in_file")]),
-        (register, measures, [("out_file", "in_file"), ("brain_mask", "brain_mask")]),
+        (check_image, measures, [("out_file", "source")]),
+        (register, measures, [("out_file", "in_file"),
+                              ("brain_mask", "brain_mask"),
+                              ("out_transform", "transform")]),
     ])  # fmt: skip
     if not settings.batch_networks:
         _connect_networks(workflow, settings, check_image, register, ds_anat_qc_wf)
