@@ -25,6 +25,8 @@ from bidsqc.measures.robust import location_scale
 
 __all__ = [
     "FBER_MAX",
+    "SNR_BLOCK",
+    "SNR_BLOCK_SHARE",
     "cjv",
     "cnr",
     "compute_iqms",
@@ -34,8 +36,6 @@ __all__ = [
     "fwhm_axes",
     "inu_med",
     "inu_range",
-    "SNR_BLOCK",
-    "SNR_BLOCK_SHARE",
     "local_snr",
     "snr",
     "snr_wm_local",
