@@ -84,6 +84,7 @@ def test_demo_motion_image_is_graded_above_its_clean_twin(demo_run):
     assert moved["motion_grade"] > clean["motion_grade"]
     assert moved["p_motion_none"] < 0.5 < clean["p_motion_none"]
     assert moved["motion_mm"] > clean["motion_mm"] + 5
+    assert moved["snr_wm_local"] < 0.8 * clean["snr_wm_local"]
     probabilities = table[["p_motion_none", "p_motion_mild", "p_motion_severe"]].sum(axis=1)
     assert np.allclose(probabilities, 1, atol=1e-4)
     html = (demo_run[0] / "sub-01.html").read_text()
@@ -105,6 +106,7 @@ def test_demo_noisy_image_scores_worse_than_its_clean_twin(demo_run):
     threshold = DEFAULT_THRESHOLDS["p_noise"].review
     assert clean["p_noise"] < threshold < noisy["p_noise"]
     assert noisy["quality_score"] < clean["quality_score"] - 1
+    assert noisy["snr_wm_local"] < 0.8 * clean["snr_wm_local"]
     assert "p_noise" in noisy["reasons"]
     anat = out / "sub-01" / "anat"
     artefacts = json.loads((anat / "sub-01_run-3_desc-artefacts_T1w.json").read_text())
@@ -178,6 +180,7 @@ def test_derivatives_get_registration_qc_and_a_shifted_one_scores_worse(
     assert aligned["rereg_mm"] < 1
     assert moved["rereg_mm"] == pytest.approx(misalignment.rms_mm, abs=1)
     assert np.isfinite(aligned["snr"])
+    assert np.isnan(aligned["snr_wm_local"])  # no native grid to read it on
     assert (out / "fmriprep" / "sub-02" / "anat").is_dir()
 
 
