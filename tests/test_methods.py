@@ -41,6 +41,7 @@ def test_the_text_says_what_ran() -> None:
     assert "1 FLAIR image was co-registered rigidly" in with_coregistration
     assert "2 of 2 were processed" in with_coregistration
     assert "deepbet" in text
+    assert "own white matter" in text
 
 
 def test_derivatives_alone_run_the_registration_network_only() -> None:
@@ -49,6 +50,7 @@ def test_derivatives_alone_run_the_registration_network_only() -> None:
     assert "1 template-space images of fmriprep" in text
     assert "without being registered again" in text
     assert "The registration network" in text and "The motion network" not in text
+    assert "own white matter" not in text
 
 
 def test_written_files_cite_every_reference_once(tmp_path: Path) -> None:

@@ -133,11 +133,18 @@ def methods_markdown(
             "Images of derivatives datasets were resampled onto the template grid without "
             "being registered again, so that their normalisation was judged as it was."
         )
-    paragraphs.append(
+    measures = (
         "Classical image-quality measures [@mriqc] were computed on the template grid with "
         "the template's tissue masks, including the N4 bias field [@n4] and the residual "
         "misregistration (Jenkinson RMS of a new rigid registration [@jenkinson2002])."
     )
+    if raw:
+        measures += (
+            " The signal-to-noise ratio of the subject's own white matter was read on the "
+            "image resampled once onto a 1 mm template-space grid, as the median over 16 mm "
+            "blocks, where head motion leaves its ringing."
+        )
+    paragraphs.append(measures)
     for name in NETWORKS if raw else ("registration",):
         paragraphs.append(_network_paragraph(name, device, network_weights(name, models_dir)))
     if raw and models_dir is not None and (models_dir / "quality.pt").is_file():
