@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from bidsqc.data import head_box_brain_mask, load_template, on_head_box
+from bidsqc.data import head_box, head_box_brain_mask, load_template, on_head_box
 from bidsqc.geometry import JENKINSON_RADIUS_MM, rigid_affine
 from bidsqc.measures.alignment import mask_dice, mask_hd95_mm, nmi, rereg_mm
 from bidsqc.measures.catalogue import MEASURES
@@ -174,6 +174,14 @@ def test_snr_wm_local_needs_the_fine_image(template, template_iqms):
     assert math.isnan(iqms["snr_wm_local"])
     with pytest.raises(ValueError, match="1 mm head box"):
         snr_wm_local(template.t1w, template)
+    with pytest.raises(ValueError, match="non-finite"):
+        compute_iqms(
+            template.t1w,
+            template=template,
+            bias_field=np.ones(template.shape),
+            residual=np.eye(4),
+            fine=np.full(head_box(1)[0], np.nan, np.float32),
+        )
 
 
 def test_wm2max_is_the_white_matter_median_over_the_top_percentile():

@@ -47,12 +47,9 @@ class ComputeMeasures(SimpleInterface):
         if isdefined(self.inputs.transform):
             source = load_anatomical(self.inputs.source)
             fine = resample_through_transform(source, self.inputs.transform, resolution=1)
+            fine = fine.get_fdata(dtype=np.float32)
         measures = compute_iqms(
-            image,
-            template=template,
-            bias_field=field,
-            residual=residual,
-            fine=None if fine is None else fine.get_fdata(dtype=np.float32),
+            image, template=template, bias_field=field, residual=residual, fine=fine
         )
         out_file = Path(runtime.cwd) / "measures.json"
         out_file.write_text(json.dumps(measures, indent=2, allow_nan=True) + "\n")

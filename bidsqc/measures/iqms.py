@@ -327,10 +327,14 @@ def snr_wm_local(fine: np.ndarray, template: Template) -> float:
     neuroradiologists' motion scores of MR-ART's 436 scans. Its level depends on field
     strength, voxel size, coil and reconstruction, so compare it within one protocol.
     Reference: Dietrich et al., JMRI 26:375-385 (2007), doi:10.1002/jmri.20969.
+
+    Raises ``ValueError`` for a ``fine`` image on another grid or with non-finite values.
     """
     shape = head_box(1)[0]
     if fine.shape != shape:
         raise ValueError(f"the fine image is {fine.shape}, the 1 mm head box is {shape}")
+    if not np.isfinite(fine).all():
+        raise ValueError("the fine image has non-finite values")
     wm = own_white_matter(
         fine, on_head_box(template.wm, 1), on_head_box(template.gm, 1), head_box_brain_mask(1)
     )
@@ -358,8 +362,7 @@ def compute_iqms(
     for name, array in (("image", image), ("bias_field", bias_field)):
         if array.shape != template.shape:
             raise ValueError(f"{name} is {array.shape}, the template grid is {template.shape}")
-    for name, array in (("image", image), ("bias_field", bias_field), ("fine", fine)):
-        if array is not None and not np.isfinite(array).all():
+        if not np.isfinite(array).all():
             raise ValueError(f"{name} has non-finite values")
     zooms = template.zooms
     brain = template.brain_mask

@@ -258,9 +258,8 @@ class RandomNodding(RandomArtefact):
     does, where 4 or 32 held poses do not (``benchmarks/motion_inside_brain.py``).
 
     The number of nods is :math:`n`, uniform among ``nods``; the cues are :func:`nod_cues`;
-    each nod's
-    pitch is :math:`\mathcal{U}` in ``degrees`` with a random sign, and all last a fraction
-    :math:`d \sim \mathcal{U}` in ``duration`` of the acquisition.
+    each nod's pitch is :math:`\mathcal{U}` in ``degrees`` with a random sign, and all last a
+    fraction :math:`d \sim \mathcal{U}` in ``duration`` of the acquisition.
 
     Parameters
     ----------
