@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
+from bidsqc.cli.parser import parse_args
 from bidsqc.cli.participant import read_crash_reports
+from bidsqc.cli.workers import prepare_workers
 
 
 def test_crashes_are_attributed_to_image_and_coregistration_branches(tmp_path):
@@ -52,3 +55,26 @@ def test_each_failed_image_is_one_console_line_without_a_traceback(make_bids, tm
         crash = re.search(r"details: (logs/crash-[^)]+\.txt)", line).group(1)
         assert (out / crash).is_file()
     assert "WARNING: 0 of 3 images processed" in console
+
+
+def test_workers_read_their_nipype_settings_from_the_work_directory(
+    make_bids, tmp_path, monkeypatch
+):
+    """nipype's settings reach the workers (new interpreters) through nipype.cfg; a SLURM run
+    starts no forkserver."""
+    for variable in ("NIPYPE_CONFIG_DIR", "NIPYPE_NO_ET"):  # restored after the test
+        monkeypatch.delenv(variable, raising=False)
+    plugin_file = tmp_path / "slurm.yml"
+    plugin_file.write_text("plugin: SLURM\n")
+    bids = make_bids(["sub-01/anat/sub-01_T1w.nii.gz"])
+    work = tmp_path / "work"
+    opts = parse_args(
+        [str(bids), str(tmp_path / "out"), "participant", "-w", str(work), "-v"]
+        + ["--use-plugin", str(plugin_file)]
+    )
+    plugin = prepare_workers(opts)
+    assert plugin == {"plugin": "SLURM", "plugin_args": {}}
+    settings = (work / "nipype.cfg").read_text()
+    assert "check_version = false" in settings
+    assert "workflow_level = WARNING" in settings
+    assert os.environ["NIPYPE_CONFIG_DIR"] == str(work)

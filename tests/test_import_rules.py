@@ -1,7 +1,7 @@
 """The import rules of docs/architecture.md, each checked in a fresh interpreter.
 
-- ``bidsqc --help`` and ``--version`` import no heavy dependency, and the participant level
-  builds its graph without torch or ANTs;
+- ``bidsqc --help`` and ``--version`` import no heavy dependency, the participant level
+  builds its graph without torch or ANTs, and starts its workers before importing nipype;
 - the run-time app never imports the training side, at module level or lazily;
 - the image-quality measures and the shared geometry import no torch.
 """
@@ -65,6 +65,12 @@ def test_the_participant_level_builds_its_graph_without_torch_or_ants() -> None:
     the dataset and builds the graph."""
     loaded = top_level(modules_after("import bidsqc.cli.participant"))
     assert not loaded & {"torch", "torchio", "ants"}
+
+
+def test_the_worker_server_starts_before_any_heavy_import() -> None:
+    """The forkserver's imports overlap the participant level's own only if starting it
+    imports nothing heavy in this process."""
+    assert not top_level(modules_after("import bidsqc.cli.workers")) & set(HEAVY)
 
 
 def test_the_run_time_app_never_imports_the_training_side_lazily() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import multiprocessing
-import os
 import re
 from argparse import Namespace
 from collections.abc import Mapping
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bidsqc.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, GENERATED_BY
+from bidsqc.cli.workers import apply_nipype_settings, nipype_settings
 from bidsqc.data import network_weights
 from bidsqc.decisions import Threshold
 from bidsqc.discovery import (
@@ -27,7 +26,7 @@ from bidsqc.discovery import (
 )
 from bidsqc.outputs.columns import ARTEFACT_PROBABILITY_COLUMNS, QC_COLUMNS
 from bidsqc.outputs.dataset import write_dataset_description
-from bidsqc.outputs.files import copy_atomically, output_lock, write_text_atomically
+from bidsqc.outputs.files import copy_atomically, output_lock
 from bidsqc.outputs.paths import (
     NETWORK_OUTPUT_NAMES,
     artefact_map_path,
@@ -75,18 +74,6 @@ _WRAPPERS = {"NodeExecutionError", "RuntimeError"}
 #: Workflows whose crashes are reported: an image's own branch, and a FLAIR's co-registration.
 _BRANCH_PREFIXES = ("anat_qc_", "flair_coreg_")
 
-#: What the nodes import when they run (ANTs, torch and the networks, matplotlib): imported once,
-#: in the server that MultiProc's workers are forked from.
-WORKER_MODULES = (
-    "bidsqc.preprocessing",
-    "bidsqc.measures.iqms",
-    "bidsqc.inference.artefacts",
-    "bidsqc.inference.models",
-    "bidsqc.inference.motion",
-    "bidsqc.inference.registration",
-    "bidsqc.reports.figures",
-)
-
 
 def discover_images(opts: Namespace) -> tuple[list[str], list[AnatImage]]:
     """The selected participants and their images, raw and from ``--derivatives``.
@@ -118,13 +105,11 @@ def discover_images(opts: Namespace) -> tuple[list[str], list[AnatImage]]:
     return subjects, images
 
 
-def run_participant(opts: Namespace) -> int:
-    """Discover the images, run the graph (unless ``--reports-only``), write tables and reports."""
-    plugin = _plugin_settings(opts)
+def run_participant(opts: Namespace, plugin: dict) -> int:
+    """Discover the images, run the graph (unless ``--reports-only``) with nipype's ``plugin``
+    settings (:func:`bidsqc.cli.workers.prepare_workers`), write tables and reports."""
     if not (opts.inference_only or opts.reports_only):
-        configure_nipype(opts.verbose, opts.work_dir)
-        if _forks_from_server(plugin):
-            _start_worker_server()
+        apply_nipype_settings(nipype_settings(opts.verbose))
     try:
         subjects, images = discover_images(opts)
     except BIDSError as err:
@@ -239,36 +224,6 @@ def _processed_images(output_dir: Path, images: list[AnatImage], log_dir: Path) 
     ]
 
 
-def configure_nipype(verbosity: int, work_dir: Path) -> None:
-    """nipype's settings for this process and for every process that runs its nodes.
-
-    nipype logs every failed node with its traceback; bidsqc gives one line per failed image
-    instead, naming its crash file in ``logs/``. ``-v`` shows nipype's warnings and errors again,
-    ``-vv`` everything. And nipype never asks the network for its latest version, which a
-    hospital without internet would wait on. The workers (MultiProc's, or SLURM's jobs) start
-    as new interpreters, so the settings also go to ``nipype.cfg`` in the work directory, which
-    ``NIPYPE_CONFIG_DIR`` names to them.
-    """
-    from nipype import config
-    from nipype import logging as nipype_logging
-
-    level = ("CRITICAL", "WARNING", "DEBUG")[min(verbosity, 2)]
-    settings = {
-        "logging": {f"{logger}_level": level for logger in ("workflow", "interface", "utils")},
-        "execution": {"check_version": "false"},
-    }
-    lines = []
-    for section, options in settings.items():
-        lines.append(f"[{section}]")
-        for option, value in options.items():
-            config.set(section, option, value)
-            lines.append(f"{option} = {value}")
-    nipype_logging.update_logging(config)
-    write_text_atomically(work_dir / "nipype.cfg", "\n".join(lines) + "\n")
-    os.environ["NIPYPE_CONFIG_DIR"] = str(work_dir)
-    os.environ["NIPYPE_NO_ET"] = "1"
-
-
 def build_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path) -> Workflow:
     """The nipype graph of the images, configured to write its crash files to ``log_dir``."""
     workflow = init_bidsqc_wf(images=images, settings=qc_settings(opts), work_dir=opts.work_dir)
@@ -293,37 +248,6 @@ def qc_settings(opts: Namespace) -> QCSettings:
         device=opts.device,
         models_dir=opts.models_dir,
     )
-
-
-def _plugin_settings(opts: Namespace) -> dict:
-    """nipype's plugin and its arguments: ``--use-plugin``'s, else MultiProc on ``--nprocs``.
-
-    MultiProc's workers start from a forkserver unless the settings say otherwise: forked from
-    a process whose torch has run OpenMP threads, a worker can hang in its first parallel region
-    (brain extraction, in every registration).
-    """
-    settings = opts.plugin_settings or {
-        "plugin": "MultiProc",
-        "plugin_args": {"n_procs": opts.nprocs, "raise_insufficient": False},
-    }
-    if settings["plugin"] == "MultiProc":
-        settings["plugin_args"].setdefault("mp_context", "forkserver")
-    return settings
-
-
-def _forks_from_server(plugin: dict) -> bool:
-    return plugin["plugin"] == "MultiProc" and plugin["plugin_args"]["mp_context"] == "forkserver"
-
-
-def _start_worker_server() -> None:
-    """Start the forkserver now, importing :data:`WORKER_MODULES`, so that those seconds of
-    imports pass while this process indexes the dataset and builds the graph, and are paid once
-    rather than by every worker. Importing torch starts no OpenMP thread, so forking after it is
-    safe."""
-    from multiprocessing import forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
-    forkserver.ensure_running()
 
 
 def _run_workflow(opts: Namespace, images: list[AnatImage], log_dir: Path, plugin: dict) -> None:

@@ -1,7 +1,9 @@
 """The ``bidsqc`` entry point: parse the command line, then run the participant or the group level.
 
 Only the parser is imported up front, so that ``bidsqc --help`` and ``--version`` answer at once;
-the level that runs imports the workflow engine and the networks.
+the level that runs imports the workflow engine and the networks. The participant level starts
+the processes that will run its nodes before it imports anything heavy
+(:mod:`bidsqc.cli.workers`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bidsqc.cli.group import run_group
 
         return run_group(opts)
+    from bidsqc.cli.workers import prepare_workers
+
+    plugin = prepare_workers(opts)
     from bidsqc.cli.participant import run_participant
 
-    return run_participant(opts)
+    return run_participant(opts, plugin)
 
 
 def _configure_logging(verbosity: int) -> None:
