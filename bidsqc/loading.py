@@ -197,16 +197,18 @@ def _mean_inside(values: np.ndarray, inside: np.ndarray, min_voxels: int = 100) 
 def acquisition_geometry(
     path: str | os.PathLike, sidecar: str | os.PathLike | None, data: np.ndarray | None = None
 ) -> dict:
-    """The acquisition geometry of an image, from its header, its JSON sidecar, and its
-    voxels when ``data`` is given.
+    """How an image was acquired: its geometry, from its header, its JSON sidecar, and its
+    voxels when ``data`` is given, and the scanner, from the sidecar.
 
     ``slice_mm`` is the largest voxel dimension (the slice spacing of a 2D scan), ``in_plane_mm``
-    the mean of the two others, and ``acquisition`` the sidecar's ``MRAcquisitionType`` ("2D"
-    or "3D"; ``n/a`` without it). With ``data``, the dimensions are those acquired
-    (:func:`acquired_spacing`), which a scan stored on a finer grid hides from its header.
-    Values that cannot be read are NaN or ``n/a``: a failed image still gets a row.
+    the mean of the two others, ``acquisition`` the sidecar's ``MRAcquisitionType`` ("2D" or
+    "3D"), and ``scanner`` its ``Manufacturer``, ``ManufacturersModelName`` and
+    ``MagneticFieldStrength`` (e.g. "Siemens Prisma 3 T"), those it has. With ``data``, the
+    dimensions are those acquired (:func:`acquired_spacing`), which a scan stored on a finer
+    grid hides from its header. Values that cannot be read are NaN or ``n/a``: a failed image
+    still gets a row.
     """
-    geometry = {"slice_mm": np.nan, "in_plane_mm": np.nan, "acquisition": "n/a"}
+    geometry = {"slice_mm": np.nan, "in_plane_mm": np.nan, "acquisition": "n/a", "scanner": "n/a"}
     try:
         affine = nb.load(path).affine
     except Exception:  # noqa: BLE001 - load_anatomical reports why; the row only lacks geometry
@@ -217,11 +219,23 @@ def acquisition_geometry(
             zooms = acquired_spacing(data, zooms)
         zooms = np.sort(zooms)
         geometry |= {"slice_mm": float(zooms[2]), "in_plane_mm": float(zooms[:2].mean())}
-    if sidecar:
-        try:
-            kind = json.loads(Path(sidecar).read_text()).get("MRAcquisitionType")
-        except (OSError, ValueError, AttributeError):
-            kind = None
-        if kind in ("2D", "3D"):
-            geometry["acquisition"] = kind
+    try:
+        metadata = json.loads(Path(sidecar).read_text()) if sidecar else {}
+    except (OSError, ValueError):
+        metadata = {}
+    metadata = metadata if isinstance(metadata, dict) else {}
+    if metadata.get("MRAcquisitionType") in ("2D", "3D"):
+        geometry["acquisition"] = metadata["MRAcquisitionType"]
+    if scanner := _scanner(metadata):
+        geometry["scanner"] = scanner
     return geometry
+
+
+def _scanner(metadata: dict) -> str:
+    """The scanner a sidecar names: manufacturer, model and field strength, those it has."""
+    names = [metadata.get(key) for key in ("Manufacturer", "ManufacturersModelName")]
+    parts = [name.strip() for name in names if isinstance(name, str) and name.strip()]
+    field = metadata.get("MagneticFieldStrength")
+    if isinstance(field, int | float) and not isinstance(field, bool):
+        parts.append(f"{field:g} T")
+    return " ".join(parts)

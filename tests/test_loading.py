@@ -43,14 +43,27 @@ def test_clinical_thick_slices_load(tmp_path):
 def test_acquisition_geometry_reads_the_header_and_the_sidecar(tmp_path):
     path = save(tmp_path, RNG.random((20, 20, 20)).astype(np.float32), (0.5, 6.0, 0.7))
     sidecar = tmp_path / "img.json"
-    sidecar.write_text('{"MRAcquisitionType": "2D"}')
-    assert acquisition_geometry(path, sidecar) == pytest.approx(
-        {"slice_mm": 6.0, "in_plane_mm": 0.6, "acquisition": "2D"}
+    sidecar.write_text(
+        '{"MRAcquisitionType": "2D", "Manufacturer": "Siemens", '
+        '"ManufacturersModelName": "Prisma_fit", "MagneticFieldStrength": 3}'
     )
+    assert acquisition_geometry(path, sidecar) == pytest.approx(
+        {
+            "slice_mm": 6.0,
+            "in_plane_mm": 0.6,
+            "acquisition": "2D",
+            "scanner": "Siemens Prisma_fit 3 T",
+        }
+    )
+    sidecar.write_text('{"Manufacturer": " GE ", "MagneticFieldStrength": "1.5"}')
+    assert acquisition_geometry(path, sidecar)["scanner"] == "GE"  # a string is no field strength
     empty = tmp_path / "empty.nii.gz"
     empty.touch()
     geometry = acquisition_geometry(empty, None)
-    assert np.isnan(geometry["slice_mm"]) and geometry["acquisition"] == "n/a"
+    assert np.isnan(geometry["slice_mm"])
+    assert geometry["acquisition"] == geometry["scanner"] == "n/a"
+    sidecar.write_text("[1, 2]")
+    assert acquisition_geometry(path, sidecar)["scanner"] == "n/a"
 
 
 def _head(shape=(48, 48, 20)) -> np.ndarray:

@@ -26,7 +26,7 @@ from bidsqc.reports.figures import (
     plot_motion_distribution,
     strip_layout,
 )
-from bidsqc.reports.group import render_group_report
+from bidsqc.reports.group import protocols, render_group_report
 from bidsqc.reports.individual import FIGURE_CAPTIONS, render_subject_report
 
 INJECTION = "<script>alert(1)</script>"
@@ -263,7 +263,11 @@ def test_reports_escape_dataset_text(tmp_path: Path, png: Path) -> None:
     group = render_group_report(
         pd.DataFrame(rows), "T1w", MEASURES, tmp_path / "g.html", generated_by="x", dataset="test"
     ).read_text()
-    for html in (subject, group):
+    table = pd.DataFrame([{**row(filename, dataset=INJECTION), "cjv": 0.4}] * 5)
+    by_protocol = render_group_report(
+        table, "T1w", MEASURES, tmp_path / "p.html", generated_by="x", dataset="test"
+    ).read_text()
+    for html in (subject, group, by_protocol):
         assert INJECTION not in html
         assert ESCAPED in html
 
@@ -327,6 +331,63 @@ def test_group_report_flags_nothing_in_a_tiny_group(tmp_path: Path) -> None:
     ).read_text()
     assert not any(flag for row in queue_data(html)["rows"] for *_, flag in row["cells"])
     assert re.search(r"<b>0</b><span>flagged as outliers</span>", html)
+
+
+def test_protocols_are_told_apart_by_what_the_row_says() -> None:
+    rows = [
+        row("sub-01/anat/sub-01_T1w.nii.gz", acquisition="3D", in_plane_mm=0.94, slice_mm=1.2),
+        row("sub-02/anat/sub-02_T1w.nii.gz", acquisition="3D", in_plane_mm=1.0, slice_mm=1.25),
+        row(
+            "sub-03/anat/sub-03_acq-fast_T1w.nii.gz",
+            acquisition="3D",
+            in_plane_mm=1.0,
+            slice_mm=1.2,
+        ),
+        row("sub-04/anat/sub-04_T1w.nii.gz", acquisition="n/a", in_plane_mm=0.45, slice_mm=6.0),
+        row("sub-05/anat/sub-05_T1w.nii.gz", dataset="fmriprep", acquisition="n/a"),
+        row("sub-06/anat/sub-06_T1w.nii.gz", scanner="GE 1.5 T", in_plane_mm=1, slice_mm=1.2),
+    ]
+    assert protocols(pd.DataFrame(rows)).tolist() == [
+        "raw, 3D, 1 x 1.25 mm",
+        "raw, 3D, 1 x 1.25 mm",
+        "raw, 3D, 1 x 1.25 mm",  # acq- may name a condition (MR-ART's headmotion1)
+        "raw, 0.5 x 6 mm",
+        "fmriprep",
+        "raw, GE 1.5 T, 1 x 1.25 mm",
+    ]
+    # A table of an earlier version, without the geometry columns.
+    assert protocols(pd.DataFrame([row("sub-01/anat/sub-01_T1w.nii.gz")])).tolist() == ["raw"]
+
+
+def test_group_report_flags_outliers_within_their_protocol(tmp_path: Path) -> None:
+    """Two scanners' levels of one measure are far apart; the image that is low for its own
+    protocol is flagged, and neither protocol's ordinary images are, although pooled the
+    outlier would sit between the two."""
+    rng = np.random.default_rng(7)
+    fine = [
+        row(f"sub-a{i}/anat/sub-a{i}_T1w.nii.gz", in_plane_mm=1.0, slice_mm=1.0, snr_wm_local=v)
+        for i, v in enumerate(rng.normal(40, 1, 10))
+    ]
+    coarse = [
+        row(f"sub-b{i}/anat/sub-b{i}_T1w.nii.gz", in_plane_mm=2.0, slice_mm=2.0, snr_wm_local=v)
+        for i, v in enumerate(rng.normal(15, 1, 10))
+    ]
+    fine[3]["snr_wm_local"] = 30.0
+    few = [
+        row(f"sub-c{i}/anat/sub-c{i}_T1w.nii.gz", in_plane_mm=0.5, slice_mm=5.0, snr_wm_local=v)
+        for i, v in enumerate([10.0, 10.5, 90.0])
+    ]
+    table = pd.DataFrame(fine + coarse + few)
+    pooled = robust_zscores(table["snr_wm_local"])
+    assert abs(pooled[3]) < 3  # what a pooled comparison would miss
+
+    html = render_group_report(
+        table, "T1w", MEASURES, tmp_path / "g.html", generated_by="x", dataset="test"
+    ).read_text()
+    flagged = [row["name"] for row in queue_data(html)["rows"] if row["flags"]]
+    assert flagged == ["sub-a3_T1w.nii.gz"]
+    for label, count in (("raw, 1 x 1 mm", 10), ("raw, 2 x 2 mm", 10), ("raw, 0.5 x 5 mm", 3)):
+        assert f"{label}: {count}</span>" in html
 
 
 def test_group_report_puts_failures_then_reviews_first(tmp_path):

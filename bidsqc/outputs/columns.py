@@ -51,8 +51,9 @@ ID_COLUMNS: dict[str, dict] = {
 }
 
 
-#: The acquisition geometry of the image (:func:`bidsqc.loading.acquisition_geometry`), and
-#: whether the outputs are valid for it (:mod:`bidsqc.validity`).
+#: How the image was acquired, its geometry and scanner
+#: (:func:`bidsqc.loading.acquisition_geometry`), and whether the outputs are valid for it
+#: (:mod:`bidsqc.validity`).
 GEOMETRY_COLUMNS: dict[str, dict] = {
     "slice_mm": {
         "Description": "Largest voxel dimension of the image as acquired: the slice spacing of "
@@ -67,6 +68,11 @@ GEOMETRY_COLUMNS: dict[str, dict] = {
     "acquisition": {
         "Description": "MRAcquisitionType of the JSON sidecar; n/a without it.",
         "Levels": {"2D": "slice by slice", "3D": "volume"},
+    },
+    "scanner": {
+        "Description": "Manufacturer, ManufacturersModelName and MagneticFieldStrength of the "
+        "JSON sidecar, those it has; n/a without them. The group report compares the measures "
+        "of images of the same scanner and geometry."
     },
     "not_assessed": {
         "Description": "Why the measures and network outputs of this image are n/a although it "
