@@ -22,6 +22,7 @@ __all__ = [
     "nipype_settings",
     "plugin_settings",
     "prepare_workers",
+    "write_nipype_settings",
 ]
 
 #: What the nodes import when they run (ANTs, torch and the networks, matplotlib): imported once,
