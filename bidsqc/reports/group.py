@@ -166,11 +166,11 @@ def protocols(table: pd.DataFrame) -> pd.Series:
 
     A measure's level depends on the scanner and the protocol (``snr_wm_local`` ranges from 10
     to 45 over the clean real scans of docs/benchmarks.md), so an outlier among images of
-    several protocols may only be another protocol. Images without sidecars share a label
-    with every scanner of the same geometry. The ``acq-`` label is
-    not used: datasets name conditions with it too (MR-ART's ``acq-standard`` and
-    ``acq-headmotion1``), and moved scans are what must stand out from the still ones. Columns
-    the table lacks (from an earlier version) leave their part out.
+    several protocols may only be another protocol. Images without sidecars share a label with
+    every scanner of the same geometry. The ``acq-`` label is not used: datasets name
+    conditions with it too (MR-ART's ``acq-standard`` and ``acq-headmotion1``), and moved scans
+    are what must stand out from the still ones. Columns the table lacks (from an earlier
+    version) leave their part out.
     """
     return pd.Series([_protocol(record) for record in table.to_dict("records")], table.index)
 
