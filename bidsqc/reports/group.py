@@ -17,6 +17,7 @@ from bidsqc.outputs.paths import row_figure_href
 from bidsqc.reports import (
     describe,
     format_value,
+    is_finite,
     measure_columns,
     render_html,
     subject_report_href,
@@ -176,15 +177,11 @@ def protocols(table: pd.DataFrame) -> pd.Series:
 
 
 def _protocol(record: dict) -> str:
-    parts = [record.get("dataset"), record.get("scanner"), record.get("acquisition")]
+    parts = [format_value(record.get(column)) for column in ("dataset", "scanner", "acquisition")]
     in_plane, across = record.get("in_plane_mm"), record.get("slice_mm")
-    if _known(in_plane) and _known(across):
+    if is_finite(in_plane) and is_finite(across):
         parts.append(f"{_voxel_step(in_plane)} x {_voxel_step(across)} mm")
-    return ", ".join(str(part) for part in parts if _known(part)) or "n/a"
-
-
-def _known(value: object) -> bool:
-    return value is not None and value != "n/a" and not pd.isna(value)
+    return ", ".join(part for part in parts if part != "n/a") or "n/a"
 
 
 def _voxel_step(mm: float) -> str:
