@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bidsqc.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, GENERATED_BY
-from bidsqc.cli.workers import apply_nipype_settings, nipype_settings
 from bidsqc.data import network_weights
 from bidsqc.decisions import Threshold
 from bidsqc.discovery import (
@@ -108,8 +107,6 @@ def discover_images(opts: Namespace) -> tuple[list[str], list[AnatImage]]:
 def run_participant(opts: Namespace, plugin: dict) -> int:
     """Discover the images, run the graph (unless ``--reports-only``) with nipype's ``plugin``
     settings (:func:`bidsqc.cli.workers.prepare_workers`), write tables and reports."""
-    if not (opts.inference_only or opts.reports_only):
-        apply_nipype_settings(nipype_settings(opts.verbose))
     try:
         subjects, images = discover_images(opts)
     except BIDSError as err:

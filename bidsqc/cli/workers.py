@@ -3,8 +3,9 @@
 The forkserver imports what the nodes need (ANTs, torch and the networks, matplotlib: about
 3.4 s) once, and the workers are forked from it. It is started first thing, before this
 process imports nipype and pybids, so that its imports pass while this process imports,
-indexes the dataset and builds the graph. Nothing here imports nipype: the workers read their
-settings from ``nipype.cfg`` in the work directory, written before the server starts.
+indexes the dataset and builds the graph. Nothing here imports nipype before the server has
+started: the workers read their settings from ``nipype.cfg`` in the work directory, written
+before it starts.
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from bidsqc.outputs.files import write_text_atomically
 
 __all__ = [
     "WORKER_MODULES",
-    "apply_nipype_settings",
-    "nipype_settings",
-    "plugin_settings",
     "prepare_workers",
-    "write_nipype_settings",
 ]
 
 #: What the nodes import when they run (ANTs, torch and the networks, matplotlib): imported once,
@@ -39,17 +36,20 @@ WORKER_MODULES = (
 
 
 def prepare_workers(opts: Namespace) -> dict:
-    """nipype's plugin settings; for a run of the graph, also write the workers' nipype settings
-    and start MultiProc's forkserver, unless the plugin forks otherwise or not at all."""
-    plugin = plugin_settings(opts)
+    """nipype's plugin settings; for a run of the graph, also write the workers' nipype settings,
+    start MultiProc's forkserver (unless the plugin forks otherwise or not at all), then set the
+    same settings in this process's nipype."""
+    plugin = _plugin_settings(opts)
     if not (opts.inference_only or opts.reports_only):
-        write_nipype_settings(nipype_settings(opts.verbose), opts.work_dir)
+        settings = _nipype_settings(opts.verbose)
+        _write_nipype_settings(settings, opts.work_dir)
         if _forks_from_server(plugin):
             _start_worker_server()
+        _apply_nipype_settings(settings)
     return plugin
 
 
-def plugin_settings(opts: Namespace) -> dict:
+def _plugin_settings(opts: Namespace) -> dict:
     """nipype's plugin and its arguments: ``--use-plugin``'s, else MultiProc on ``--nprocs``.
 
     MultiProc's workers start from a forkserver unless the settings say otherwise: forked from
@@ -65,7 +65,7 @@ def plugin_settings(opts: Namespace) -> dict:
     return settings
 
 
-def nipype_settings(verbosity: int) -> dict[str, dict[str, str]]:
+def _nipype_settings(verbosity: int) -> dict[str, dict[str, str]]:
     """nipype's settings for this process and for every process that runs its nodes.
 
     nipype logs every failed node with its traceback; bidsqc gives one line per failed image
@@ -80,7 +80,7 @@ def nipype_settings(verbosity: int) -> dict[str, dict[str, str]]:
     }
 
 
-def write_nipype_settings(settings: dict[str, dict[str, str]], work_dir: Path) -> None:
+def _write_nipype_settings(settings: dict[str, dict[str, str]], work_dir: Path) -> None:
     """Write ``settings`` to ``nipype.cfg`` in the work directory and name it to the processes
     started from now on (``NIPYPE_CONFIG_DIR``): MultiProc's and SLURM's workers are new
     interpreters, which read their settings there."""
@@ -93,7 +93,7 @@ def write_nipype_settings(settings: dict[str, dict[str, str]], work_dir: Path) -
     os.environ["NIPYPE_NO_ET"] = "1"
 
 
-def apply_nipype_settings(settings: dict[str, dict[str, str]]) -> None:
+def _apply_nipype_settings(settings: dict[str, dict[str, str]]) -> None:
     """Set ``settings`` in this process's nipype, and its loggers' levels with them."""
     from nipype import config
     from nipype import logging as nipype_logging
