@@ -1,5 +1,5 @@
-"""Tests of the nipype interfaces of the artefact network: ArtefactQC, and PlotMosaic drawing
-its tile map."""
+"""Tests of the nipype interfaces of the artefact network: ResampleThroughTransform, which
+makes its input, ArtefactQC, and PlotMosaic drawing its tile map."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bidsqc.data import head_box, head_box_brain_mask
 from bidsqc.decisions import DEFAULT_THRESHOLDS
 from bidsqc.inference.tiles import TILE_SIZE
 from bidsqc.interfaces.networks import ArtefactQC
+from bidsqc.interfaces.preprocessing import ResampleThroughTransform
 from bidsqc.interfaces.reports import PlotMosaic
 from bidsqc.networks import ArtefactNet
 from bidsqc.outputs.columns import ARTEFACT_COLUMNS, ARTEFACT_PROBABILITY_COLUMNS
@@ -78,11 +79,33 @@ def identity_transform(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def resampled_1mm(
+    tmp_path_factory: pytest.TempPathFactory, image_1mm: Path, identity_transform: Path
+) -> Path:
+    """ResampleThroughTransform of the image, as the workflow makes the network's input."""
+    cwd = tmp_path_factory.mktemp("resample_fine")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(cwd)
+        result = ResampleThroughTransform(
+            in_file=str(image_1mm), transform=str(identity_transform)
+        ).run()
+    return Path(result.outputs.out_file)
+
+
+def test_resample_through_the_identity_keeps_an_image_on_the_head_box(
+    resampled_1mm: Path, image_1mm: Path
+) -> None:
+    resampled, original = nb.load(resampled_1mm), nb.load(image_1mm)
+    assert resampled_1mm.name == "headbox_res-1.nii"  # uncompressed: only nodes read it
+    assert resampled.shape == head_box(1)[0]
+    assert np.allclose(resampled.affine, original.affine)
+    assert resampled.get_data_dtype() == np.float32
+    assert np.allclose(resampled.get_fdata(), original.get_fdata(), atol=0.01)  # of ~100
+
+
+@pytest.fixture(scope="module")
 def artefact_qc(
-    tmp_path_factory: pytest.TempPathFactory,
-    weights: Path,
-    image_1mm: Path,
-    identity_transform: Path,
+    tmp_path_factory: pytest.TempPathFactory, weights: Path, resampled_1mm: Path
 ) -> dict[str, Path]:
     """ArtefactQC run in a folder of its own; its output files."""
     cwd = tmp_path_factory.mktemp("artefact_qc")
@@ -91,8 +114,7 @@ def artefact_qc(
         threads = torch.get_num_threads()
         try:
             result = ArtefactQC(
-                in_file=str(image_1mm),
-                transform=str(identity_transform),
+                in_file=str(resampled_1mm),
                 weights=str(weights),
                 device="cpu",
             ).run()

@@ -28,6 +28,7 @@ ANAT_QC_NODES = {
     "check_image",
     "resample",
     "register",
+    "resample_fine",
     "measures",
     "motion_qc",
     "plot_motion",
@@ -74,10 +75,10 @@ def test_anat_qc_wf(demo_dir: Path, settings: QCSettings) -> None:
     assert {n.name for n in workflow._graph.nodes()} == ANAT_QC_NODES
     edges = connections(workflow)
     assert ("inputnode", "in_file", "check_image", "in_file") in edges
-    assert ("register", "out_transform", "artefact_qc", "transform") in edges
-    assert ("check_image", "out_file", "artefact_qc", "in_file") in edges
-    assert ("check_image", "out_file", "measures", "source") in edges
-    assert ("register", "out_transform", "measures", "transform") in edges
+    assert ("check_image", "out_file", "resample_fine", "in_file") in edges
+    assert ("register", "out_transform", "resample_fine", "transform") in edges
+    assert ("resample_fine", "out_file", "artefact_qc", "in_file") in edges
+    assert ("resample_fine", "out_file", "measures", "fine") in edges
     assert {(s, o, f) for s, o, d, f in edges if d == "outputnode"} == {
         ("resample", "out_file", "resampled"),
         ("register", "out_file", "registered"),

@@ -17,26 +17,20 @@ __all__ = ["ComputeMeasures"]
 
 class _MeasuresInputSpec(ImageInputSpec):
     brain_mask = File(exists=True, mandatory=True, desc="the image's brain on the template grid")
-    source = File(exists=True, desc="the checked image on its native grid")
-    transform = File(exists=True, requires=["source"], desc="source's template transform (ITK)")
+    fine = File(exists=True, desc="the checked image resampled onto the 1 mm head box")
 
 
 class ComputeMeasures(SimpleInterface):
     """Estimate the bias field (N4) and the residual misregistration, then compute every
-    classical measure; ``snr_wm_local`` on ``source`` resampled onto the 1 mm head box through
-    ``transform`` (:func:`bidsqc.preprocessing.resample_through_transform`), n/a without them."""
+    classical measure; ``snr_wm_local`` on ``fine``, the source image on the 1 mm head box
+    (:class:`~bidsqc.interfaces.preprocessing.ResampleThroughTransform`), n/a without it."""
 
     input_spec = _MeasuresInputSpec
     output_spec = ImageOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsqc.loading import load_anatomical
         from bidsqc.measures.iqms import compute_iqms
-        from bidsqc.preprocessing import (
-            estimate_bias_field,
-            resample_through_transform,
-            residual_misregistration,
-        )
+        from bidsqc.preprocessing import estimate_bias_field, residual_misregistration
 
         template = load_template(2)
         image = nb.load(self.inputs.in_file).get_fdata(dtype=np.float32)
@@ -44,10 +38,8 @@ class ComputeMeasures(SimpleInterface):
         field = estimate_bias_field(image, template.brain_mask, template.zooms)
         residual = residual_misregistration(image, brain, template)
         fine = None
-        if isdefined(self.inputs.transform):
-            source = load_anatomical(self.inputs.source)
-            fine = resample_through_transform(source, self.inputs.transform, resolution=1)
-            fine = fine.get_fdata(dtype=np.float32)
+        if isdefined(self.inputs.fine):
+            fine = nb.load(self.inputs.fine).get_fdata(dtype=np.float32)
         measures = compute_iqms(
             image, template=template, bias_field=field, residual=residual, fine=fine
         )

@@ -113,38 +113,34 @@ class RegistrationQC(SimpleInterface):
         return runtime
 
 
-class _ArtefactQCInputSpec(_NetworkInputSpec):
-    transform = File(exists=True, mandatory=True, desc="in_file's template transform (ITK)")
-
-
 class _ArtefactQCOutputSpec(ImageOutputSpec):
     out_map = File(exists=True, desc="tile probabilities, 4D, on the 2 mm head box")
 
 
 class ArtefactQC(SimpleInterface):
     """Detect artefacts, tile by tile, with an artefact network, in the checked source image
-    resampled from its native grid onto the 1 mm head box through its template transform
-    (:func:`bidsqc.preprocessing.resample_through_transform`).
+    resampled from its native grid onto the 1 mm head box
+    (:class:`~bidsqc.interfaces.preprocessing.ResampleThroughTransform`).
 
     Writes ``artefacts.json`` (the columns of :class:`bidsqc.inference.artefacts.ArtefactPrediction`
     and every tile's answers) and ``artefactmap.nii.gz``: each tile's artefact probabilities spread
     over the voxels it covers, one volume per artefact, on the 2 mm head box of the preproc image
     (tile edges rounded to 2 mm), NaN where no tile holding brain reaches."""
 
-    input_spec = _ArtefactQCInputSpec
+    input_spec = _NetworkInputSpec
     output_spec = _ArtefactQCOutputSpec
 
     def _run_interface(self, runtime):
         import nibabel as nb
         import torch
 
-        from bidsqc.inference.artefacts import artefact_input, predict_artefacts
+        from bidsqc.inference.artefacts import predict_artefacts
+        from bidsqc.inference.inputs import load_preprocessed
         from bidsqc.inference.models import load_network, write_prediction
 
         torch.set_num_threads(self.inputs.num_threads)
         network = load_network(self.inputs.weights, self.inputs.device)
-        volume = artefact_input(self.inputs.in_file, self.inputs.transform)
-        prediction = predict_artefacts(network, volume)
+        prediction = predict_artefacts(network, load_preprocessed(self.inputs.in_file))
         out_file = write_prediction(
             Path(runtime.cwd) / "artefacts.json", prediction.to_dict(), self.inputs.weights
         )

@@ -15,6 +15,7 @@ from bidsqc.interfaces.preprocessing import (
     CheckImage,
     CoregisterToReference,
     RegisterToTemplate,
+    ResampleThroughTransform,
     ResampleToTemplate,
     ResampleToZoom,
 )
@@ -41,13 +42,13 @@ def init_anat_qc_wf(
     """Check, preprocess, measure, grade and write one T1w or FLAIR image.
 
     Workflow Graph
-        inputnode -> check_image -> resample -> register -> measures (with the checked image,
-        for ``snr_wm_local`` on the 1 mm head box), and
-        register -> motion_qc -> plot_motion, register -> registration_qc (against the
-        template), check_image + register (transform) -> artefact_qc (on the 1 mm head box)
-        -> plot_artefacts; plot_raw (from the checked image), plot_registered; with a
-        site-quality network (``--models-dir``), register -> site_quality; every output
-        goes to ``ds_anat_qc_wf`` (:func:`~bidsqc.workflows.outputs.init_ds_anat_qc_wf`).
+        inputnode -> check_image -> resample -> register -> measures, and
+        check_image + register (transform) -> resample_fine (the 1 mm head box) -> measures
+        (``snr_wm_local``) and artefact_qc -> plot_artefacts; register -> motion_qc ->
+        plot_motion, register -> registration_qc (against the template); plot_raw (from the
+        checked image), plot_registered; with a site-quality network (``--models-dir``),
+        register -> site_quality; every output goes to ``ds_anat_qc_wf``
+        (:func:`~bidsqc.workflows.outputs.init_ds_anat_qc_wf`).
         With ``settings.batch_networks`` (``--device cuda``), the network nodes and their
         figures are left out: :mod:`bidsqc.inference.batched` runs them after the graph.
 
@@ -73,6 +74,7 @@ def init_anat_qc_wf(
     check_image = pe.Node(CheckImage(), name="check_image")
     resample = pe.Node(ResampleToZoom(zoom=2.0), name="resample", mem_gb=1.0)
     register = pe.Node(RegisterToTemplate(), name="register", mem_gb=0.5)
+    resample_fine = pe.Node(ResampleThroughTransform(), name="resample_fine", mem_gb=1.0)
     measures = _measures_node()
     plot_raw = pe.Node(PlotMosaic(), name="plot_raw", mem_gb=1.0)
     plot_registered = pe.Node(PlotMosaic(template_outline=True), name="plot_registered")
@@ -89,13 +91,13 @@ def init_anat_qc_wf(
                                   ("stamp", "stamp")]),
         (check_image, resample, [("out_file", "in_file")]),
         (resample, register, [("out_file", "in_file")]),
-        (check_image, measures, [("out_file", "source")]),
-        (register, measures, [("out_file", "in_file"),
-                              ("brain_mask", "brain_mask"),
-                              ("out_transform", "transform")]),
+        (check_image, resample_fine, [("out_file", "in_file")]),
+        (register, resample_fine, [("out_transform", "transform")]),
+        (register, measures, [("out_file", "in_file"), ("brain_mask", "brain_mask")]),
+        (resample_fine, measures, [("out_file", "fine")]),
     ])  # fmt: skip
     if not settings.batch_networks:
-        _connect_networks(workflow, settings, check_image, register, ds_anat_qc_wf)
+        _connect_networks(workflow, settings, resample_fine, register, ds_anat_qc_wf)
     workflow.connect([
         (check_image, plot_raw, [("out_file", "in_file")]),
         (register, plot_registered, [("out_file", "in_file")]),
@@ -115,15 +117,16 @@ def init_anat_qc_wf(
 def _connect_networks(
     workflow: pe.Workflow,
     settings: QCSettings,
-    check_image: pe.Node,
+    resample_fine: pe.Node,
     register: pe.Node,
     ds_anat_qc_wf: pe.Workflow,
 ) -> None:
-    """A node per network on the registered image (the artefact network on the source image
-    through the transform), their figures, and their derivatives.
+    """A node per network on the registered image (the artefact network on the 1 mm head box),
+    their figures, and their derivatives.
 
-    MultiProc starts the nodes that are ready in the order they are connected: the artefact
-    network, with the measures the longest of what follows the registration, comes first.
+    MultiProc starts the nodes that are ready in the order they are connected: after the
+    registration, the 1 mm resampling comes first, since the measures and the artefact network,
+    the longest of what follows, wait for it.
     """
     artefact_qc = settings.network_node(ArtefactQC, "artefact", "artefact_qc", mem_gb=2.0)
     motion_qc = settings.network_node(MotionQC, "motion", "motion_qc", mem_gb=1.0)
@@ -131,8 +134,7 @@ def _connect_networks(
     plot_motion = pe.Node(PlotMotion(), name="plot_motion")
     plot_artefacts = pe.Node(PlotMosaic(), name="plot_artefacts")
     workflow.connect([
-        (check_image, artefact_qc, [("out_file", "in_file")]),
-        (register, artefact_qc, [("out_transform", "transform")]),
+        (resample_fine, artefact_qc, [("out_file", "in_file")]),
         (register, motion_qc, [("out_file", "in_file")]),
         (register, registration_qc, [("out_file", "in_file")]),
         (motion_qc, plot_motion, [("out_file", "in_file")]),
