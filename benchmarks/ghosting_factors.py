@@ -6,12 +6,13 @@
 Every image is written clean and with 2 ghosts along each voxel axis of its native grid in
 turn, at the two severities of ``bidsqc-evaluate artefact`` (mild 0.3, moderate 0.6), each copy
 simulated at native resolution, registered itself and resampled onto the 1 mm head box as the
-pipeline does. The same is done to the image skull-stripped first (``--strip``, zero outside
+pipeline does. The same is done to the image skull-stripped first (zero outside
 :func:`brain_of_clean_image`), as the skull-stripped training and ``val`` images are, so that
 the ghosts land in an empty background. It prints the network's ``p_ghosting`` on the clean
 images, and its AUC against them per variant, axis (with the voxel size along it) and level,
 and the highest ``p_ghosting`` among the tiles of air that the image's answer leaves out
-(less than ``MIN_BRAIN_FRACTION`` of brain).
+(less than ``MIN_BRAIN_FRACTION`` of brain). ``--weights`` checks other artefact weights on the
+same samples (a rerun reuses them).
 
 With two ghosts the ghost is the image shifted by half the field of view along the axis, so
 whether it falls on the brain or in the air around it depends on the field of view. For every
@@ -29,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bidsqc.data import head_box_brain_mask
-from bidsqc.inference.models import load_bundled_network
+from bidsqc.data import MODELS_DIR, head_box_brain_mask
+from bidsqc.inference.models import load_network
 from bidsqc.inference.tiles import (
     MIN_BRAIN_FRACTION,
     overview,
@@ -113,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, nargs="+", required=True)
     parser.add_argument("--compare", type=Path, nargs="*", default=[], help="overlap only")
+    parser.add_argument("--weights", type=Path, default=MODELS_DIR / "artefact.pt")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
@@ -127,7 +129,7 @@ def main() -> None:
         "as acquired": args.images,
         "stripped first": skull_stripped(args.images, args.out / "stripped_images"),
     }
-    network = load_bundled_network("artefact")
+    network = load_network(args.weights)
     tables = []
     for variant, images in variants.items():
         table = generate_conditions(
