@@ -8,9 +8,9 @@ turn, at the two severities of ``bidsqc-evaluate artefact`` (mild 0.3, moderate 
 simulated at native resolution, registered itself and resampled onto the 1 mm head box as the
 pipeline does. The same is done to the image skull-stripped first (zero outside
 :func:`brain_of_clean_image`), as the skull-stripped training and ``val`` images are, so that
-the ghosts land in an empty background. It prints the network's ``p_ghosting`` on the clean
-images, and its AUC against them per variant, axis (with the voxel size along it) and level,
-and the highest ``p_ghosting`` among the tiles of air that the image's answer leaves out
+the ghosts land in an empty background. It prints each array axis's direction and voxel size,
+then per variant, axis and level the network's AUC against the clean images, its ``p_ghosting``
+on both, and the highest ``p_ghosting`` among the tiles of air that the image's answer leaves out
 (less than ``MIN_BRAIN_FRACTION`` of brain). ``--weights`` checks other artefact weights on the
 same samples (a rerun reuses them).
 
