@@ -35,7 +35,9 @@ BRAIN_VOLUME_ML = (250.0, 2500.0)
 
 
 class BrainExtractionError(ValueError):
-    """The network found no plausible brain in the image; the message says what it found."""
+    """No plausible brain in the image: the network found none, or the registered image shows
+    no brain anatomy (:func:`bidsqc.preprocessing.tissue_contrast`); the message says what was
+    found."""
 
 
 @cache
@@ -61,8 +63,8 @@ def extract_brain(img: nb.Nifti1Image) -> np.ndarray:
     :class:`BrainExtractionError` when the mask's volume lies outside :data:`BRAIN_VOLUME_ML`:
     the image holds no brain, or not a human one, or is too corrupt to find it. The network
     does not tell a brain from any bright object of a brain's size (it "finds" one in a ball
-    or in noise); the registration's plausibility check and the registration-QC network are
-    what catch those.
+    or in noise); the registration's checks (:func:`bidsqc.preprocessing.register_to_template`)
+    and the registration-QC network are what catch those.
     """
     data = torch.from_numpy(np.array(img.dataobj, dtype=np.float32))
     small = F.interpolate(data[None, None], NETWORK_SHAPE, mode="trilinear")[0, 0]

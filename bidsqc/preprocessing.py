@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from bidsqc.brain_extraction import extract_brain
+from bidsqc.brain_extraction import BrainExtractionError, extract_brain
 from bidsqc.data import Template, head_box, load_template
 from bidsqc.resampling import resample_linear, smooth_gaussian
 
@@ -50,6 +50,7 @@ __all__ = [
     "resample_to_template",
     "resample_to_zoom",
     "residual_misregistration",
+    "tissue_contrast",
     "warp_to_template",
 ]
 
@@ -70,6 +71,9 @@ ANTS_SEED = 20261123
 ants.config._random_seed = ANTS_SEED
 #: Dilation (voxels) of the extracted brain that is registered: keeps its outline and CSF.
 BRAIN_EXTRACTION_DILATION = 1
+#: :func:`tissue_contrast` below which a registered image shows no brain anatomy; every real
+#: scan here, elderly 5 mm FLAIRs and a 3-year-old among them, reaches 0.06 or more.
+MIN_TISSUE_CONTRAST = 0.02
 #: RAS (nibabel) and LPS (ITK) world coordinates differ by the signs of x and y.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -233,9 +237,10 @@ def register_to_template(
     template grid is the 96 x 112 x 96 head box, so resampling onto it is also the crop.
 
     Raises :class:`~bidsqc.brain_extraction.BrainExtractionError` when no plausible brain is
-    found, and ``ValueError`` when both stages scale an axis by a factor outside
-    :data:`PLAUSIBLE_SCALE` (a refinement that runs away falls back on its start): the image is
-    then unlikely to be a brain, or its header orientation is wrong.
+    found, or when the registered image shows none (:func:`tissue_contrast` below
+    :data:`MIN_TISSUE_CONTRAST`), and ``ValueError`` when both stages scale an axis by a factor
+    outside :data:`PLAUSIBLE_SCALE` (a refinement that runs away falls back on its start): the
+    image is then unlikely to be a brain, or its header orientation is wrong.
     """
     tpl = template or load_template(2)
     out_dir = Path(out_dir)
@@ -262,6 +267,15 @@ def register_to_template(
             runaway,
         )
         transform = initial
+    registered = warp_to_template(img, transform, template=tpl)
+    if (contrast := tissue_contrast(registered.get_fdata(dtype=np.float32), tpl)) < (
+        MIN_TISSUE_CONTRAST
+    ):
+        raise BrainExtractionError(
+            f"the registered image shows no brain anatomy: its tissues explain {contrast:.1%} of "
+            "its variance inside the template brain (a brain in register: 6% or more; bidsqc "
+            f"needs {MIN_TISSUE_CONTRAST:.0%}): not a brain, or its anatomy is lost"
+        )
     warped_brain = ants.apply_transforms(
         fixed,
         _to_ants(nb.Nifti1Image(brain.astype(np.float32), img.affine)),
@@ -269,10 +283,36 @@ def register_to_template(
         interpolator="linear",
     )
     return RegistrationResult(
-        registered=warp_to_template(img, transform, template=tpl),
+        registered=registered,
         transform=transform,
         brain_mask=_on_grid(warped_brain.numpy() > 0.5, tpl.affine),
     )
+
+
+def tissue_contrast(image: np.ndarray, template: Template | None = None) -> float:
+    """How much of an image on the template grid its tissues explain: the correlation ratio
+    :math:`\\eta^2` of its intensities over the template's CSF, grey and white matter.
+
+    :math:`\\eta^2` is the share of the image's variance inside the template brain that the
+    mean intensity of each tissue accounts for, counting the voxels where the template is sure
+    of its tissue (probability over 0.7). A brain in register gives its tissues different
+    means whatever its contrast (T1w, FLAIR, an infant's inverted T1w), so it is well above 0;
+    noise or a scrambled image give about 0. A uniform ball of a head's size does not: its
+    edge, registered onto the brain's, sets the outer CSF apart. The image is first smoothed
+    by a Gaussian of one voxel, so that noise lowers it little.
+    """
+    tpl = template or load_template(2)
+    probabilities = np.stack([tpl.csf, tpl.gm, tpl.wm])
+    counted = tpl.brain_mask & (probabilities.max(axis=0) > 0.7)
+    tissue = probabilities.argmax(axis=0)[counted]
+    values = ndi.gaussian_filter(np.asarray(image, np.float64), 1.0)[counted]
+    deviations = values - values.mean()
+    total = np.sum(deviations**2)
+    if total == 0:
+        return 0.0
+    counts = np.bincount(tissue, minlength=3)
+    sums = np.bincount(tissue, weights=deviations, minlength=3)
+    return float(np.sum(sums[counts > 0] ** 2 / counts[counts > 0]) / total)
 
 
 def warp_to_template(

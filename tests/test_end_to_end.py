@@ -257,6 +257,9 @@ def bad_dataset(demo_dir, tmp_path_factory):
     with_nan[10, 10, 10] = np.nan
     _save(with_nan, two_mm, anat("nan"))
     _save(small, np.diag([1.0, 1.0, 15.0, 1.0]), anat("toothick"))
+    # Noise of a head's size, in which brain extraction finds a brain of plausible volume.
+    noise = np.random.default_rng(0).random((75, 75, 75)).astype(np.float32)
+    _save(100 * noise, two_mm, anat("noise"))
     # The good image as a clinical 2D scan: 8 mm slices, each the mean of 8 of its 1 mm ones.
     good_data = np.asanyarray(img.dataobj).astype(np.float32)
     depth = good_data.shape[2] // 8 * 8
@@ -294,6 +297,7 @@ EXPECTED_FAILURES = {
     "zeros": "constant",
     "nan": "NaN",
     "toothick": "slices thicker than 12 mm",
+    "noise": "shows no brain anatomy",
     "sidecar": "not valid JSON",
     "dangling": "broken symlink",
 }
@@ -306,7 +310,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 14
+    assert len(rows) == 15
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label

@@ -15,12 +15,14 @@ from bidsqc.data import load_template
 from bidsqc.geometry import jenkinson_rms, rigid_affine
 from bidsqc.measures.alignment import mask_dice, rereg_mm
 from bidsqc.preprocessing import (
+    MIN_TISSUE_CONTRAST,
     estimate_bias_field,
     read_itk_affine,
     register_to_template,
     reorient_to_ras,
     resample_to_zoom,
     residual_misregistration,
+    tissue_contrast,
 )
 from bidsqc.training.pairs import Misalignment, misaligned
 
@@ -165,3 +167,24 @@ def ball(radius_mm: float, zoom: float = 2.0, size: int = 80) -> nb.Nifti1Image:
     affine = np.diag([zoom, zoom, zoom, 1.0])
     affine[:3, 3] = -size / 2 * zoom
     return nb.Nifti1Image(data, affine)
+
+
+def test_tissue_contrast_tells_anatomy_from_noise_whatever_the_contrast(template):
+    rng = np.random.default_rng(0)
+    inverted = np.where(template.brain_mask, template.t1w.max() - template.t1w, 0)
+    blocks = template.t1w.reshape(6, 16, 7, 16, 6, 16).transpose(0, 2, 4, 1, 3, 5)
+    shuffled = blocks.reshape(-1, 16, 16, 16)[rng.permutation(6 * 7 * 6)]
+    scrambled = shuffled.reshape(6, 7, 6, 16, 16, 16).transpose(0, 3, 1, 4, 2, 5)
+    assert tissue_contrast(template.t1w, template) > 0.5
+    assert tissue_contrast(inverted, template) > 0.5  # an infant's T1w, a FLAIR's dark CSF
+    assert tissue_contrast(scrambled.reshape(template.shape), template) < MIN_TISSUE_CONTRAST
+    assert tissue_contrast(rng.random(template.shape), template) < MIN_TISSUE_CONTRAST
+    assert tissue_contrast(np.ones(template.shape), template) == 0
+
+
+def test_registration_refuses_noise_that_brain_extraction_took_for_a_brain(tmp_path):
+    noise = np.random.default_rng(0).random((75, 75, 75)).astype(np.float32)
+    img = nb.Nifti1Image(100 * noise, np.diag([2.0, 2.0, 2.0, 1.0]))
+    extract_brain(img)  # the network finds a brain of plausible size in it
+    with pytest.raises(BrainExtractionError, match="shows no brain anatomy: its tissues explain"):
+        register_to_template(img, tmp_path)
