@@ -278,6 +278,8 @@ def bad_dataset(demo_dir, tmp_path_factory):
     turn = np.eye(4)
     turn[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     _save(data, turn @ affine, anat("oblique"))
+    # The good image upside down in its voxels, its header unchanged (a conversion error).
+    _save(good_data[:, ::-1, ::-1], img.affine, anat("upsidedown"))
     # The good image as a signed reconstruction writes it: every intensity negative.
     _save(good_data - good_data.max() - 1, img.affine, anat("negative"))
     anat("sidecar").parent.mkdir(parents=True)
@@ -298,6 +300,8 @@ EXPECTED_FAILURES = {
     "nan": "NaN",
     "toothick": "slices thicker than 12 mm",
     "noise": "shows no brain anatomy",
+    "upsidedown": "orientation is probably wrong: what it calls right, anterior and superior is "
+    "anatomically R, P, I",
     "sidecar": "not valid JSON",
     "dangling": "broken symlink",
 }
@@ -310,7 +314,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 15
+    assert len(rows) == 16
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label

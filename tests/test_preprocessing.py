@@ -16,6 +16,7 @@ from bidsqc.geometry import jenkinson_rms, rigid_affine
 from bidsqc.measures.alignment import mask_dice, rereg_mm
 from bidsqc.preprocessing import (
     MIN_TISSUE_CONTRAST,
+    HeaderOrientationError,
     estimate_bias_field,
     read_itk_affine,
     register_to_template,
@@ -182,9 +183,27 @@ def test_tissue_contrast_tells_anatomy_from_noise_whatever_the_contrast(template
     assert tissue_contrast(np.ones(template.shape), template) == 0
 
 
+@pytest.mark.slow
 def test_registration_refuses_noise_that_brain_extraction_took_for_a_brain(tmp_path):
     noise = np.random.default_rng(0).random((75, 75, 75)).astype(np.float32)
     img = nb.Nifti1Image(100 * noise, np.diag([2.0, 2.0, 2.0, 1.0]))
     extract_brain(img)  # the network finds a brain of plausible size in it
     with pytest.raises(BrainExtractionError, match="shows no brain anatomy: its tissues explain"):
         register_to_template(img, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("turned", "anatomical"),
+    [
+        (lambda head: head[:, ::-1, ::-1], "R, P, I"),  # upside down
+        (lambda head: np.swapaxes(head, 1, 2)[::-1], "L, S, A"),  # on its face
+    ],
+)
+def test_a_head_turned_in_its_voxels_fails_with_its_true_orientation(
+    template, tmp_path, turned, anatomical
+):
+    """The header says RAS; the voxels hold the head turned by 180 or 90 degrees."""
+    head = nb.Nifti1Image(np.ascontiguousarray(turned(template.t1w)), template.affine)
+    with pytest.raises(HeaderOrientationError, match=f"is anatomically {anatomical}"):
+        register_to_template(head, tmp_path)
