@@ -341,8 +341,11 @@ def _check_header_orientation(img: nb.Nifti1Image, tpl: Template, contrast: floa
     brain = extract_brain(img)
     moving = _brain_only(img, brain)
     centres = [
-        _RAS_TO_LPS[:3, :3] @ nb.affines.apply_affine(grid_affine, np.argwhere(mask).mean(axis=0))
-        for mask, grid_affine in ((tpl.brain_mask, tpl.affine), (brain, img.affine))
+        _RAS_TO_LPS[:3, :3] @ ras
+        for ras in (
+            tpl.brain_centre,
+            nb.affines.apply_affine(img.affine, np.argwhere(brain).mean(0)),
+        )
     ]
     fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
@@ -379,11 +382,11 @@ def _check_header_orientation(img: nb.Nifti1Image, tpl: Template, contrast: floa
                 result = _register(relabelled, Path(scratch) / f"turned{index}", tpl)
             except ValueError:  # no brain, or no plausible registration: no better fit
                 continue
-            fits.append((tissue_contrast(result.registered.get_fdata(), tpl), index, turn))
+            fits.append((tissue_contrast(result.registered.get_fdata(), tpl), turn))
     logger.info(
         "tissue contrast %.3f as registered, %s turned", contrast, [round(f[0], 3) for f in fits]
     )
-    best, _, turn = max(fits, key=lambda fit: fit[0], default=(0.0, 0, np.eye(3)))
+    best, turn = max(fits, key=lambda fit: fit[0], default=(0.0, np.eye(3)))
     if best >= 2 * contrast and best - contrast >= 0.1:
         anatomical = nb.aff2axcodes(
             nb.affines.from_matvec(_RAS_TO_LPS[:3, :3] @ turn.T @ _RAS_TO_LPS[:3, :3])
@@ -415,16 +418,13 @@ def tissue_contrast(image: np.ndarray, template: Template | None = None) -> floa
 
     :math:`\\eta^2` is the share of the image's variance inside the template brain that the
     mean intensity of each tissue accounts for, counting the voxels where the template is sure
-    of its tissue (probability over 0.7). A brain in register gives its tissues different
-    means whatever its contrast (T1w, FLAIR, an infant's inverted T1w), so it is well above 0;
-    noise or a scrambled image give about 0. A uniform ball of a head's size does not: its
-    edge, registered onto the brain's, sets the outer CSF apart. The image is first smoothed
-    by a Gaussian of one voxel, so that noise lowers it little.
+    of its tissue (:attr:`~bidsqc.data.Template.sure_tissues`). A brain in register gives its
+    tissues different means whatever its contrast (T1w, FLAIR, an infant's inverted T1w), so it
+    is well above 0; noise or a scrambled image give about 0. A uniform ball of a head's size
+    does not: its edge, registered onto the brain's, sets the outer CSF apart. The image is
+    first smoothed by a Gaussian of one voxel, so that noise lowers it little.
     """
-    tpl = template or load_template(2)
-    probabilities = np.stack([tpl.csf, tpl.gm, tpl.wm])
-    counted = tpl.brain_mask & (probabilities.max(axis=0) > 0.7)
-    tissue = probabilities.argmax(axis=0)[counted]
+    counted, tissue = (template or load_template(2)).sure_tissues
     values = ndi.gaussian_filter(np.asarray(image, np.float64), 1.0)[counted]
     deviations = values - values.mean()
     total = np.sum(deviations**2)

@@ -120,6 +120,17 @@ class Template:
         index = np.argwhere(self.brain_mask).mean(axis=0)
         return tuple(float(x) for x in self.affine[:3, :3] @ index + self.affine[:3, 3])
 
+    @cached_property
+    def sure_tissues(self) -> tuple[np.ndarray, np.ndarray]:
+        """The brain voxels whose tissue the template is sure of (probability over 0.7), and
+        that tissue for each of them: 0 CSF, 1 grey matter, 2 white matter."""
+        probabilities = np.stack([self.csf, self.gm, self.wm])
+        sure = self.brain_mask & (probabilities.max(axis=0) > 0.7)
+        tissue = probabilities.argmax(axis=0)[sure]
+        for array in (sure, tissue):
+            array.setflags(write=False)
+        return sure, tissue
+
 
 @cache
 def load_template(resolution: int = 2) -> Template:
