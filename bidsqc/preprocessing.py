@@ -66,8 +66,11 @@ os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
 
 #: Dilation (voxels) of the template brain mask within which the final alignment is measured.
 BRAIN_REGION_DILATION = 2
-#: Scale factors of an affine to the template outside this range mean a failed registration.
-PLAUSIBLE_SCALE = (0.6, 1.6)
+#: Scale factors of an affine to the template outside this range mean a failed registration. A
+#: newborn's brain (250 mL, the least that brain extraction accepts) is 0.51 of the template's
+#: (1883 mL) along each axis on average, and a head is not scaled alike along every axis (a
+#: 3-year-old's: 0.98, 0.93, 0.87), hence 0.45.
+PLAUSIBLE_SCALE = (0.45, 1.6)
 #: Seed for the random metric sampling of antsRegistration; pinned for reproducibility.
 ANTS_SEED = 20261123
 # antspyx passes this module attribute to every antsRegistration as its --random-seed (its
@@ -81,6 +84,10 @@ MIN_TISSUE_CONTRAST = 0.02
 #: :func:`tissue_contrast` below which a registration is checked against the image turned
 #: every other way (:func:`_check_header_orientation`); 8 of the 96 real scans here lie below.
 ORIENTATION_CHECK_BELOW = 0.15
+#: A brain smaller than the template's by more than this factor along each axis, on average
+#: (under 960 mL: an infant's; the 96 real scans here are 0.83-0.99), starts its first alignment
+#: at its own size: from the template's, the affine can collapse an axis.
+SMALL_BRAIN_SCALE = 0.8
 #: RAS (nibabel) and LPS (ITK) world coordinates differ by the signs of x and y.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -277,7 +284,11 @@ def _register(img: nb.Nifti1Image, out_dir: Path, tpl: Template) -> Registration
     moving = _brain_only(img, brain)
     fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
     first = ants.registration(
-        fixed, moving, type_of_transform="AffineFast", outprefix=str(out_dir / "brain_")
+        fixed,
+        moving,
+        type_of_transform="AffineFast",
+        initial_transform=_small_brain_start(img, brain, tpl, out_dir / "start.mat"),
+        outprefix=str(out_dir / "brain_"),
     )
     initial = Path(first["fwdtransforms"][0])
     transform = _register_within_brain(
@@ -306,6 +317,50 @@ def _register(img: nb.Nifti1Image, out_dir: Path, tpl: Template) -> Registration
         transform=transform,
         brain_mask=_on_grid(warped_brain.numpy() > 0.5, tpl.affine),
     )
+
+
+def _brain_centres(
+    img: nb.Nifti1Image, brain: np.ndarray, tpl: Template
+) -> tuple[np.ndarray, np.ndarray]:
+    """The centroids (LPS mm) of the template's brain and of ``brain``, a mask on the grid of
+    ``img``."""
+    image_centre = nb.affines.apply_affine(img.affine, np.argwhere(brain).mean(0))
+    return tuple(_RAS_TO_LPS[:3, :3] @ ras for ras in (tpl.brain_centre, image_centre))
+
+
+def _write_start(
+    path: str | os.PathLike, matrix: np.ndarray, centres: tuple[np.ndarray, np.ndarray]
+) -> str:
+    """Write the ITK affine that maps the template's brain centre onto the image's and offsets
+    from it by ``matrix`` (LPS; see :func:`_brain_centres`), a start for a registration."""
+    template_centre, image_centre = centres
+    ants.write_transform(
+        ants.create_ants_transform(
+            transform_type="AffineTransform",
+            dimension=3,
+            matrix=matrix,
+            translation=image_centre - template_centre,
+            center=template_centre,
+        ),
+        str(path),
+    )
+    return str(path)
+
+
+def _small_brain_start(
+    img: nb.Nifti1Image, brain: np.ndarray, tpl: Template, path: Path
+) -> str | None:
+    """For a brain smaller than :data:`SMALL_BRAIN_SCALE` times the template's, a start that
+    lays the template's brain onto it, shrunk by the cube root of their volumes' ratio; None
+    for any other, which ANTs starts at the template's size from the centres of mass."""
+    volume = brain.sum() * np.prod(img.header.get_zooms()[:3])
+    scale = float(np.cbrt(volume / (tpl.brain_mask.sum() * np.prod(tpl.zooms))))
+    if scale >= SMALL_BRAIN_SCALE:
+        return None
+    logger.info(
+        "a brain of %.0f mL: the first alignment starts scaled by %.2f", volume / 1000, scale
+    )
+    return _write_start(path, scale * np.eye(3), _brain_centres(img, brain, tpl))
 
 
 def _quarter_turns() -> list[np.ndarray]:
@@ -340,33 +395,16 @@ def _check_header_orientation(img: nb.Nifti1Image, tpl: Template, contrast: floa
     """
     brain = extract_brain(img)
     moving = _brain_only(img, brain)
-    centres = [
-        _RAS_TO_LPS[:3, :3] @ ras
-        for ras in (
-            tpl.brain_centre,
-            nb.affines.apply_affine(img.affine, np.argwhere(brain).mean(0)),
-        )
-    ]
+    centres = _brain_centres(img, brain, tpl)
     fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
         screened = []
         for index, turn in enumerate(_quarter_turns()[1:]):
-            start = f"{scratch}/turn{index}.mat"
-            ants.write_transform(
-                ants.create_ants_transform(
-                    transform_type="AffineTransform",
-                    dimension=3,
-                    matrix=turn,
-                    translation=centres[1] - centres[0],
-                    center=centres[0],
-                ),
-                start,
-            )
             coarse = ants.registration(
                 fixed,
                 moving,
                 type_of_transform="Rigid",
-                initial_transform=start,
+                initial_transform=_write_start(f"{scratch}/turn{index}.mat", turn, centres),
                 aff_iterations=(50,),
                 aff_shrink_factors=(4,),
                 aff_smoothing_sigmas=(2,),

@@ -105,6 +105,29 @@ def test_registration_of_a_head_does_not_depend_on_its_pitch(demo_dir, tmp_path)
     assert jenkinson_rms(read_itk_affine(second.transform), expected) < 0.5
 
 
+@pytest.mark.slow
+def test_a_newborn_sized_head_is_registered_at_its_size(demo_dir, tmp_path):
+    """The demo's adult head, its voxels made 0.6 times as large in the header (a brain of about
+    290 mL, a newborn's): the scale bounds let it through, its first alignment starts at its own
+    size, and it registers as the head does, only scaled."""
+    head = resample_to_zoom(reorient_to_ras(nb.load(demo_dir / "sub-02/anat/sub-02_T1w.nii.gz")))
+    small = resample_to_zoom(
+        nb.Nifti1Image(np.asanyarray(head.dataobj), np.diag([0.6, 0.6, 0.6, 1.0]) @ head.affine)
+    )
+    adult = register_to_template(head, tmp_path / "adult")
+    newborn = register_to_template(small, tmp_path / "newborn")
+    # An adult head starts as ANTs starts it, from the centres of mass at the template's size.
+    assert not (tmp_path / "adult/start.mat").exists()
+    assert (tmp_path / "newborn/start.mat").exists()
+
+    def scales(result):
+        return np.linalg.svd(read_itk_affine(result.transform)[:3, :3], compute_uv=False)
+
+    assert np.allclose(scales(newborn), 0.6 * scales(adult), rtol=0.05)
+    contrasts = [tissue_contrast(r.registered.get_fdata()) for r in (adult, newborn)]
+    assert contrasts[1] > contrasts[0] - 0.03
+
+
 def test_residual_misregistration_measures_a_known_misalignment(template):
     """Registering an image on the template grid again gives the identity when it is in
     register, and the misalignment when it is not (same RMS as the network's target)."""
