@@ -5,8 +5,10 @@ scans with slices of up to 4 mm (the MSLUB T1w and FLAIR of ``docs/training.md``
 validated on the same kinds of scan. Thicker slices are accepted
 (:data:`bidsqc.loading.MAX_SLICE_MM`) and registered, and the row records their geometry, but
 no output has been shown to mean the same there: the 2 mm template grid is then mostly
-interpolated across the slices, which looks like blur and hides motion. So their outputs are
-``n/a``, with the reason in ``not_assessed``, and the decision sends the image to a person.
+interpolated across the slices, which the networks read as blur and motion (held-out images
+re-sliced to 6 mm: 12 and 21 of 26 clean ones flagged; ``docs/benchmarks.md``). So their
+outputs are ``n/a``, with the reason in ``not_assessed``, and the decision sends the image to a
+person.
 """
 
 from __future__ import annotations
