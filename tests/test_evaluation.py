@@ -121,6 +121,24 @@ def test_real_scan_summary_counts_registration_and_exclusions() -> None:
     assert np.isnan(summary.loc["elderly", "registered"])
 
 
+def test_real_scan_summary_judges_thick_slices_by_rereg_mm_alone() -> None:
+    """rereg_mm holds on slices of up to 6.6 mm: such an image's registration counts, and the
+    reason that names it as kept is no flag; on thicker slices nothing is judged."""
+    kept = "slices of 6.0 mm: … up to 4.5 mm, rereg_mm on up to 6.6 mm"
+    table = real_table(
+        status=["ok"] * 6,
+        not_assessed=[np.nan] * 4 + [kept, "slices of 8.0 mm: … up to 4.5 mm"],
+        reasons=[np.nan, "review: cjv", "fail: motion", "review: rereg_mm 3 >= 2"]
+        + [f"review: not assessed ({kept})", "review: not assessed (slices of 8.0 mm: …)"],
+    )
+    summary = real_scan_summary(table).set_index("source")
+    assert summary.loc["mrart", "registered"] == pytest.approx(4 / 5)
+    assert summary.loc["mrart", "flagged_misregistered"] == pytest.approx(1 / 5)
+    assert summary.loc["mrart", "not_assessed"] == 1
+    assert summary.loc["elderly", "not_assessed"] == 1
+    assert np.isnan(summary.loc["elderly", "registered"])
+
+
 def test_real_scan_agreement_is_oriented_and_orders_each_persons_scans() -> None:
     agreement = real_scan_agreement(real_table()).set_index(["source", "column"])
     motion = agreement.loc[("mrart", "motion_mm")]

@@ -75,9 +75,9 @@ GEOMETRY_COLUMNS: dict[str, dict] = {
         "of images of the same scanner and geometry."
     },
     "not_assessed": {
-        "Description": "Why the measures and network outputs of this image are n/a although it "
-        "was processed (slices thicker than those they were validated on, docs/outputs.md); "
-        "n/a when they are valid."
+        "Description": "Why measures and network outputs of this image are n/a although it "
+        "was processed (slices thicker than those they were validated on, docs/outputs.md; "
+        "it names those kept); n/a when all are valid."
     },
 }
 

@@ -15,7 +15,7 @@ from bidsqc.discovery import RAW_DATASET, AnatImage
 from bidsqc.loading import acquisition_geometry
 from bidsqc.outputs.columns import ID_COLUMNS, QC_COLUMNS, column_dictionary
 from bidsqc.outputs.files import atomic_path, write_text_atomically
-from bidsqc.validity import not_assessed
+from bidsqc.validity import assessed, not_assessed
 
 __all__ = [
     "NA",
@@ -39,7 +39,7 @@ def qc_row(
 ) -> dict:
     """One row of a QC table: identifiers, status, decision, the acquisition geometry, then
     every column of :data:`QC_COLUMNS` (NaN when failed, or when not valid for the geometry:
-    :mod:`bidsqc.validity`).
+    :func:`bidsqc.validity.assessed`).
 
     ``geometry`` is the one the image's check read from its voxels (the ``desc-geometry``
     derivative); without it, the header's and the sidecar's.
@@ -59,8 +59,12 @@ def qc_row(
         **geometry,
         "not_assessed": reason or NA,
     }
-    valid = measures if reason is None else None
-    row.update({name: (valid or {}).get(name, math.nan) for name in QC_COLUMNS})
+    row.update(
+        {
+            name: (measures or {}).get(name, math.nan) if assessed(name, geometry) else math.nan
+            for name in QC_COLUMNS
+        }
+    )
     return row | decide(row, thresholds, QC_COLUMNS)
 
 

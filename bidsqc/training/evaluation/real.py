@@ -105,6 +105,11 @@ def real_scan_table(group_tables: list[Path], labels: pd.DataFrame) -> pd.DataFr
     return merged.drop(columns="_merge")
 
 
+#: A threshold on the registration crossed, as :func:`bidsqc.decisions.decide` words it
+#: (``review: rereg_mm 2.5 >= 2``; not ``review: not assessed (…, rereg_mm on up to …)``).
+MISREGISTRATION_REASON = r"(?:review|fail): (?:p_misregistered\w*|rereg_mm)\b"
+
+
 def _by_source(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The table split by source, then whole as ``all`` when there is more than one."""
     groups = list(table.groupby("source", sort=True))
@@ -113,12 +118,15 @@ def _by_source(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def real_scan_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per source (and ``all``): the counts and shares of the module docstring;
-    ``registered`` and ``flagged_misregistered`` are shares of the assessed images."""
+    ``registered`` and ``flagged_misregistered`` are shares of the images whose registration
+    was assessed: those with every output valid, and thick-slice ones with ``rereg_mm``."""
     rows = []
     for source, group in _by_source(table):
-        assessed = group[(group["status"] == "ok") & group["not_assessed"].isna()]
+        assessed = group[
+            (group["status"] == "ok") & (group["not_assessed"].isna() | group["rereg_mm"].notna())
+        ]
         registered = assessed["rereg_mm"] < MISREGISTRATION_THRESHOLD_MM
-        flagged = assessed["reasons"].str.contains("misregistered|rereg_mm", regex=True, na=False)
+        flagged = assessed["reasons"].str.contains(MISREGISTRATION_REASON, regex=True, na=False)
         clean = group[group["score"] == 1]
         rows.append(
             {
