@@ -7,11 +7,11 @@ import json
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    SimpleInterface,
     TraitedSpec,
     traits,
 )
 
+from bidsqc.interfaces import QCInterface
 from bidsqc.outputs.files import copy_atomically, write_text_atomically
 
 __all__ = ["WriteDerivatives"]
@@ -27,7 +27,7 @@ class _WriteDerivativesOutputSpec(TraitedSpec):
     out_paths = traits.List(traits.Str)
 
 
-class WriteDerivatives(SimpleInterface):
+class WriteDerivatives(QCInterface):
     """Copy each file to its derivative path, atomically, and write the JSON sidecars."""
 
     input_spec = _WriteDerivativesInputSpec

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from nipype.interfaces.base import File, SimpleInterface, isdefined
+from nipype.interfaces.base import File, isdefined
 
 from bidsqc.data import load_template
-from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec, QCInterface
 
 __all__ = ["ComputeMeasures"]
 
@@ -20,7 +20,7 @@ class _MeasuresInputSpec(ImageInputSpec):
     fine = File(exists=True, desc="the checked image resampled onto the 1 mm head box")
 
 
-class ComputeMeasures(SimpleInterface):
+class ComputeMeasures(QCInterface):
     """Estimate the bias field (N4) and the residual misregistration, then compute every
     classical measure; ``snr_wm_local`` on ``fine``, the source image on the 1 mm head box
     (:class:`~bidsqc.interfaces.preprocessing.ResampleThroughTransform`), n/a without it."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nipype.interfaces.base import File, SimpleInterface, traits
+from nipype.interfaces.base import File, traits
 
-from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec, QCInterface
 
 __all__ = ["ArtefactQC", "MotionQC", "RegistrationQC", "SiteQualityQC"]
 
@@ -20,7 +20,7 @@ class _NetworkInputSpec(ImageInputSpec):
     )
 
 
-class _OneImageQC(SimpleInterface):
+class _OneImageQC(QCInterface):
     """A network on one preprocessed image; writes its prediction as ``<_name>.json``, with the
     model that made it."""
 
@@ -83,7 +83,7 @@ class _RegistrationQCInputSpec(_NetworkInputSpec):
     )
 
 
-class RegistrationQC(SimpleInterface):
+class RegistrationQC(QCInterface):
     """Judge whether a preprocessed image is aligned with a reference on the same grid (the
     template, or the T1w of a FLAIR's session) with a registration-QC network.
 
@@ -117,7 +117,7 @@ class _ArtefactQCOutputSpec(ImageOutputSpec):
     out_map = File(exists=True, desc="tile probabilities, 4D, on the 2 mm head box")
 
 
-class ArtefactQC(SimpleInterface):
+class ArtefactQC(QCInterface):
     """Detect artefacts, tile by tile, with an artefact network, in the checked source image
     resampled from its native grid onto the 1 mm head box
     (:class:`~bidsqc.interfaces.preprocessing.ResampleThroughTransform`).

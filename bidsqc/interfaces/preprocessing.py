@@ -13,12 +13,11 @@ import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    SimpleInterface,
     TraitedSpec,
     traits,
 )
 
-from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec, QCInterface
 from bidsqc.loading import acquisition_geometry, check_sidecar, load_anatomical
 
 __all__ = [
@@ -42,7 +41,7 @@ class _CheckImageOutputSpec(TraitedSpec):
     geometry = File(exists=True, desc="JSON: its acquisition geometry, read from its voxels too")
 
 
-class CheckImage(SimpleInterface):
+class CheckImage(QCInterface):
     """Load an image and its sidecar, and fail with a clear message if they cannot be QC'd;
     then record the geometry it was acquired with (:func:`acquisition_geometry`)."""
 
@@ -67,7 +66,7 @@ class _ResampleInputSpec(ImageInputSpec):
     zoom = traits.Float(2.0, usedefault=True, desc="isotropic voxel size, mm")
 
 
-class ResampleToZoom(SimpleInterface):
+class ResampleToZoom(QCInterface):
     """Reorient to RAS+ and resample to isotropic voxels, anti-aliased."""
 
     input_spec = _ResampleInputSpec
@@ -97,7 +96,7 @@ class _RegisterToTemplateOutputSpec(_RegisterOutputSpec, _TemplateSpaceOutputSpe
     pass
 
 
-class RegisterToTemplate(SimpleInterface):
+class RegisterToTemplate(QCInterface):
     """Brain extraction and affine registration to the bundled template, resampled onto its
     2 mm head box."""
 
@@ -130,7 +129,7 @@ class _ResampleThroughTransformInputSpec(ImageInputSpec):
     resolution = traits.Int(1, usedefault=True, desc="voxel size of the head box, mm")
 
 
-class ResampleThroughTransform(SimpleInterface):
+class ResampleThroughTransform(QCInterface):
     """Resample the checked source image from its native grid onto the head box through its
     template transform (:func:`bidsqc.preprocessing.resample_through_transform`): the 1 mm
     image that the artefact network and ``snr_wm_local`` both read."""
@@ -151,7 +150,7 @@ class ResampleThroughTransform(SimpleInterface):
         return runtime
 
 
-class ResampleToTemplate(SimpleInterface):
+class ResampleToTemplate(QCInterface):
     """Resample an image already in MNI space onto the 2 mm template head box (no registration),
     and extract its brain there."""
 
@@ -173,7 +172,7 @@ class _CoregisterInputSpec(ImageInputSpec):
     reference_transform = File(exists=True, mandatory=True, desc="the T1w's template transform")
 
 
-class CoregisterToReference(SimpleInterface):
+class CoregisterToReference(QCInterface):
     """Rigid FLAIR-to-T1w registration, resampled onto the template through the T1w's transform."""
 
     input_spec = _CoregisterInputSpec

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import nibabel as nb
-from nipype.interfaces.base import File, SimpleInterface, isdefined, traits
+from nipype.interfaces.base import File, isdefined, traits
 
 from bidsqc.data import load_template
-from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec
+from bidsqc.interfaces import ImageInputSpec, ImageOutputSpec, QCInterface
 
 __all__ = ["PlotMosaic", "PlotMotion"]
 
@@ -22,7 +22,7 @@ class _PlotMosaicInputSpec(ImageInputSpec):
     )
 
 
-class PlotMosaic(SimpleInterface):
+class PlotMosaic(QCInterface):
     """Three-plane mosaic of an image, in RAS+, optionally with the template brain outline, the
     edges of another image on the same grid (a FLAIR with its T1w's), or the outline of the
     tiles where an artefact's probability crosses its default review threshold, named in the
@@ -52,7 +52,7 @@ class PlotMosaic(SimpleInterface):
         return runtime
 
 
-class PlotMotion(SimpleInterface):
+class PlotMotion(QCInterface):
     """The motion network's distribution over motion in mm (``in_file``: its ``motion.json``)."""
 
     input_spec = ImageInputSpec
