@@ -13,6 +13,7 @@ skull-stripped images) its mask agreed with the full two-stage one at Dice 0.96â
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "BRAIN_VOLUME_ML",
     "BrainExtractionError",
     "extract_brain",
+    "volume_ml",
 ]
 
 #: The field of view is resampled to this cube for the network, as deepbet trained it.
@@ -74,11 +76,16 @@ def extract_brain(img: nb.Nifti1Image) -> np.ndarray:
     labels, n_labels = ndi.label(probability.numpy() > 0.5)
     mask = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1 if n_labels else labels > 0
     mask = ndi.binary_fill_holes(mask)
-    volume_ml = mask.sum() * np.prod(img.header.get_zooms()[:3]) / 1000
-    if not BRAIN_VOLUME_ML[0] <= volume_ml <= BRAIN_VOLUME_ML[1]:
+    volume = volume_ml(mask, img.header.get_zooms()[:3])
+    if not BRAIN_VOLUME_ML[0] <= volume <= BRAIN_VOLUME_ML[1]:
         raise BrainExtractionError(
-            f"brain extraction found {volume_ml:.0f} mL of brain, outside the "
+            f"brain extraction found {volume:.0f} mL of brain, outside the "
             f"{BRAIN_VOLUME_ML[0]:.0f}-{BRAIN_VOLUME_ML[1]:.0f} mL of a human brain: the image "
             "may not show a brain, or be too corrupt to find one"
         )
     return mask
+
+
+def volume_ml(mask: np.ndarray, zooms: Sequence[float]) -> float:
+    """The volume (mL) of a boolean ``mask`` whose voxels measure ``zooms`` (mm)."""
+    return float(mask.sum() * np.prod(zooms) / 1000)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from bidsqc.brain_extraction import BrainExtractionError, extract_brain
+from bidsqc.brain_extraction import BrainExtractionError, extract_brain, volume_ml
 from bidsqc.data import Template, head_box, load_template
 from bidsqc.resampling import resample_linear, smooth_gaussian
 
@@ -353,13 +353,11 @@ def _small_brain_start(
     """For a brain smaller than :data:`SMALL_BRAIN_SCALE` times the template's, a start that
     lays the template's brain onto it, shrunk by the cube root of their volumes' ratio; None
     for any other, which ANTs starts at the template's size from the centres of mass."""
-    volume = brain.sum() * np.prod(img.header.get_zooms()[:3])
-    scale = float(np.cbrt(volume / (tpl.brain_mask.sum() * np.prod(tpl.zooms))))
+    volume = volume_ml(brain, img.header.get_zooms()[:3])
+    scale = float(np.cbrt(volume / volume_ml(tpl.brain_mask, tpl.zooms)))
     if scale >= SMALL_BRAIN_SCALE:
         return None
-    logger.info(
-        "a brain of %.0f mL: the first alignment starts scaled by %.2f", volume / 1000, scale
-    )
+    logger.info("a brain of %.0f mL: the first alignment starts scaled by %.2f", volume, scale)
     return _write_start(path, scale * np.eye(3), _brain_centres(img, brain, tpl))
 
 

@@ -29,17 +29,14 @@ def assessed(column: str, geometry: Mapping[str, float | str]) -> bool:
     """Whether ``column`` is valid for an image of this
     :func:`~bidsqc.loading.acquisition_geometry` (a slice thickness not known counts as
     valid)."""
-    slice_mm = geometry.get("slice_mm", math.nan)
-    if not isinstance(slice_mm, float) or math.isnan(slice_mm):
-        return True
-    return slice_mm <= THICK_SLICE_COLUMNS.get(column, VALIDATED_SLICE_MM)
+    return not _slice_mm(geometry) > THICK_SLICE_COLUMNS.get(column, VALIDATED_SLICE_MM)
 
 
 def not_assessed(geometry: Mapping[str, float | str]) -> str | None:
     """Why some outputs of an image with this :func:`~bidsqc.loading.acquisition_geometry`
     are not valid, or None when all are."""
-    slice_mm = geometry.get("slice_mm", math.nan)
-    if not isinstance(slice_mm, float) or not slice_mm > VALIDATED_SLICE_MM:
+    slice_mm = _slice_mm(geometry)
+    if not slice_mm > VALIDATED_SLICE_MM:
         return None
     kept = [
         f", {column} on up to {thickest:g} mm"
@@ -50,3 +47,9 @@ def not_assessed(geometry: Mapping[str, float | str]) -> str | None:
         f"slices of {slice_mm:.1f} mm: the networks and measures are validated on slices of up "
         f"to {VALIDATED_SLICE_MM:g} mm" + "".join(kept)
     )
+
+
+def _slice_mm(geometry: Mapping[str, float | str]) -> float:
+    """The geometry's ``slice_mm``; NaN when it has none (``n/a``)."""
+    slice_mm = geometry.get("slice_mm", math.nan)
+    return slice_mm if isinstance(slice_mm, float) else math.nan

@@ -30,7 +30,12 @@ import nibabel as nb
 import numpy as np
 from scipy import ndimage as ndi
 
-from bidsqc.brain_extraction import BRAIN_VOLUME_ML, BrainExtractionError, extract_brain
+from bidsqc.brain_extraction import (
+    BRAIN_VOLUME_ML,
+    BrainExtractionError,
+    extract_brain,
+    volume_ml,
+)
 from bidsqc.data import load_template
 from bidsqc.inference.inputs import normalise_intensity
 from bidsqc.loading import load_anatomical
@@ -213,7 +218,7 @@ def brain_of_clean_image(image: nb.Nifti1Image) -> np.ndarray:
     no more than a brain's volume (:data:`BRAIN_VOLUME_ML`: the image is skull-stripped
     already, and its own mask is exact), else :func:`extract_brain`'s mask of the head."""
     support = ndi.binary_fill_holes(np.asarray(image.dataobj) != 0)
-    if support.sum() * np.prod(image.header.get_zooms()[:3]) / 1000 <= BRAIN_VOLUME_ML[1]:
+    if volume_ml(support, image.header.get_zooms()[:3]) <= BRAIN_VOLUME_ML[1]:
         return support
     return extract_brain(image)
 
