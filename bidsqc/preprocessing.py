@@ -108,6 +108,11 @@ def _to_ants(img: nb.Nifti1Image) -> ants.ANTsImage:
     return ants.from_nibabel_nifti(float_img)
 
 
+def _template_t1w(tpl: Template) -> ants.ANTsImage:
+    """The template T1w as ANTs' fixed image: the grid every registration here ends on."""
+    return _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+
+
 def _to_nibabel(image: ants.ANTsImage) -> nb.Nifti1Image:
     out = ants.to_nibabel_nifti(image)
     out.header.set_xyzt_units("mm")
@@ -203,7 +208,7 @@ def _register_within_brain(
     template brain keeps what the dilated extracted brain still holds of the scalp out of the
     final alignment. It starts from ``initial``, an ITK transform file or ``"Identity"``.
     """
-    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    fixed = _template_t1w(tpl)
     result = ants.registration(
         fixed,
         moving,
@@ -264,10 +269,11 @@ def register_to_template(
     then unlikely to be a brain, or its header orientation is wrong.
     """
     tpl = template or load_template(2)
-    result = _register(img, Path(out_dir), tpl)
+    brain = extract_brain(img)
+    result = _register(img, brain, Path(out_dir), tpl)
     contrast = tissue_contrast(result.registered.get_fdata(dtype=np.float32), tpl)
     if contrast < ORIENTATION_CHECK_BELOW:
-        _check_header_orientation(img, tpl, contrast)
+        _check_header_orientation(img, brain, tpl, contrast)
     if contrast < MIN_TISSUE_CONTRAST:
         raise BrainExtractionError(
             f"the registered image shows no brain anatomy: its tissues explain {contrast:.1%} of "
@@ -277,12 +283,14 @@ def register_to_template(
     return result
 
 
-def _register(img: nb.Nifti1Image, out_dir: Path, tpl: Template) -> RegistrationResult:
-    """:func:`register_to_template` without its checks of the result."""
+def _register(
+    img: nb.Nifti1Image, brain: np.ndarray, out_dir: Path, tpl: Template
+) -> RegistrationResult:
+    """:func:`register_to_template` without its checks of the result, ``brain`` the mask that
+    :func:`~bidsqc.brain_extraction.extract_brain` gives ``img``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    brain = extract_brain(img)
     moving = _brain_only(img, brain)
-    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    fixed = _template_t1w(tpl)
     first = ants.registration(
         fixed,
         moving,
@@ -374,9 +382,11 @@ def _quarter_turns() -> list[np.ndarray]:
     return turns
 
 
-def _check_header_orientation(img: nb.Nifti1Image, tpl: Template, contrast: float) -> None:
+def _check_header_orientation(
+    img: nb.Nifti1Image, brain: np.ndarray, tpl: Template, contrast: float
+) -> None:
     """Raise :class:`HeaderOrientationError` if ``img`` fits the template much better turned
-    than as its header has it.
+    than as its header has it; ``brain`` is its extracted brain, as it was registered.
 
     A header whose axes are mislabelled (a sagittal scan written as axial, a flipped head-foot
     axis) puts the brain upside down or on its side, and an affine registration, which starts
@@ -391,10 +401,9 @@ def _check_header_orientation(img: nb.Nifti1Image, tpl: Template, contrast: floa
     this check, no turn gives more than 1.23 times their contrast; heads turned in their
     headers regain 4.2 times theirs or more, as much as they had upright.
     """
-    brain = extract_brain(img)
     moving = _brain_only(img, brain)
     centres = _brain_centres(img, brain, tpl)
-    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    fixed = _template_t1w(tpl)
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
         screened = []
         for index, turn in enumerate(_quarter_turns()[1:]):
@@ -415,7 +424,8 @@ def _check_header_orientation(img: nb.Nifti1Image, tpl: Template, contrast: floa
         for _, index, turn in sorted(screened, key=lambda screen: screen[0], reverse=True)[:2]:
             relabelled = reorient_to_ras(_turned_header(img, turn, *centres))
             try:
-                result = _register(relabelled, Path(scratch) / f"turned{index}", tpl)
+                turned = Path(scratch) / f"turned{index}"
+                result = _register(relabelled, extract_brain(relabelled), turned, tpl)
             except ValueError:  # no brain, or no plausible registration: no better fit
                 continue
             fits.append((tissue_contrast(result.registered.get_fdata(), tpl), turn))
@@ -480,7 +490,7 @@ def warp_to_template(
     motion and registration-QC networks, from the 2 mm RAS+ output of :func:`resample_to_zoom`.
     """
     tpl = template or load_template(2)
-    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    fixed = _template_t1w(tpl)
     warped = ants.apply_transforms(fixed, _to_ants(img), [str(transform)], interpolator="linear")
     return _on_grid(warped.numpy(), tpl.affine)
 
@@ -548,7 +558,7 @@ def coregister_to_reference(
         outprefix=str(out_dir / "coreg_"),
     )
     rigid = Path(result["fwdtransforms"][0])
-    fixed = _to_ants(nb.Nifti1Image(tpl.t1w, tpl.affine))
+    fixed = _template_t1w(tpl)
     # ANTs maps template points through the list in order: to the T1w, then to the FLAIR.
     warped = ants.apply_transforms(
         fixed, _to_ants(moving), [str(reference_transform), str(rigid)], interpolator="linear"
