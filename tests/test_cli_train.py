@@ -219,10 +219,11 @@ def test_registration_training_on_images_and_real_pairs(run, tmp_path):
     out = tmp_path / "registration"
     argv = ["registration", "--images", str(base_images[0].parent), "--pairs", str(pairs)]
     argv += ["--out", str(out), "--epochs", "1", "--samples-per-image", "2", "--batch-size", "2"]
-    argv += ["--val-fraction", "0.5", "--device", "cpu"]
+    argv += ["--val-fraction", "0.5", "--device", "cpu", "--deform-fraction", "0.5"]
     assert main(argv) == 0
     card = json.loads((out / "registration.json").read_text())
     assert card["task"] == "registration"
+    assert card["hyperparameters"]["nonlinear_deformation"]["probability"] == 0.5
     assert card["architecture"] == "RegistrationNet"
     assert isinstance(load_network(out / "registration.pt"), RegistrationNet)
     assert card["hyperparameters"]["misregistration_threshold_mm"] == 2.0

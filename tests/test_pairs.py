@@ -14,7 +14,9 @@ from bidsqc.training.pairs import (
     PAIR_KINDS,
     Misalignment,
     RandomMisalignment,
+    RandomNonlinearDeformation,
     RegistrationPairDataset,
+    deformed,
     misaligned,
     random_label_map,
 )
@@ -70,6 +72,54 @@ def test_misaligned_moves_the_content_with_the_transform():
     rng = np.random.default_rng(1)
     noise = rng.random(volume.shape, dtype=np.float32)
     np.testing.assert_allclose(misaligned(noise, Misalignment()), noise, atol=1e-4)
+
+
+def test_a_nonlinear_deformation_has_no_affine_part_and_the_drawn_size():
+    template = load_template(2)
+    brain = template.brain_mask
+    points = np.c_[np.argwhere(brain), np.ones(brain.sum())]
+    deformation = RandomNonlinearDeformation(probability=1, max_displacement_mm=(4.0, 6.0))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        field = deformation.sample(rng)
+        assert field.shape == (3, *template.shape)
+        largest_mm = np.sqrt((field[:, brain] ** 2).sum(axis=0)).max() * template.zooms[0]
+        assert 4.0 <= largest_mm <= 6.0
+        affine_fit = np.linalg.lstsq(points, field[:, brain].T, rcond=None)[0]
+        assert np.abs(affine_fit).max() < 1e-6  # a registration would correct nothing of it
+    assert RandomNonlinearDeformation(probability=0).sample(rng) is None
+
+
+def test_deformed_moves_voxels_by_the_displacement():
+    volume = np.zeros((20, 20, 20), dtype=np.float32)
+    volume[10, 10, 10] = 1
+    shift = np.zeros((3, *volume.shape), dtype=np.float32)
+    shift[1] = 2  # I'(v) = I(v + u): the content moves by -u
+    moved = deformed(volume, shift)
+    assert moved[10, 8, 10] == pytest.approx(1) and moved.sum() == pytest.approx(1)
+
+
+def test_deformed_template_pairs_stay_aligned(base_volumes, monkeypatch):
+    # Without the random acquisition, only the deformation can make the moving image differ
+    # from its base volume (or its mirror).
+    monkeypatch.setattr("bidsqc.training.pairs.random_acquisition", lambda image, rng: image.copy())
+    data = RegistrationPairDataset(
+        base_volumes,
+        4,
+        seed=0,
+        kind_probabilities=(1, 0, 0, 0),
+        aligned_fraction=1,
+        deformation=RandomNonlinearDeformation(probability=1),
+    )
+    bases = [normalise_intensity(np.load(path)) for path in base_volumes]
+    for index in range(2):
+        _, moving, _, misalignment = data.pair(index)
+        assert misalignment is None and data[index][1]["rms_mm"].item() == 0
+        assert not any(
+            np.allclose(moving, candidate, atol=1e-3)
+            for base in bases
+            for candidate in (base, base[::-1])
+        )
 
 
 def test_label_maps_have_shapes_inside_a_dark_background():

@@ -18,7 +18,9 @@ coregistered  a real FLAIR and the T1w of its session, co-registered as the pipe
 ============  ==================================================================================
 
 Each rendering also gets a random blur, bias field and gamma, so the network cannot rely on one
-contrast or one scanner. A pair drawn "aligned" is exact: the moving volume is not resampled.
+contrast or one scanner. A pair drawn "aligned" is exact: the moving volume is not resampled,
+unless a :class:`RandomNonlinearDeformation` gives a template pair the anatomical differences
+that no affine registration removes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ __all__ = [
     "Misalignment",
     "PAIR_KINDS",
     "RandomMisalignment",
+    "RandomNonlinearDeformation",
     "RegistrationPairDataset",
+    "deformed",
     "misaligned",
     "random_acquisition",
     "random_label_map",
@@ -180,6 +184,67 @@ def misaligned(volume: np.ndarray, misalignment: Misalignment) -> np.ndarray:
     return F.grid_sample(data, points, align_corners=True).numpy()[0, 0]
 
 
+@dataclass(frozen=True)
+class RandomNonlinearDeformation:
+    r"""Draw a smooth deformation with no affine part: how a head still differs from the
+    template once it is affinely registered.
+
+    An affine registration matches a head's position, size and shear, not its anatomy: the
+    ventricles of an atrophied brain, widened sulci, the shape of a child's skull. Those
+    differences are non-linear, and a network that sees only heads close to the template
+    learns to read them as misregistration. Each draw is Gaussian noise on control points
+    ``control_spacing_mm`` apart, upsampled trilinearly to a displacement field; its
+    least-squares affine fit over the template brain is removed, so the deformation moves
+    nothing that a registration would correct, and it is scaled to a largest displacement in
+    the brain drawn uniformly in ``max_displacement_mm``. Applied with ``probability``.
+
+    Parameters
+    ----------
+    probability : float
+        Probability that a pair is deformed.
+    max_displacement_mm : (float, float)
+        Range of the largest displacement inside the template brain, mm.
+    control_spacing_mm : (float, float)
+        Range of the spacing of the control points, mm: the smaller, the more local.
+    """
+
+    probability: float = 0.5
+    max_displacement_mm: tuple[float, float] = (2.0, 10.0)
+    control_spacing_mm: tuple[float, float] = (8.0, 24.0)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.probability <= 1:
+            raise ValueError(f"probability must be in [0, 1], got {self.probability}")
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A displacement field, shape (3, X, Y, Z), in voxels of the 2 mm grid; None (not
+        deformed) with probability ``1 - probability``."""
+        if rng.random() >= self.probability:
+            return None
+        template = load_template(2)
+        voxel_mm = template.zooms[0]
+        spacing = rng.uniform(*self.control_spacing_mm) / voxel_mm
+        coarse = [math.ceil(n / spacing) + 1 for n in template.shape]
+        noise = torch.from_numpy(rng.standard_normal((1, 3, *coarse), dtype=np.float32))
+        field = F.interpolate(noise, size=template.shape, mode="trilinear", align_corners=True)
+        field = field[0].numpy()
+        brain = template.brain_mask
+        points = np.c_[np.argwhere(brain), np.ones(brain.sum())]
+        fit = np.linalg.lstsq(points, field[:, brain].T, rcond=None)[0]
+        grid = np.indices(template.shape, dtype=np.float32)
+        field -= np.einsum("ij,jxyz->ixyz", fit[:3].T, grid) + fit[3][:, None, None, None]
+        largest = np.sqrt((field[:, brain] ** 2).sum(axis=0)).max()
+        return field * (rng.uniform(*self.max_displacement_mm) / voxel_mm / largest)
+
+
+def deformed(volume: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """Resample ``volume`` through a displacement field (voxels, as
+    :meth:`RandomNonlinearDeformation.sample` gives): :math:`I'(v) = I(v + u(v))`, trilinear,
+    zero outside the box."""
+    points = np.indices(volume.shape, dtype=np.float32) + displacement
+    return ndi.map_coordinates(volume, points, order=1, cval=0.0).astype(np.float32)
+
+
 def random_label_map(
     shape: Sequence[int], rng: np.random.Generator, n_labels: int = 16, scale_vox: int = 8
 ) -> np.ndarray:
@@ -262,6 +327,9 @@ class RegistrationPairDataset(Dataset):
         Probability that a pair is exactly aligned.
     misalignment : RandomMisalignment
         What the other pairs are misaligned by.
+    deformation : RandomNonlinearDeformation, optional
+        Anatomical differences given to the moving image of template pairs, aligned or not,
+        before any misalignment; their label is the misalignment's alone.
     """
 
     def __init__(
@@ -273,6 +341,7 @@ class RegistrationPairDataset(Dataset):
         kind_probabilities: Sequence[float] | None = None,
         aligned_fraction: float = 1 / 3,
         misalignment: RandomMisalignment | None = None,
+        deformation: RandomNonlinearDeformation | None = None,
     ) -> None:
         if not volumes:
             raise ValueError("no base volume")
@@ -291,6 +360,7 @@ class RegistrationPairDataset(Dataset):
         self.kind_probabilities = tuple(kind_probabilities)
         self.aligned_fraction = aligned_fraction
         self.misalignment = misalignment or RandomMisalignment()
+        self.deformation = deformation
 
     def __len__(self) -> int:
         return self.length
@@ -324,6 +394,8 @@ class RegistrationPairDataset(Dataset):
             if kind == "template":
                 moving = random_acquisition(base, rng)
                 reference = template_reference()
+                if self.deformation and (field := self.deformation.sample(rng)) is not None:
+                    moving = deformed(moving, field)
             else:
                 moving = _random_intensity_map(base, rng)
                 reference = _random_intensity_map(base, rng)

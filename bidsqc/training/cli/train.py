@@ -16,6 +16,7 @@ import math
 import sys
 from argparse import ArgumentParser, ArgumentTypeError, Namespace, RawDescriptionHelpFormatter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,16 @@ def build_parser() -> ArgumentParser:
         metavar="LIST",
         help="real FLAIR/T1w pairs of one session: a text file of 'FLAIR<tab>T1w' lines; they "
         "are co-registered as the pipeline does and drawn as aligned or misaligned pairs",
+    )
+    registration.add_argument(
+        "--deform-fraction",
+        type=_number_between(0, 1),
+        default=0.0,
+        metavar="F",
+        help="give this fraction of the template pairs, aligned or not, a smooth non-linear "
+        "deformation with no affine part (largest displacement 2-10 mm): the anatomy, such "
+        "as an atrophied brain's, that an affine registration leaves different from the "
+        "template, which must not read as misregistration (default: %(default)s)",
     )
     registration.set_defaults(train=train_registration)
     artefact = networks.add_parser(
@@ -365,7 +376,11 @@ def train_registration(opts: Namespace) -> None:
     from bidsqc.geometry import MISREGISTRATION_THRESHOLD_MM
     from bidsqc.networks import RegistrationNet
     from bidsqc.training.metrics import registration_metrics
-    from bidsqc.training.pairs import PAIR_KINDS, RegistrationPairDataset
+    from bidsqc.training.pairs import (
+        PAIR_KINDS,
+        RandomNonlinearDeformation,
+        RegistrationPairDataset,
+    )
     from bidsqc.training.samples import (
         generate_coregistered_pairs,
         read_coregistered_pairs,
@@ -397,14 +412,19 @@ def train_registration(opts: Namespace) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise SetupError(f"Cannot train on the base volumes in '{samples}': {err}") from err
     per_image = opts.samples_per_image
+    deformation = RandomNonlinearDeformation(opts.deform_fraction) if opts.deform_fraction else None
     train_set = RegistrationPairDataset(
-        [volumes[i] for i in train_index], per_image * len(train_index), coregistered=pairs[False]
+        [volumes[i] for i in train_index],
+        per_image * len(train_index),
+        coregistered=pairs[False],
+        deformation=deformation,
     )
     val_set = RegistrationPairDataset(
         [volumes[i] for i in val_index],
         per_image * len(val_index),
         seed=opts.seed,
         coregistered=pairs[True],
+        deformation=deformation,
     )
     misregistered = train_set.misregistered_fraction
     class_weights = torch.tensor([0.5 / (1 - misregistered), 0.5 / misregistered])
@@ -428,6 +448,7 @@ def train_registration(opts: Namespace) -> None:
             "misalignment_rms_mm": train_set.misalignment.rms_range,
             "misregistration_threshold_mm": MISREGISTRATION_THRESHOLD_MM,
             "left_out_out_of_register_mm": out_of_register,
+            "nonlinear_deformation": asdict(deformation) if deformation else None,
         },
     )
 
