@@ -186,17 +186,18 @@ def misaligned(volume: np.ndarray, misalignment: Misalignment) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RandomNonlinearDeformation:
-    r"""Draw a smooth deformation with no affine part: how a head still differs from the
+    """Draw a smooth deformation with no affine part: how a head still differs from the
     template once it is affinely registered.
 
     An affine registration matches a head's position, size and shear, not its anatomy: the
-    ventricles of an atrophied brain, widened sulci, the shape of a child's skull. Those
-    differences are non-linear, and a network that sees only heads close to the template
-    learns to read them as misregistration. Each draw is Gaussian noise on control points
-    ``control_spacing_mm`` apart, upsampled trilinearly to a displacement field; its
-    least-squares affine fit over the template brain is removed, so the deformation moves
-    nothing that a registration would correct, and it is scaled to a largest displacement in
-    the brain drawn uniformly in ``max_displacement_mm``. Applied with ``probability``.
+    shape of a skull, the size and place of ventricles and folds. Those differences are
+    non-linear, and a network that sees only heads close to the template learns to read them
+    as misregistration. Each draw is Gaussian noise on control points ``control_spacing_mm``
+    apart, upsampled trilinearly to a displacement field; its least-squares affine fit over the
+    template brain is removed, so the deformation moves nothing that a registration would
+    correct, and it is scaled to a largest displacement in the brain drawn uniformly in
+    ``max_displacement_mm``. Applied with ``probability``. It moves tissue; it does not turn
+    tissue into CSF, as atrophy does (docs/benchmarks.md: not enough for elderly brains).
 
     Parameters
     ----------
