@@ -184,6 +184,16 @@ def misaligned(volume: np.ndarray, misalignment: Misalignment) -> np.ndarray:
     return F.grid_sample(data, points, align_corners=True).numpy()[0, 0]
 
 
+def _smooth_noise(
+    shape: Sequence[int], channels: int, spacing: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``channels`` fields of Gaussian noise on control points ``spacing`` voxels apart,
+    upsampled trilinearly to ``shape``: an array (channels, *shape), float32."""
+    coarse = [math.ceil(n / spacing) + 1 for n in shape]
+    noise = torch.from_numpy(rng.standard_normal((1, channels, *coarse), dtype=np.float32))
+    return F.interpolate(noise, size=tuple(shape), mode="trilinear", align_corners=True)[0].numpy()
+
+
 @dataclass(frozen=True)
 class RandomNonlinearDeformation:
     """Draw a smooth deformation with no affine part: how a head still differs from the
@@ -225,10 +235,7 @@ class RandomNonlinearDeformation:
         template = load_template(2)
         voxel_mm = template.zooms[0]
         spacing = rng.uniform(*self.control_spacing_mm) / voxel_mm
-        coarse = [math.ceil(n / spacing) + 1 for n in template.shape]
-        noise = torch.from_numpy(rng.standard_normal((1, 3, *coarse), dtype=np.float32))
-        field = F.interpolate(noise, size=template.shape, mode="trilinear", align_corners=True)
-        field = field[0].numpy()
+        field = _smooth_noise(template.shape, 3, spacing, rng)
         brain = template.brain_mask
         points = np.c_[np.argwhere(brain), np.ones(brain.sum())]
         fit = np.linalg.lstsq(points, field[:, brain].T, rcond=None)[0]
@@ -254,10 +261,7 @@ def random_label_map(
     Label 0 is the background outside an ellipsoid with random half-axes (60-90 % of the box)
     around the box centre, so a synthetic "head" has an outline as real ones do.
     """
-    coarse = [math.ceil(n / scale_vox) + 1 for n in shape]
-    noise = torch.from_numpy(rng.standard_normal((1, n_labels - 1, *coarse), dtype=np.float32))
-    fields = F.interpolate(noise, size=tuple(shape), mode="trilinear", align_corners=True)[0]
-    labels = fields.argmax(0).numpy() + 1
+    labels = _smooth_noise(shape, n_labels - 1, scale_vox, rng).argmax(0) + 1
     axes = [np.linspace(-1, 1, n) / rng.uniform(0.6, 0.9) for n in shape]
     inside = sum(a**2 for a in np.meshgrid(*axes, indexing="ij", sparse=True)) <= 1
     return np.where(inside, labels, 0)
