@@ -263,6 +263,30 @@ def test_artefact_corruption_draws_visible_artefacts() -> None:
     assert clean == pytest.approx(0.8**6, abs=0.03)
 
 
+def test_nodding_takes_its_fraction_of_the_motion_and_leaves_the_other_draws_alone() -> None:
+    """With ``nod_fraction`` 0 the draws are those of the bundled recipe; with 0.5 about half
+    of the motion is nodding (every pose a pitch alone, the head back in between), the rest
+    held poses of 1-8 mm RMS."""
+    default, no_nods = artefact_corruption(), artefact_corruption(nod_fraction=0.0)
+    for seed in range(20):
+        assert (
+            default.sample(np.random.default_rng(seed)).to_dict()
+            == no_nods.sample(np.random.default_rng(seed)).to_dict()
+        )
+    motion = artefact_corruption(nod_fraction=0.5).artefacts[0]
+    rng = np.random.default_rng(0)
+    draws = [motion.sample(rng) for _ in range(400)]
+    nodding = [
+        np.allclose(np.asarray(m.degrees)[:, 1:], 0)
+        and np.allclose(m.translation, 0)
+        and np.allclose(np.asarray(m.degrees)[1::2], 0)
+        for m in draws
+    ]
+    assert np.mean(nodding) == pytest.approx(0.5, abs=0.07)
+    held = [m.strength for m, nod in zip(draws, nodding, strict=True) if not nod]
+    assert 1.0 - 1e-6 <= min(held) and max(held) <= 8.0 + 1e-6
+
+
 # --- training tiles -----------------------------------------------------------------------------
 
 #: Severities of the three synthetic samples (the others are 0).

@@ -355,6 +355,14 @@ def test_samples_of_another_network_are_not_reused(tmp_path, caplog):
     assert not (out / "artefact.pt").exists()
 
 
+@pytest.mark.parametrize("option", ["--nod-fraction", "--strip-fraction"])
+def test_artefact_samples_made_otherwise_are_not_reused(tmp_path, caplog, option):
+    argv, out, _ = premade_artefact_run(tmp_path, task="artefact")
+    assert main([*argv, option, "0.5"]) == 2
+    assert f"another {option[2:].replace('-', '_')}" in caplog.text
+    assert not (out / "artefact.pt").exists()
+
+
 def test_artefact_training_on_premade_samples(tmp_path, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("the pre-made samples should have been reused")
@@ -371,6 +379,7 @@ def test_artefact_training_on_premade_samples(tmp_path, monkeypatch):
     assert set(hyperparameters["loss"]) == {"focal_gamma", "focal_alpha", "quality_weight"}
     assert hyperparameters["tiles_per_volume_per_epoch"] == 1
     assert hyperparameters["crop"] is None
+    assert hyperparameters["nod_fraction"] == hyperparameters["strip_fraction"] == 0.0
     assert card["split"]["training_samples"] == card["split"]["validation_samples"] == 2
     assert card["split"]["validation_images"] in ([str(path)] for path in base_images)
     files = [entry["path"] for entry in card["training_files"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import nibabel as nb
@@ -20,6 +21,7 @@ from bidsqc.training.samples import (
     RandomMotionLevel,
     TemplateSpaceSampleWriter,
     brain_of_clean_image,
+    generate_artefact_samples,
     generate_motion_samples,
     rereg_of_volumes,
 )
@@ -72,6 +74,28 @@ def test_samples_are_written_with_their_labels_and_reproducible(base_image, tmp_
     assert dataset[0][0].shape == (1, *HEAD_BOX_SHAPE)
 
 
+def test_artefact_samples_with_nods_skull_stripped(base_image, tmp_path):
+    """With ``nod_fraction`` 1 every moved sample nods (pitch alone, every other pose the
+    unmoved head); with ``strip_fraction`` 1 every sample is zero outside the clean brain, the
+    one with noise (seed 4), which would fill the whole box, among them."""
+    table = generate_artefact_samples(
+        [base_image], tmp_path, n_per_image=6, seed=4, nod_fraction=1.0, strip_fraction=1.0
+    )
+    rows = list(csv.DictReader(table.open(), delimiter="\t"))
+    assert len(rows) == 6
+    records = [json.loads((tmp_path / f"{row['filename'][:-4]}.json").read_text()) for row in rows]
+    for row in rows:
+        inside = np.load(tmp_path / row["filename"]) != 0
+        assert inside.shape == tuple(2 * n for n in HEAD_BOX_SHAPE)
+        assert 0.05 * inside.size < inside.sum() < 0.4 * inside.size
+    motions = [a["params"] for r in records for a in r["artefacts"] if a["name"] == "motion"]
+    assert len(motions) == 2  # seed 4
+    for motion in motions:
+        degrees = np.asarray(motion["degrees"])
+        assert not degrees[1::2].any() and not degrees[:, 1:].any()
+        assert not np.asarray(motion["translation"]).any()
+
+
 def test_a_motion_sample_of_a_clean_image_is_what_the_motion_network_reads(base_image, tmp_path):
     image = nb.load(base_image)
     filename = TemplateSpaceSampleWriter(resolution=2)(image, tmp_path / "sample", image)
@@ -82,7 +106,8 @@ def test_a_motion_sample_of_a_clean_image_is_what_the_motion_network_reads(base_
     assert np.abs(sample - expected).mean() < 1e-3 * expected.max()
 
 
-def test_stripped_samples_are_zero_outside_the_clean_brain(base_image, tmp_path):
+@pytest.mark.parametrize("resolution", [2, 1])  # the motion and the artefact network's input
+def test_stripped_samples_are_zero_outside_the_clean_brain(base_image, tmp_path, resolution):
     brain = nb.load(base_image)
     assert (brain_of_clean_image(brain) == (brain.get_fdata() > 0)).all()  # skull-stripped
     data = np.pad(brain.get_fdata(), 16)
@@ -90,8 +115,8 @@ def test_stripped_samples_are_zero_outside_the_clean_brain(base_image, tmp_path)
     scalp = ndi.binary_dilation(inside, iterations=8) & ~ndi.binary_dilation(inside, iterations=4)
     affine = brain.affine @ nb.affines.from_matvec(np.eye(3), [-16] * 3)
     image = nb.Nifti1Image(np.where(scalp, np.percentile(data[inside], 90), data), affine)
-    stripped = TemplateSpaceSampleWriter(resolution=2, strip_fraction=1.0)
-    head = TemplateSpaceSampleWriter(resolution=2)
+    stripped = TemplateSpaceSampleWriter(resolution, strip_fraction=1.0)
+    head = TemplateSpaceSampleWriter(resolution)
     volumes = [
         np.load(tmp_path / writer(image, tmp_path / name, image))
         for writer, name in ((stripped, "stripped"), (head, "head"))

@@ -40,6 +40,7 @@ from bidsqc.training.simulation import (
     RandomMotionRms,
     RandomNodding,
     RandomNoise,
+    RandomOneOf,
     RandomSpike,
     Spike,
     foreground_intensity,
@@ -292,6 +293,19 @@ def test_nods_are_drawn_within_their_ranges():
         assert ((0.01 - 1e-9 <= ends - starts) & (ends - starts <= 0.02 + 1e-9)).all()
     with pytest.raises(ValueError, match="duration"):
         RandomNodding(duration=(0.05, 0.5))
+
+
+def test_one_of_draws_each_candidate_by_its_weight():
+    rng = np.random.default_rng(0)
+    choice = RandomOneOf({RandomBlur(fwhm=(1.0, 1.0)): 3, RandomNoise(std=(0.1, 0.1)): 1})
+    names = [choice.sample(rng).name for _ in range(2000)]
+    assert names.count("blur") / len(names) == pytest.approx(0.75, abs=0.03)
+    never = RandomOneOf({RandomBlur(): 1, RandomNoise(): 0})
+    assert {never.sample(rng).name for _ in range(50)} == {"blur"}
+    with pytest.raises(ValueError, match="positive weight"):
+        RandomOneOf({RandomBlur(): 0})
+    with pytest.raises(ValueError, match="weight"):
+        RandomOneOf({RandomBlur(): -1})
 
 
 # --- artefacts on images ----------------------------------------------------------------------

@@ -62,6 +62,7 @@ from bidsqc.training.simulation import (
     RandomMotionRms,
     RandomNodding,
     RandomNoise,
+    RandomOneOf,
     RandomSpike,
     generate_corrupted_dataset,
 )
@@ -191,18 +192,23 @@ def generate_motion_samples(
     )
 
 
-def artefact_corruption(probability: float = 0.2) -> RandomCorruption:
+def artefact_corruption(probability: float = 0.2, nod_fraction: float = 0.0) -> RandomCorruption:
     """The artefacts the artefact network learns, each applied with ``probability``.
 
     The artefacts are drawn with severities from about 0.2 to 1: weaker ones hide in the noise
     and texture of real scans, so labelling them present would teach label noise. Motion is the
     exception: it is drawn by its RMS (:class:`RandomMotionRms`, 1-8 mm, half of it below
     2.75 mm), since real head motion lives there and, read at 1 mm, leaves ringing that the
-    2 mm motion network cannot see. With the default, 26 % of the samples are clean (0.8^6).
+    2 mm motion network cannot see. A fraction ``nod_fraction`` of the motion is nodding on cue
+    instead (:class:`RandomNodding`: brief, the head returning, 0.9-2.3 mm RMS), as MR-ART's
+    participants moved. With the default, 26 % of the samples are clean (0.8^6).
     """
+    motion: RandomArtefact = RandomMotionRms(rms_mm=(1.0, 8.0))
+    if nod_fraction > 0:
+        motion = RandomOneOf({motion: 1 - nod_fraction, RandomNodding(): nod_fraction})
     return RandomCorruption(
         [
-            RandomMotionRms(rms_mm=(1.0, 8.0)),
+            motion,
             RandomBiasField(coefficients=(0.15, 0.8)),
             RandomGhosting(num_ghosts=(2, 4), intensity=(0.4, 1.0)),
             RandomSpike(num_spikes=(1, 3), intensity=(0.1, 0.3)),
@@ -332,9 +338,13 @@ def generate_artefact_samples(
     n_per_image: int,
     seed: int,
     n_jobs: int = 1,
+    nod_fraction: float = 0.0,
+    strip_fraction: float = 0.0,
 ) -> Path:
-    """Write ``n_per_image`` artefact samples (:func:`artefact_corruption`) of each base image
-    on the 1 mm head box (:class:`TemplateSpaceSampleWriter`) and return their labels table.
+    """Write ``n_per_image`` artefact samples (:func:`artefact_corruption` with
+    ``nod_fraction``) of each base image on the 1 mm head box (:class:`TemplateSpaceSampleWriter`,
+    a fraction ``strip_fraction`` skull-stripped after the corruption) and return their labels
+    table.
 
     The table and the seeding are those of
     :func:`bidsqc.training.simulation.generate_corrupted_dataset`; its ``severity_<artefact>``
@@ -344,9 +354,9 @@ def generate_artefact_samples(
         out_dir,
         n_per_image=n_per_image,
         seed=seed,
-        corruption=artefact_corruption(),
+        corruption=artefact_corruption(nod_fraction=nod_fraction),
         n_jobs=n_jobs,
-        save_sample=TemplateSpaceSampleWriter(resolution=1),
+        save_sample=TemplateSpaceSampleWriter(resolution=1, strip_fraction=strip_fraction),
     )
 
 

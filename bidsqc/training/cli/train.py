@@ -89,16 +89,7 @@ def build_parser() -> ArgumentParser:
         "that RMS, each copy warped through its clean image's registration; nods, 3-12 brief "
         "nods on cue, the head returning after each, warped like rms (default: %(default)s)",
     )
-    motion.add_argument(
-        "--strip-fraction",
-        type=_number_between(0, 1),
-        default=0.0,
-        metavar="F",
-        help="skull-strip this fraction of the samples, clean and moved alike, after the "
-        "motion, with the clean image's brain mask, so that the network must find motion "
-        "inside the brain, as in a scan skull-stripped after it was acquired "
-        "(default: %(default)s)",
-    )
+    _add_strip_fraction(motion)
     motion.add_argument(
         "--bias-field",
         action="store_true",
@@ -123,15 +114,13 @@ def build_parser() -> ArgumentParser:
         help="real FLAIR/T1w pairs of one session: a text file of 'FLAIR<tab>T1w' lines; they "
         "are co-registered as the pipeline does and drawn as aligned or misaligned pairs",
     )
-    registration.add_argument(
+    _add_fraction(
+        registration,
         "--deform-fraction",
-        type=_number_between(0, 1),
-        default=0.0,
-        metavar="F",
-        help="give this fraction of the template pairs, aligned or not, a smooth non-linear "
+        "give this fraction of the template pairs, aligned or not, a smooth non-linear "
         "deformation with no affine part (largest displacement 2-10 mm): the anatomy, such "
         "as an atrophied brain's, that an affine registration leaves different from the "
-        "template, which must not read as misregistration (default: %(default)s)",
+        "template, which must not read as misregistration",
     )
     registration.set_defaults(train=train_registration)
     artefact = networks.add_parser(
@@ -153,8 +142,37 @@ def build_parser() -> ArgumentParser:
         metavar="N",
         help="random tiles drawn from each sample per epoch (default: %(default)s)",
     )
+    _add_fraction(
+        artefact,
+        "--nod-fraction",
+        "make this fraction of the motion nodding on cue (3-12 brief nods of 1-6 degrees, the "
+        "head returning after each, as MR-ART's participants moved) instead of held poses",
+    )
+    _add_strip_fraction(artefact)
     artefact.set_defaults(train=train_artefact)
     return parser
+
+
+def _add_strip_fraction(parser: ArgumentParser) -> None:
+    """``--strip-fraction``, which motion and artefact samples take."""
+    _add_fraction(
+        parser,
+        "--strip-fraction",
+        "skull-strip this fraction of the samples, clean and corrupted alike, after the "
+        "corruption, with the clean image's brain mask, so that the network must find the "
+        "artefacts inside the brain, as in a scan skull-stripped after it was acquired",
+    )
+
+
+def _add_fraction(parser: ArgumentParser, flag: str, help: str) -> None:
+    """An option ``flag F`` taking a fraction in [0, 1], 0 by default."""
+    parser.add_argument(
+        flag,
+        type=_number_between(0, 1),
+        default=0.0,
+        metavar="F",
+        help=f"{help} (default: %(default)s)",
+    )
 
 
 def _add_training_arguments(parser: ArgumentParser) -> None:
@@ -509,7 +527,7 @@ def train_artefact(opts: Namespace) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise SetupError(f"Cannot train on the samples in '{samples}': {err}") from err
     loss = ArtefactLoss()
-    corruption = artefact_corruption()
+    corruption = artefact_corruption(nod_fraction=opts.nod_fraction)
     _fit_and_save(
         opts,
         task="artefact",
@@ -539,6 +557,8 @@ def train_artefact(opts: Namespace) -> None:
                 )
             ),
             "quality_cost_per_severity": QUALITY_COST,
+            "nod_fraction": opts.nod_fraction,
+            "strip_fraction": opts.strip_fraction,
         },
         calibrate=True,
     )
@@ -744,6 +764,9 @@ def _samples(opts: Namespace, task: str) -> Path:
     }
     if task == "motion":
         settings["motion_draw"] = opts.motion_draw
+    if task == "artefact":
+        settings["nod_fraction"] = opts.nod_fraction
+    if task != "registration":
         settings["strip_fraction"] = opts.strip_fraction
     if _reusable_samples(samples / LABELS_TABLE, settings):
         LOGGER.info("Reusing the samples in '%s' (delete it to generate them again).", samples)
@@ -761,19 +784,20 @@ def _samples(opts: Namespace, task: str) -> Path:
     )
     if task == "registration":
         generate_template_space_images(opts.images, samples, seed=opts.seed, n_jobs=opts.jobs)
-    elif task == "motion":
-        generate_motion_samples(
+    else:
+        generate, options = (
+            (generate_motion_samples, {"draw": opts.motion_draw})
+            if task == "motion"
+            else (generate_artefact_samples, {"nod_fraction": opts.nod_fraction})
+        )
+        generate(
             opts.images,
             samples,
             n_per_image=per_image,
             seed=opts.seed,
             n_jobs=opts.jobs,
-            draw=opts.motion_draw,
             strip_fraction=opts.strip_fraction,
-        )
-    else:
-        generate_artefact_samples(
-            opts.images, samples, n_per_image=per_image, seed=opts.seed, n_jobs=opts.jobs
+            **options,
         )
     _warn_of_images_without_sample(opts.images, samples / LABELS_TABLE)
     return samples
@@ -811,7 +835,7 @@ def _grade_rms_loss(class_weights: Tensor) -> dict[str, Any]:
 
 
 #: Settings that samples generated before them did not record, with the value they had.
-_UNRECORDED_SETTINGS = {"strip_fraction": 0.0}
+_UNRECORDED_SETTINGS = {"strip_fraction": 0.0, "nod_fraction": 0.0}
 
 
 def _reusable_samples(table: Path, settings: Mapping[str, Any]) -> bool:

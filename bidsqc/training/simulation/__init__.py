@@ -30,6 +30,7 @@ gives a float32 NIfTI output with the same affine.
 from bidsqc.training.simulation.base import (
     Artefact,
     RandomArtefact,
+    RandomOneOf,
     foreground_intensity,
     image_centre_lps,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "RandomMotionRms",
     "RandomNodding",
     "RandomNoise",
+    "RandomOneOf",
     "RandomSpike",
     "Spike",
     "foreground_intensity",

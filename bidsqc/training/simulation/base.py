@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import ClassVar, TypeVar
 
@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 __all__ = [
     "Artefact",
     "RandomArtefact",
+    "RandomOneOf",
     "as_rows",
     "check_number",
     "foreground_intensity",
@@ -176,3 +177,29 @@ class RandomArtefact(ABC):
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> Artefact:
         """Draw one fully specified artefact."""
+
+
+class RandomOneOf(RandomArtefact):
+    """Draw from one of several :class:`RandomArtefact`, chosen at random with given weights
+    (as TorchIO's ``OneOf``): for instance motion that is held poses in some samples and
+    brief nods in others, under one label.
+
+    Parameters
+    ----------
+    candidates : mapping of RandomArtefact to float
+        Each candidate and its weight, at least 0; the weights need not sum to 1 but must not
+        all be 0.
+    """
+
+    def __init__(self, candidates: Mapping[RandomArtefact, float]) -> None:
+        weights = np.array(
+            [check_number(weight, "weight", min_value=0) for weight in candidates.values()]
+        )
+        if weights.sum() <= 0:
+            raise ValueError("at least one candidate needs a positive weight")
+        self.candidates = tuple(candidates)
+        self.weights = tuple(weights / weights.sum())
+
+    def sample(self, rng: np.random.Generator) -> Artefact:
+        index = int(rng.choice(len(self.candidates), p=self.weights))
+        return self.candidates[index].sample(rng)
