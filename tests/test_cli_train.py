@@ -295,6 +295,19 @@ def test_artefact_takes_tiles_per_volume(capsys, tmp_path):
     assert "--tiles-per-volume" in usage_error(capsys, [*motion, "--tiles-per-volume", "2"])
 
 
+def test_fractions_of_samples_take_0_to_1_the_validation_fraction_less(capsys, tmp_path):
+    for name in ("a_T1w.nii.gz", "b_T1w.nii.gz"):
+        (tmp_path / name).touch()
+    argv = ["artefact", "--images", str(tmp_path), "--out", str(tmp_path / "run")]
+    for option in ("--nod-fraction", "--strip-fraction"):
+        for value in (0.0, 1.0):
+            opts = build_parser().parse_args([*argv, option, str(value)])
+            assert getattr(opts, option[2:].replace("-", "_")) == value
+        assert "from 0 to 1" in usage_error(capsys, [*argv, option, "1.5"])
+    for value in ("0", "1", "nan"):
+        assert "between 0 and 1" in usage_error(capsys, [*argv, "--val-fraction", value])
+
+
 def test_artefact_refuses_crop_before_any_sample(tmp_path, caplog):
     for name in ("a_T1w.nii.gz", "b_T1w.nii.gz"):
         (tmp_path / name).touch()  # never read: the crop is refused first

@@ -168,7 +168,7 @@ def _add_fraction(parser: ArgumentParser, flag: str, help: str) -> None:
     """An option ``flag F`` taking a fraction in [0, 1], 0 by default."""
     parser.add_argument(
         flag,
-        type=_number_between(0, 1),
+        type=_number_between(0, 1, closed=True),
         default=0.0,
         metavar="F",
         help=f"{help} (default: %(default)s)",
@@ -881,16 +881,19 @@ def _images(value: str) -> list[Path]:
     return images
 
 
-def _number_between(low: float, high: float) -> Callable[[str], float]:
-    """Return an argument type taking a number strictly between ``low`` and ``high``."""
+def _number_between(low: float, high: float, *, closed: bool = False) -> Callable[[str], float]:
+    """Return an argument type taking a number strictly between ``low`` and ``high``, or from
+    ``low`` to ``high`` included if ``closed``."""
 
     def number(value: str) -> float:
         try:
             parsed = float(value)
         except ValueError:
             parsed = math.nan
-        if not low < parsed < high:  # also rejects NaN
-            raise ArgumentTypeError(f"'{value}' is not a number between {low} and {high}.")
+        inside = low <= parsed <= high if closed else low < parsed < high  # False for NaN
+        if not inside:
+            bounds = "from {} to {}" if closed else "between {} and {}"
+            raise ArgumentTypeError(f"'{value}' is not a number {bounds.format(low, high)}.")
         return parsed
 
     return number
