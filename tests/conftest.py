@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from numpy.typing import ArrayLike
 
 from bidsqc.cli.run import main
 
@@ -82,3 +84,15 @@ def demo_run(demo_dir, tmp_path_factory):
     first = main([str(demo_dir), str(out), "participant", "--nprocs", "2"])
     group = main([str(demo_dir), str(out), "group"])
     return out, before, first, group
+
+
+@pytest.fixture
+def is_nodding() -> Callable[[ArrayLike, ArrayLike], bool]:
+    """Return whether motion poses (``degrees``, ``translation``, one row per pose) are nods as
+    ``nodding_motion`` makes them: a pitch alone, every other pose the unmoved head."""
+
+    def nodding(degrees: ArrayLike, translation: ArrayLike) -> bool:
+        degrees = np.asarray(degrees)
+        return not (degrees[1::2].any() or degrees[:, 1:].any() or np.asarray(translation).any())
+
+    return nodding
