@@ -11,8 +11,9 @@ children sit in them differently from an adult's. So the brain is found first
 template brain (:func:`_register_within_brain`). A skull-stripped image goes the same way, its
 mask being its brain. The whole image, scalp included, is then resampled through that
 transform, and the brain mask with it. A registered image must show brain anatomy
-(:func:`tissue_contrast`); one that shows little is tried turned by quarter turns, which finds
-headers that mislabel the axes. A rigid registration of the same kind, started where an image
+(:func:`tissue_contrast`); one that shows little is registered again from starts turned by
+quarter turns and by 45 degrees, which finds headers that mislabel the axes and heads that lie
+tilted in theirs. A rigid registration of the same kind, started where an image
 on the template grid lies, measures how far that image is from register
 (:func:`residual_misregistration`).
 
@@ -39,6 +40,7 @@ from scipy import ndimage as ndi
 
 from bidsqc.brain_extraction import BrainExtractionError, extract_brain, volume_ml
 from bidsqc.data import Template, head_box, load_template
+from bidsqc.geometry import rigid_affine
 from bidsqc.resampling import resample_linear, smooth_gaussian
 
 __all__ = [
@@ -81,9 +83,17 @@ BRAIN_EXTRACTION_DILATION = 1
 #: :func:`tissue_contrast` below which a registered image shows no brain anatomy; every real
 #: scan here, elderly 5 mm FLAIRs and a 3-year-old among them, reaches 0.06 or more.
 MIN_TISSUE_CONTRAST = 0.02
-#: :func:`tissue_contrast` below which a registration is checked against the image turned
-#: every other way (:func:`_check_header_orientation`); 8 of the 96 real scans here lie below.
+#: :func:`tissue_contrast` below which a registration is tried again from starts turned away
+#: from the header's orientation (:func:`_register_from_other_starts`); 8 of the 96 real scans
+#: here lie below.
 ORIENTATION_CHECK_BELOW = 0.15
+#: Tilt (degrees) of the extra starts about each axis: a head that lies tilted by 40 degrees or
+#: more from its header's axes (a pitch of the ADNI head, of a skull-stripped one) is left
+#: misregistered from the header's orientation; from a start this far turned, it is registered.
+TILTED_START_DEGREES = 45.0
+#: A turn from the header's axes to the head's orientation beyond this is a mislabelled header,
+#: not a head tilted in the scanner.
+MAX_TILT_DEGREES = 60.0
 #: A brain smaller than the template's by more than this factor along each axis, on average
 #: (under 960 mL: an infant's; the 96 real scans here are 0.83-0.99), starts its first alignment
 #: at its own size: from the template's, the affine can collapse an axis.
@@ -263,7 +273,8 @@ def register_to_template(
     Raises :class:`~bidsqc.brain_extraction.BrainExtractionError` when no plausible brain is
     found, or when the registered image shows none (:func:`tissue_contrast` below
     :data:`MIN_TISSUE_CONTRAST`); :class:`HeaderOrientationError` when the brain fits the
-    template far better turned by a multiple of 90 degrees (:func:`_check_header_orientation`);
+    template far better turned by a multiple of 90 degrees (:func:`_register_from_other_starts`,
+    which also registers a head that lies tilted by 40 degrees or more);
     and ``ValueError`` when both stages scale an axis by a factor outside
     :data:`PLAUSIBLE_SCALE` (a refinement that runs away falls back on its start): the image is
     then unlikely to be a brain, or its header orientation is wrong.
@@ -273,7 +284,8 @@ def register_to_template(
     result = _register(img, brain, Path(out_dir), tpl)
     contrast = tissue_contrast(result.registered.get_fdata(dtype=np.float32), tpl)
     if contrast < ORIENTATION_CHECK_BELOW:
-        _check_header_orientation(img, brain, tpl, contrast)
+        if tilted := _register_from_other_starts(img, brain, Path(out_dir), tpl, contrast):
+            result, contrast = tilted
     if contrast < MIN_TISSUE_CONTRAST:
         raise BrainExtractionError(
             f"the registered image shows no brain anatomy: its tissues explain {contrast:.1%} of "
@@ -284,10 +296,15 @@ def register_to_template(
 
 
 def _register(
-    img: nb.Nifti1Image, brain: np.ndarray, out_dir: Path, tpl: Template
+    img: nb.Nifti1Image,
+    brain: np.ndarray,
+    out_dir: Path,
+    tpl: Template,
+    turn: np.ndarray | None = None,
 ) -> RegistrationResult:
     """:func:`register_to_template` without its checks of the result, ``brain`` the mask that
-    :func:`~bidsqc.brain_extraction.extract_brain` gives ``img``."""
+    :func:`~bidsqc.brain_extraction.extract_brain` gives ``img``; the first alignment starts
+    turned by ``turn`` (see :func:`_first_alignment_start`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     moving = _brain_only(img, brain)
     fixed = _template_t1w(tpl)
@@ -295,7 +312,7 @@ def _register(
         fixed,
         moving,
         type_of_transform="AffineFast",
-        initial_transform=_small_brain_start(img, brain, tpl, out_dir / "start.mat"),
+        initial_transform=_first_alignment_start(img, brain, tpl, out_dir / "start.mat", turn),
         outprefix=str(out_dir / "brain_"),
     )
     initial = Path(first["fwdtransforms"][0])
@@ -355,18 +372,26 @@ def _write_start(
     return str(path)
 
 
-def _small_brain_start(
-    img: nb.Nifti1Image, brain: np.ndarray, tpl: Template, path: Path
+def _first_alignment_start(
+    img: nb.Nifti1Image,
+    brain: np.ndarray,
+    tpl: Template,
+    path: Path,
+    turn: np.ndarray | None = None,
 ) -> str | None:
-    """For a brain smaller than :data:`SMALL_BRAIN_SCALE` times the template's, a start that
-    lays the template's brain onto it, shrunk by the cube root of their volumes' ratio; None
-    for any other, which ANTs starts at the template's size from the centres of mass."""
+    """A start that lays the template's brain onto ``brain``, turned by ``turn`` (LPS, template
+    offsets to image offsets) and, for a brain smaller than :data:`SMALL_BRAIN_SCALE` times the
+    template's, shrunk by the cube root of their volumes' ratio; None for an unturned brain of
+    any other size, which ANTs starts at the template's size from the centres of mass."""
     volume = volume_ml(brain, img.header.get_zooms()[:3])
     scale = float(np.cbrt(volume / volume_ml(tpl.brain_mask, tpl.zooms)))
-    if scale >= SMALL_BRAIN_SCALE:
+    small = scale < SMALL_BRAIN_SCALE
+    if small:
+        logger.info("a brain of %.0f mL: the first alignment starts scaled by %.2f", volume, scale)
+    elif turn is None:
         return None
-    logger.info("a brain of %.0f mL: the first alignment starts scaled by %.2f", volume, scale)
-    return _write_start(path, scale * np.eye(3), _brain_centres(img, brain, tpl))
+    matrix = (scale if small else 1.0) * (np.eye(3) if turn is None else turn)
+    return _write_start(path, matrix, _brain_centres(img, brain, tpl))
 
 
 def _quarter_turns() -> list[np.ndarray]:
@@ -382,31 +407,47 @@ def _quarter_turns() -> list[np.ndarray]:
     return turns
 
 
-def _check_header_orientation(
-    img: nb.Nifti1Image, brain: np.ndarray, tpl: Template, contrast: float
-) -> None:
-    """Raise :class:`HeaderOrientationError` if ``img`` fits the template much better turned
-    than as its header has it; ``brain`` is its extracted brain, as it was registered.
+def _tilts() -> list[np.ndarray]:
+    """The rotations by :data:`TILTED_START_DEGREES` either way about each coordinate axis."""
+    return [
+        rigid_affine(sign * TILTED_START_DEGREES * np.eye(3)[axis], (0.0, 0.0, 0.0))[:3, :3]
+        for axis in range(3)
+        for sign in (1, -1)
+    ]
 
-    A header whose axes are mislabelled (a sagittal scan written as axial, a flipped head-foot
-    axis) puts the brain upside down or on its side, and an affine registration, which starts
-    from the header's orientation, cannot turn it back. So the brain of an image whose
+
+def _register_from_other_starts(
+    img: nb.Nifti1Image, brain: np.ndarray, out_dir: Path, tpl: Template, contrast: float
+) -> tuple[RegistrationResult, float] | None:
+    """Register ``img`` again from starts turned away from its header's orientation, when its
     registration left its tissues unexplained (``contrast``, its :func:`tissue_contrast`, below
-    :data:`ORIENTATION_CHECK_BELOW`) is registered rigidly and coarsely (4 mm, 50 iterations,
-    0.35 s each) from each of the 23 quarter turns about its centre. The image is then
-    relabelled as each of the two turns that fit best would have it and registered as any
-    image is (:func:`_register`), its brain extracted again (the extraction misses much of a
-    brain that lies upside down). If its tissue contrast so reaches at least twice
-    ``contrast``, and 0.1 more, the turn is its true orientation: on the real scans that reach
-    this check, no turn gives more than 1.23 times their contrast; heads turned in their
-    headers regain 4.2 times theirs or more, as much as they had upright.
+    :data:`ORIENTATION_CHECK_BELOW`); ``brain`` is its extracted brain, as it was registered.
+
+    An affine registration starts from the header's orientation and turns the brain back by
+    some tens of degrees at most. Two kinds of image lie further: a header whose axes are
+    mislabelled (a sagittal scan written as axial, a flipped head-foot axis) puts the brain
+    upside down or on its side, and a head can lie tilted by 40 degrees or more in a correct
+    header. So the brain is registered rigidly and coarsely (4 mm, 50 iterations, 0.35 s each)
+    from each of the 23 quarter turns about its centre and from the six :func:`_tilts`, then
+    as any image is from the two starts that fit best: from the tilted start, or relabelled as
+    a quarter turn would have it, its brain extracted again (the extraction misses much of a
+    brain that lies upside down). A registration that reaches at least twice ``contrast``, and
+    0.1 more, finds the head's true orientation: on the real scans that reach this check, no
+    start gives more than 1.23 times their contrast; heads turned in their headers, or tilted,
+    regain 3 times theirs or more, as much as they had upright.
+
+    The turn between the header's axes and that orientation tells the two kinds apart: no head
+    lies in a scanner turned by more than :data:`MAX_TILT_DEGREES`. Returns the registration
+    from the header's orientation turned so, and its contrast, for a tilted head; raises
+    :class:`HeaderOrientationError` for a larger turn; returns None when no start fits better.
     """
     moving = _brain_only(img, brain)
     centres = _brain_centres(img, brain, tpl)
     fixed = _template_t1w(tpl)
+    starts = [(turn, True) for turn in _quarter_turns()[1:]] + [(tilt, False) for tilt in _tilts()]
     with tempfile.TemporaryDirectory(prefix="bidsqc_") as scratch:
         screened = []
-        for index, turn in enumerate(_quarter_turns()[1:]):
+        for index, (turn, _) in enumerate(starts):
             coarse = ants.registration(
                 fixed,
                 moving,
@@ -419,30 +460,66 @@ def _check_header_orientation(
                 outprefix=f"{scratch}/coarse{index}_",
             )
             warped = ants.apply_transforms(fixed, moving, coarse["fwdtransforms"])
-            screened.append((tissue_contrast(warped.numpy(), tpl), index, turn))
+            screened.append((tissue_contrast(warped.numpy(), tpl), index))
         fits = []
-        for _, index, turn in sorted(screened, key=lambda screen: screen[0], reverse=True)[:2]:
-            relabelled = reorient_to_ras(_turned_header(img, turn, *centres))
+        for _, index in sorted(screened, reverse=True)[:2]:
+            turn, quarter = starts[index]
             try:
-                turned = Path(scratch) / f"turned{index}"
-                result = _register(relabelled, extract_brain(relabelled), turned, tpl)
+                if quarter:
+                    relabelled = reorient_to_ras(_turned_header(img, turn, *centres))
+                    turned = Path(scratch) / f"turned{index}"
+                    result = _register(relabelled, extract_brain(relabelled), turned, tpl)
+                    linear = turn @ read_itk_affine(result.transform)[:3, :3]
+                else:
+                    result = _register(img, brain, out_dir / f"tilted{index}", tpl, turn)
+                    linear = read_itk_affine(result.transform)[:3, :3]
             except ValueError:  # no brain, or no plausible registration: no better fit
                 continue
-            fits.append((tissue_contrast(result.registered.get_fdata(), tpl), turn))
+            contrast_there = tissue_contrast(result.registered.get_fdata(), tpl)
+            fits.append((contrast_there, _rotation(linear), quarter, result))
     logger.info(
-        "tissue contrast %.3f as registered, %s turned", contrast, [round(f[0], 3) for f in fits]
+        "tissue contrast %.3f as registered, %s from other starts",
+        contrast,
+        [round(fit[0], 3) for fit in fits],
     )
-    best, turn = max(fits, key=lambda fit: fit[0], default=(0.0, np.eye(3)))
-    if best >= 2 * contrast and best - contrast >= 0.1:
-        anatomical = nb.aff2axcodes(
-            nb.affines.from_matvec(_RAS_TO_LPS[:3, :3] @ turn.T @ _RAS_TO_LPS[:3, :3])
+    best = max(fits, key=lambda fit: fit[0], default=None)
+    if best is None or best[0] < 2 * contrast or best[0] - contrast < 0.1:
+        return None
+    found, rotation, quarter, result = best
+    if _degrees(rotation) <= MAX_TILT_DEGREES:
+        if quarter:  # found through a relabelled header: register the image as it is
+            result = _register(img, brain, out_dir / "tilted", tpl, rotation)
+            found = tissue_contrast(result.registered.get_fdata(), tpl)
+        logger.info(
+            "the head lies tilted by %.0f degrees from its header's axes (tissue contrast %.3f"
+            " from a start turned so, %.3f from the header's orientation)",
+            _degrees(rotation),
+            found,
+            contrast,
         )
-        raise HeaderOrientationError(
-            "the header's orientation is probably wrong: what it calls right, anterior and "
-            f"superior is anatomically {', '.join(anatomical)}. Turned so, the brain's tissues "
-            f"explain {best:.0%} of its variance inside the template brain, against "
-            f"{contrast:.0%} as the header has it (check the conversion from DICOM)"
-        )
+        return result, found
+    turn = max(_quarter_turns(), key=lambda quarter_turn: np.trace(quarter_turn.T @ rotation))
+    anatomical = nb.aff2axcodes(
+        nb.affines.from_matvec(_RAS_TO_LPS[:3, :3] @ turn.T @ _RAS_TO_LPS[:3, :3])
+    )
+    raise HeaderOrientationError(
+        "the header's orientation is probably wrong: what it calls right, anterior and "
+        f"superior is anatomically {', '.join(anatomical)}. Turned so, the brain's tissues "
+        f"explain {found:.0%} of its variance inside the template brain, against "
+        f"{contrast:.0%} as the header has it (check the conversion from DICOM)"
+    )
+
+
+def _rotation(linear: np.ndarray) -> np.ndarray:
+    """The rotation of a 3x3 linear map (its polar decomposition), without its scales and
+    shears."""
+    u, _, vt = np.linalg.svd(linear)
+    return u @ vt
+
+
+def _degrees(rotation: np.ndarray) -> float:
+    """The angle of a rotation about its axis, in degrees."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1.0, 1.0))))
 
 
 def _turned_header(

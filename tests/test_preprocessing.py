@@ -230,3 +230,29 @@ def test_a_head_turned_in_its_voxels_fails_with_its_true_orientation(
     head = nb.Nifti1Image(np.ascontiguousarray(turned(template.t1w)), template.affine)
     with pytest.raises(HeaderOrientationError, match=f"is anatomically {anatomical}"):
         register_to_template(head, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "degrees",
+    [
+        (0.0, 0.0, 45.0),  # a yaw: found from the start tilted 45 degrees
+        (50.0, 0.0, 0.0),  # a pitch: found as well from a quarter turn, then registered as tilted
+    ],
+)
+def test_a_head_tilted_beyond_what_registration_turns_back_is_registered(
+    template, tmp_path, degrees, caplog
+):
+    """The template turned in its header: from the header's orientation the registration stops
+    at a tilt that leaves its tissues unexplained; from a tilted start it is registered, and
+    the transform undoes the turn."""
+    turn = rigid_affine(degrees, (0.0, 0.0, 0.0), centre=template.brain_centre)
+    head = nb.Nifti1Image(template.t1w.copy(), turn @ template.affine)
+    with caplog.at_level("INFO", logger="bidsqc.preprocessing"):
+        result = register_to_template(head, tmp_path)
+    inside = template.brain_mask
+    registered = result.registered.get_fdata()
+    assert np.corrcoef(registered[inside], template.t1w[inside])[0, 1] > 0.95
+    ras = preprocessing._RAS_TO_LPS @ read_itk_affine(result.transform) @ preprocessing._RAS_TO_LPS
+    assert jenkinson_rms(ras, turn, centre=template.brain_centre) < 1.0
+    assert f"lies tilted by {max(degrees):.0f} degrees" in caplog.text
