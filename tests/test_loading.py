@@ -168,3 +168,22 @@ def test_negative_intensities_become_a_magnitude_image(tmp_path):
     clipped = load_anatomical(save(tmp_path, noisy, name="noisy.nii.gz")).get_fdata()
     assert clipped.min() == 0
     np.testing.assert_allclose(clipped[head > 0], noisy[head > 0], atol=1e-3)
+
+
+def test_a_constant_pedestal_is_taken_off_and_a_noisy_floor_kept(tmp_path):
+    """A background zeroed by the scanner and raised by a scaling intercept is a constant
+    pedestal; a background of noise is kept as it is, whatever its level."""
+    rng = np.random.default_rng(0)
+    head = np.zeros((20, 20, 20), dtype=np.float32)
+    head[5:15, 5:15, 5:15] = 800 + rng.normal(0, 20, (10, 10, 10))
+    header = nb.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    scaled = nb.Nifti1Image(np.round(head * 10).astype(np.int16), np.eye(4), header)
+    scaled.header.set_slope_inter(0.1, 5.0)
+    nb.save(scaled, tmp_path / "intercept.nii.gz")
+    loaded = load_anatomical(tmp_path / "intercept.nii.gz").get_fdata()
+    assert loaded.min() == 0
+    np.testing.assert_allclose(loaded, head, atol=0.06)  # the intercept gone, the contrast kept
+    floor = np.abs(head + rng.normal(30, 5, head.shape)).astype(np.float32)
+    kept = load_anatomical(save(tmp_path, floor, name="floor.nii.gz")).get_fdata()
+    np.testing.assert_allclose(kept, floor, atol=1e-3)
