@@ -41,14 +41,18 @@ from scipy import ndimage as ndi
 from bidsqc.brain_extraction import BrainExtractionError, extract_brain, volume_ml
 from bidsqc.data import Template, head_box, load_template
 from bidsqc.geometry import rigid_affine
+from bidsqc.measures.alignment import brain_coverage
 from bidsqc.resampling import resample_linear, smooth_gaussian
+from bidsqc.validity import MIN_BRAIN_COVERAGE
 
 __all__ = [
     "HeaderOrientationError",
+    "PartialBrainError",
     "RegistrationResult",
     "brain_region",
     "coregister_to_reference",
     "estimate_bias_field",
+    "field_of_view",
     "read_itk_affine",
     "register_to_template",
     "reorient_to_ras",
@@ -105,6 +109,12 @@ _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 class HeaderOrientationError(ValueError):
     """The brain fits the template only turned by a multiple of 90 degrees: the header says
     the voxel axes point one way, the anatomy another (a conversion error)."""
+
+
+class PartialBrainError(ValueError):
+    """The brain fits the template neither as the header has it nor turned, and the best turned
+    fit leaves part of the template brain outside the scan: the scan misses part of the
+    brain, which a registration cannot place."""
 
 
 def reorient_to_ras(img: nb.Nifti1Image) -> nb.Nifti1Image:
@@ -274,7 +284,9 @@ def register_to_template(
     found, or when the registered image shows none (:func:`tissue_contrast` below
     :data:`MIN_TISSUE_CONTRAST`); :class:`HeaderOrientationError` when the brain fits the
     template far better turned by a multiple of 90 degrees (:func:`_register_from_other_starts`,
-    which also registers a head that lies tilted by 45 degrees or so);
+    which also registers a head that lies tilted by 45 degrees or so), and
+    :class:`PartialBrainError` when that turned fit leaves part of the template brain outside
+    the scan;
     and ``ValueError`` when both stages scale an axis by a factor outside
     :data:`PLAUSIBLE_SCALE` (a refinement that runs away falls back on its start): the image is
     then unlikely to be a brain, or its header orientation is wrong.
@@ -440,6 +452,10 @@ def _register_from_other_starts(
     lies in a scanner turned by more than :data:`MAX_TILT_DEGREES`. Returns the registration
     from the header's orientation turned so, and its contrast, for a tilted head; raises
     :class:`HeaderOrientationError` for a larger turn; returns None when no start fits better.
+    A scan that misses much of the brain (a slab without its top third) fits nothing, and a
+    turned half brain can fit better than none: a larger turn whose fit leaves the template
+    brain outside the scan (:data:`~bidsqc.validity.MIN_BRAIN_COVERAGE`; a mislabelled whole
+    head covers all of it) raises :class:`PartialBrainError` instead.
     """
     moving = _brain_only(img, brain)
     centres = _brain_centres(img, brain, tpl)
@@ -470,13 +486,16 @@ def _register_from_other_starts(
                     turned = Path(scratch) / f"turned{index}"
                     result = _register(relabelled, extract_brain(relabelled), turned, tpl)
                     linear = turn @ read_itk_affine(result.transform)[:3, :3]
+                    covered = field_of_view(relabelled, result.transform)
                 else:
                     result = _register(img, brain, out_dir / f"tilted{index}", tpl, turn)
                     linear = read_itk_affine(result.transform)[:3, :3]
+                    covered = field_of_view(img, result.transform)
             except ValueError:  # no brain, or no plausible registration: no better fit
                 continue
             contrast_there = tissue_contrast(result.registered.get_fdata(), tpl)
-            fits.append((contrast_there, _rotation(linear), quarter, result))
+            coverage = brain_coverage(covered, tpl)
+            fits.append((contrast_there, _rotation(linear), quarter, result, coverage))
     logger.info(
         "tissue contrast %.3f as registered, %s from other starts",
         contrast,
@@ -485,7 +504,7 @@ def _register_from_other_starts(
     best = max(fits, key=lambda fit: fit[0], default=None)
     if best is None or best[0] < 2 * contrast or best[0] - contrast < 0.1:
         return None
-    found, rotation, quarter, result = best
+    found, rotation, quarter, result, coverage = best
     if _degrees(rotation) <= MAX_TILT_DEGREES:
         if quarter:  # found through a relabelled header: register the image as it is
             result = _register(img, brain, out_dir / "tilted", tpl, rotation)
@@ -498,6 +517,13 @@ def _register_from_other_starts(
             contrast,
         )
         return result, found
+    if coverage < MIN_BRAIN_COVERAGE:
+        raise PartialBrainError(
+            f"the brain could not be registered: as the header has it, its tissues explain "
+            f"{contrast:.0%} of its variance inside the template brain; turned, at best "
+            f"{found:.0%}, but that fit leaves {1 - coverage:.0%} of the template brain outside "
+            "the scan: the scan probably misses part of the brain"
+        )
     turn = max(_quarter_turns(), key=lambda quarter_turn: np.trace(quarter_turn.T @ rotation))
     anatomical = nb.aff2axcodes(
         nb.affines.from_matvec(_RAS_TO_LPS[:3, :3] @ turn.T @ _RAS_TO_LPS[:3, :3])
@@ -600,12 +626,32 @@ def resample_through_transform(
     """
     shape, affine = head_box(resolution)
     ras = reorient_to_ras(img)
-    # Head-box voxel -> RAS -> ITK's LPS, through the transform, -> RAS -> image voxel.
-    index_transform = (
-        np.linalg.inv(ras.affine) @ _RAS_TO_LPS @ read_itk_affine(transform) @ _RAS_TO_LPS @ affine
-    )
+    index_transform = _head_box_to_voxels(ras.affine, transform, affine)
     volume = resample_linear(_anti_aliased(ras, resolution), index_transform, shape)
     return _on_grid(volume.numpy(), affine)
+
+
+def field_of_view(
+    img: nb.Nifti1Image, transform: str | os.PathLike, resolution: int = 2
+) -> np.ndarray:
+    """Which voxels of the head box at ``resolution`` mm the scan covers, through its template
+    transform: those that :func:`resample_through_transform` samples from within half a voxel
+    of the scan's grid. Reads the header only."""
+    shape, affine = head_box(resolution)
+    index_transform = _head_box_to_voxels(img.affine, transform, affine)
+    indices = nb.affines.apply_affine(index_transform, np.indices(shape).reshape(3, -1).T)
+    inside = (indices >= -0.5) & (indices < np.asarray(img.shape[:3]) - 0.5)
+    return inside.all(axis=1).reshape(shape)
+
+
+def _head_box_to_voxels(
+    image_affine: np.ndarray, transform: str | os.PathLike, head_box_affine: np.ndarray
+) -> np.ndarray:
+    """The map from a head-box voxel to the voxel of an image (of ``image_affine``) that lies
+    there through its template ``transform``: head box -> RAS -> ITK's LPS, through the
+    transform, -> RAS -> image voxel."""
+    itk = read_itk_affine(transform)
+    return np.linalg.inv(image_affine) @ _RAS_TO_LPS @ itk @ _RAS_TO_LPS @ head_box_affine
 
 
 def coregister_to_reference(

@@ -225,3 +225,33 @@ def test_thick_slices_are_processed_with_their_outputs_not_assessed(tmp_path):
     assert "review: rereg_mm 2.5 >= 2" in measured["reasons"]
     nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 4.0, 1])), path)
     assert qc_row(image, outputs, None)["cjv"] == 0.4
+
+
+def test_a_scan_that_covers_too_little_of_the_brain_is_not_assessed(tmp_path):
+    """A slab that misses the top or the bottom of the brain keeps its coverage in the row, has
+    n/a for every other output, and goes to review with the reason, not to fail."""
+    from bidsqc.discovery import AnatImage
+    from bidsqc.outputs.tables import qc_row
+
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([1.0, 1.0, 1.0, 1])), path)
+    image = AnatImage(path, "sub-01/anat/sub-01_T1w.nii.gz", "01", None, "T1w", {}, None)
+    outputs = {"cjv": 0.4, "quality_score": 2.0, "rereg_mm": 2.5, "brain_coverage": 0.7}
+    measured = qc_row(image, outputs, None)
+    assert measured["brain_coverage"] == 0.7
+    assert measured["not_assessed"] == (
+        "the scan covers 70.0% of the brain: the networks and measures are validated on scans "
+        "that cover 97% or more"
+    )
+    assert all(math.isnan(measured[column]) for column in ("cjv", "quality_score", "rereg_mm"))
+    assert measured["decision"] == "review"
+    assert measured["reasons"] == f"review: not assessed ({measured['not_assessed']})"
+    # Thick slices as well: both reasons.
+    nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 6.0, 1])), path)
+    both = qc_row(image, outputs, None)["not_assessed"]
+    assert both.startswith("the scan covers 70.0%") and "; slices of 6.0 mm" in both
+    assert "rereg_mm on up to" not in both  # the coverage rules it out too
+    # Enough of the brain: every output counts, and a low quality score fails the image.
+    nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([1.0, 1.0, 1.0, 1])), path)
+    covered = qc_row(image, outputs | {"brain_coverage": 0.97}, None)
+    assert covered["quality_score"] == 2.0 and covered["decision"] == "fail"

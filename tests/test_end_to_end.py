@@ -24,6 +24,7 @@ from bidsqc.outputs.columns import (
 )
 from bidsqc.outputs.tables import read_qc_table
 from bidsqc.training.pairs import Misalignment, misaligned
+from bidsqc.validity import ACQUISITION_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,10 @@ IMAGE_COLUMNS = [
     column
     for column in QC_COLUMNS
     if column not in FLAIR_T1W_COLUMNS and column not in SITE_QUALITY_COLUMNS
+]
+#: What a scan's acquisition can leave not assessed: every image column but the coverage.
+NETWORK_AND_MEASURE_COLUMNS = [
+    column for column in IMAGE_COLUMNS if column not in ACQUISITION_COLUMNS
 ]
 
 
@@ -280,6 +285,9 @@ def bad_dataset(demo_dir, tmp_path_factory):
     _save(data, turn @ affine, anat("oblique"))
     # The good image upside down in its voxels, its header unchanged (a conversion error).
     _save(good_data[:, ::-1, ::-1], img.affine, anat("upsidedown"))
+    # The good image as a slab planned short of the cerebellum: its lowest 45 planes dropped.
+    slab_affine = img.affine @ nb.affines.from_matvec(np.eye(3), [0, 0, 45])
+    _save(good_data[:, :, 45:], slab_affine, anat("slab"))
     # The good image as a signed reconstruction writes it: every intensity negative.
     _save(good_data - good_data.max() - 1, img.affine, anat("negative"))
     anat("sidecar").parent.mkdir(parents=True)
@@ -314,7 +322,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 16
+    assert len(rows) == 17
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label
@@ -326,11 +334,16 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     thick = rows.loc["sub-thick"]
     assert thick["status"] == "ok" and thick["slice_mm"] == pytest.approx(8.0)
     assert thick["decision"] == "review" and "slices of 8.0 mm" in thick["not_assessed"]
-    assert thick[IMAGE_COLUMNS].isna().all()
+    assert thick[NETWORK_AND_MEASURE_COLUMNS].isna().all()
+    assert thick["brain_coverage"] > 0.97
     assert (out / "sub-thick" / "anat").is_dir()  # registered, with its figures, for a person
     restacked = rows.loc["sub-restacked"]
     assert restacked["slice_mm"] == pytest.approx(8.0, rel=0.05)
     assert restacked["decision"] == "review" and "slices of 8" in restacked["not_assessed"]
+    slab = rows.loc["sub-slab"]
+    assert slab["status"] == "ok" and slab["brain_coverage"] < 0.97
+    assert slab["decision"] == "review" and "of the brain" in slab["not_assessed"]
+    assert slab[NETWORK_AND_MEASURE_COLUMNS].isna().all()
     # The turned copy registers onto the template like the original.
     assert abs(rows.loc["sub-oblique", "nmi"] - rows.loc["sub-good", "nmi"]) < 0.02
     assert (

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 
 from bidsqc.data import head_box, head_box_brain_mask, load_template, on_head_box
 from bidsqc.geometry import JENKINSON_RADIUS_MM, rigid_affine
-from bidsqc.measures.alignment import mask_dice, mask_hd95_mm, nmi, rereg_mm
+from bidsqc.measures.alignment import brain_coverage, mask_dice, mask_hd95_mm, nmi, rereg_mm
 from bidsqc.measures.catalogue import MEASURES
 from bidsqc.measures.iqms import (
     FBER_MAX,
@@ -30,6 +30,7 @@ from bidsqc.measures.iqms import (
     wm2max,
 )
 from bidsqc.measures.masks import estimate_brain_mask, own_white_matter
+from bidsqc.validity import ACQUISITION_COLUMNS
 
 FWHM_PER_SIGMA = math.sqrt(8 * math.log(2))
 
@@ -53,6 +54,7 @@ def template_iqms(template, fine_template):
         bias_field=np.ones(template.shape, np.float32),
         residual=np.eye(4),
         fine=fine_template,
+        field_of_view=np.ones(template.shape, bool),
     )
 
 
@@ -73,13 +75,14 @@ def two_tissue_phantom(mu_gm: float, mu_wm: float, with_air: bool):
 
 def test_measures_catalogue():
     expected = "snr snr_wm_local cnr cjv efc fber wm2max inu_med inu_range fwhm_avg mask_dice "
-    expected += "mask_hd95_mm nmi rereg_mm"
+    expected += "mask_hd95_mm nmi rereg_mm brain_coverage"
     assert list(MEASURES) == expected.split()
     for name, info in MEASURES.items():
         assert info.name == name
         assert info.description and info.units
         assert info.better in {"higher", "lower", "closer to 1"}
-        assert "doi:10." in info.reference
+        # Every measure of the image cites its source; the coverage is the scan's geometry.
+        assert "doi:10." in info.reference or name in ACQUISITION_COLUMNS
 
 
 def test_tissue_measures_match_the_phantom():
@@ -320,6 +323,7 @@ def test_compute_iqms_sees_the_air_of_a_full_head_like_image(template, template_
         bias_field=np.ones(template.shape),
         residual=np.eye(4),
         fine=on_head_box(noisy, 1),
+        field_of_view=np.ones(template.shape, bool),
     )
     assert all(math.isfinite(v) for v in iqms.values())
     assert iqms["snr_wm_local"] < template_iqms["snr_wm_local"]
@@ -347,6 +351,21 @@ def test_rereg_mm_counts_a_rotation_about_the_brain_centre(template):
     rotation = rigid_affine((0, 0, 5), (0, 0, 0), centre)
     expected = JENKINSON_RADIUS_MM * math.sqrt(2 / 5 * 2 * (1 - math.cos(math.radians(5))))
     assert rereg_mm(rotation, template) == pytest.approx(expected)
+
+
+def test_brain_coverage_is_the_share_of_the_template_brain_in_view(template, template_iqms):
+    assert template_iqms["brain_coverage"] == 1
+    below = np.zeros(template.shape, bool)
+    planes = np.flatnonzero(template.brain_mask.any(axis=(0, 1)))
+    middle = planes[len(planes) // 2]
+    below[:, :, :middle] = True  # a slab that stops halfway up the brain
+    share = template.brain_mask[:, :, :middle].sum() / template.brain_mask.sum()
+    assert brain_coverage(below, template) == pytest.approx(share)
+    assert 0.3 < share < 0.7
+    iqms = compute_iqms(
+        template.t1w, template=template, bias_field=np.ones(template.shape), residual=np.eye(4)
+    )
+    assert math.isnan(iqms["brain_coverage"])  # registered by another pipeline: no field of view
 
 
 def test_compute_iqms_rejects_another_grid(template):

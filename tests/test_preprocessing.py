@@ -17,6 +17,7 @@ from bidsqc.measures.alignment import mask_dice, rereg_mm
 from bidsqc.preprocessing import (
     MIN_TISSUE_CONTRAST,
     HeaderOrientationError,
+    PartialBrainError,
     estimate_bias_field,
     read_itk_affine,
     register_to_template,
@@ -26,6 +27,9 @@ from bidsqc.preprocessing import (
     tissue_contrast,
 )
 from bidsqc.training.pairs import Misalignment, misaligned
+
+#: A full-head 2 mm IXI head of the ``train`` split in ``../shared``, when present.
+IXI_HEAD = Path(__file__).resolve().parents[2] / "shared/data/t1w/ixi/IXI162-HH-1548_T1.nii.gz"
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +234,19 @@ def test_a_head_turned_in_its_voxels_fails_with_its_true_orientation(
     head = nb.Nifti1Image(np.ascontiguousarray(turned(template.t1w)), template.affine)
     with pytest.raises(HeaderOrientationError, match=f"is anatomically {anatomical}"):
         register_to_template(head, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IXI_HEAD.is_file(), reason=f"no {IXI_HEAD}")
+def test_a_scan_without_the_top_of_the_brain_is_not_called_a_wrong_header(tmp_path):
+    """The IXI head without the top 30 % of its brain (axial planes 76 and above): no start
+    registers it, and a quarter turn fits the half brain better than the header's orientation,
+    but leaves a quarter of the template brain outside the scan, as no mislabelled whole head
+    does."""
+    head = reorient_to_ras(nb.load(IXI_HEAD))
+    slab = nb.Nifti1Image(np.asanyarray(head.dataobj)[:, :, :76], head.affine)
+    with pytest.raises(PartialBrainError, match="the scan probably misses part of the brain"):
+        register_to_template(slab, tmp_path)
 
 
 @pytest.mark.slow

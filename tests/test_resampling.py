@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bidsqc.data import head_box
-from bidsqc.preprocessing import reorient_to_ras, resample_through_transform
+from bidsqc.preprocessing import field_of_view, reorient_to_ras, resample_through_transform
 from bidsqc.resampling import discrete_gaussian_kernel, resample_linear, smooth_gaussian
 
 #: Largest difference from ANTs allowed, relative to the volume's maximum.
@@ -69,9 +69,9 @@ def test_smoothing_repeats_the_edges_as_itk(oblique_head: nb.Nifti1Image) -> Non
     assert relative_difference(ours, theirs) < TOLERANCE
 
 
-def test_resampling_through_a_transform_is_ants(
-    oblique_head: nb.Nifti1Image, tmp_path: Path
-) -> None:
+@pytest.fixture
+def sheared_transform(tmp_path: Path) -> Path:
+    """An affine transform with scales, shears and a shift, as an ITK file."""
     transform = ants.create_ants_transform(
         transform_type="AffineTransform",
         dimension=3,
@@ -81,6 +81,13 @@ def test_resampling_through_a_transform_is_ants(
     )
     path = tmp_path / "affine.mat"
     ants.write_transform(transform, str(path))
+    return path
+
+
+def test_resampling_through_a_transform_is_ants(
+    oblique_head: nb.Nifti1Image, sheared_transform: Path
+) -> None:
+    path = sheared_transform
     ours = resample_through_transform(oblique_head, path, resolution=2)
     shape, affine = head_box(2)
     fixed = ants.from_nibabel_nifti(nb.Nifti1Image(np.zeros(shape, np.float32), affine))
@@ -92,6 +99,19 @@ def test_resampling_through_a_transform_is_ants(
     theirs = ants.apply_transforms(fixed, moving, [str(path)], interpolator="linear").numpy()
     assert (ours.get_fdata() > 0).sum() > 1000  # the image lands inside the box
     assert relative_difference(ours.get_fdata(), theirs) < TOLERANCE
+
+
+def test_the_field_of_view_is_where_the_resampled_scan_has_voxels(
+    oblique_head: nb.Nifti1Image, sheared_transform: Path
+) -> None:
+    constant = nb.Nifti1Image(np.ones(oblique_head.shape, np.float32), oblique_head.affine)
+    sampled = resample_through_transform(constant, sheared_transform, resolution=2).get_fdata()
+    covered = field_of_view(constant, sheared_transform, resolution=2)
+    assert 1000 < covered.sum() < covered.size / 2
+    np.testing.assert_array_equal(covered, sampled > 0)
+    # The header alone decides, in whatever order the voxels are stored.
+    flipped = oblique_head.as_reoriented([[1, -1], [0, 1], [2, -1]])
+    np.testing.assert_array_equal(field_of_view(flipped, sheared_transform, 2), covered)
 
 
 def test_points_beyond_half_a_voxel_from_the_edge_are_zero() -> None:

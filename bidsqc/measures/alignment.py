@@ -1,4 +1,5 @@
-"""How well an image is aligned with the template: masks' overlap, NMI, residual motion."""
+"""How well an image is aligned with the template: masks' overlap, NMI, residual motion, and
+how much of the brain the scan covers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bidsqc.geometry import jenkinson_rms
 
 __all__ = [
     "NMI_BINS",
+    "brain_coverage",
     "mask_dice",
     "mask_hd95_mm",
     "nmi",
@@ -123,3 +125,14 @@ def rereg_mm(residual: np.ndarray, template: Template) -> float:
     """
     lps_centre = np.multiply(template.brain_centre, (-1, -1, 1))
     return jenkinson_rms(residual, np.eye(4), centre=lps_centre)
+
+
+def brain_coverage(field_of_view: np.ndarray, template: Template) -> float:
+    """The share of the template brain that the scan covers, in [0, 1]: its voxels inside
+    ``field_of_view`` (on the template grid, :func:`bidsqc.preprocessing.field_of_view`).
+
+    A clinical slab planned short of the vertex or of the cerebellum covers less than 1; the
+    rest of the template grid is zero fill, which no network was trained on
+    (:mod:`bidsqc.validity`).
+    """
+    return float(field_of_view[template.brain_mask].mean())

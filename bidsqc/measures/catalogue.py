@@ -142,5 +142,14 @@ MEASURES: dict[str, MeasureInfo] = {
             "lower",
             "Jenkinson et al. 2002, doi:10.1006/nimg.2002.1132",
         ),
+        MeasureInfo(
+            "brain_coverage",
+            "Share of the template brain inside the scan's field of view, through its "
+            "registration. Below 1 the scan misses part of the brain (a slab planned short of "
+            "the vertex or the cerebellum); below 0.95 the networks and the other measures are "
+            "not assessed (not_assessed). n/a for images registered by another pipeline.",
+            "share",
+            "higher",
+        ),
     )
 }

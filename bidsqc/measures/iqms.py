@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bidsqc.data import Template, head_box, head_box_brain_mask, on_head_box
-from bidsqc.measures.alignment import mask_dice, mask_hd95_mm, nmi, rereg_mm
+from bidsqc.measures.alignment import brain_coverage, mask_dice, mask_hd95_mm, nmi, rereg_mm
 from bidsqc.measures.catalogue import MEASURES
 from bidsqc.measures.masks import (
     BACKGROUND_MARGIN,
@@ -348,16 +348,19 @@ def compute_iqms(
     bias_field: np.ndarray,
     residual: np.ndarray,
     fine: np.ndarray | None = None,
+    field_of_view: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All measures of :data:`MEASURES`, in its order, for one image registered to ``template``.
 
     ``image`` and ``bias_field`` (the multiplicative N4 field of the same image) must be finite
-    arrays on the template grid; ``residual`` is the transform of :func:`rereg_mm`; ``fine`` is
-    the image on the 1 mm head box for :func:`snr_wm_local` (NaN without it: an image registered by
-    another pipeline has no native grid to start from). The subject's grey matter is the
-    template's GM probability > 0.9, its white matter the WM probability > 0.9 eroded by one
-    voxel, its brain the template brain mask; the air is the non-zero part of the background,
-    which lies more than :data:`BACKGROUND_MARGIN` voxels away from :func:`estimate_head_mask`.
+    arrays on the template grid; ``residual`` is the transform of :func:`rereg_mm`; ``fine`` is the
+    image on the 1 mm head box for :func:`snr_wm_local` (NaN without it: an image registered by
+    another pipeline has no native grid to start from), and ``field_of_view`` the part of the
+    template grid that the scan covers, for :func:`brain_coverage` (NaN without it). The subject's
+    grey matter is the template's GM probability > 0.9, its white matter the WM probability > 0.9
+    eroded by one voxel, its brain the template brain mask; the air is the non-zero part of the
+    background, which lies more than :data:`BACKGROUND_MARGIN` voxels away from
+    :func:`estimate_head_mask`.
     """
     for name, array in (("image", image), ("bias_field", bias_field)):
         if array.shape != template.shape:
@@ -389,5 +392,8 @@ def compute_iqms(
         "mask_hd95_mm": mask_hd95_mm(subject_brain, brain, zooms),
         "nmi": nmi(image, template.t1w, nmi_region(brain)),
         "rereg_mm": rereg_mm(residual, template),
+        "brain_coverage": (
+            float("nan") if field_of_view is None else brain_coverage(field_of_view, template)
+        ),
     }
     return {name: values[name] for name in MEASURES}

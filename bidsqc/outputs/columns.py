@@ -76,8 +76,9 @@ GEOMETRY_COLUMNS: dict[str, dict] = {
     },
     "not_assessed": {
         "Description": "Why measures and network outputs of this image are n/a although it "
-        "was processed (slices thicker than those they were validated on, docs/outputs.md; "
-        "it names those kept); n/a when all are valid."
+        "was processed (slices thicker than those they were validated on, naming those kept, "
+        "or a scan that covers too little of the brain: docs/outputs.md); n/a when all are "
+        "valid."
     },
 }
 

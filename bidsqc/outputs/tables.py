@@ -38,14 +38,15 @@ def qc_row(
     geometry: Mapping[str, float | str] | None = None,
 ) -> dict:
     """One row of a QC table: identifiers, status, decision, the acquisition geometry, then
-    every column of :data:`QC_COLUMNS` (NaN when failed, or when not valid for the geometry:
-    :func:`bidsqc.validity.assessed`).
+    every column of :data:`QC_COLUMNS` (NaN when failed, or when not valid for the geometry
+    and the brain coverage: :func:`bidsqc.validity.assessed`).
 
     ``geometry`` is the one the image's check read from its voxels (the ``desc-geometry``
     derivative); without it, the header's and the sidecar's.
     """
     geometry = geometry or acquisition_geometry(image.path, image.sidecar)
-    reason = not_assessed(geometry)
+    acquisition = {**geometry, "brain_coverage": (measures or {}).get("brain_coverage", math.nan)}
+    reason = not_assessed(acquisition)
     row = {
         "filename": image.relpath,
         "participant_id": f"sub-{image.subject}",
@@ -61,7 +62,7 @@ def qc_row(
     }
     row.update(
         {
-            name: (measures or {}).get(name, math.nan) if assessed(name, geometry) else math.nan
+            name: (measures or {}).get(name, math.nan) if assessed(name, acquisition) else math.nan
             for name in QC_COLUMNS
         }
     )

@@ -24,6 +24,7 @@ from bidsqc.data import NETWORKS, TEMPLATE_NAME, network_weights, read_model_car
 from bidsqc.discovery import RAW_DATASET
 from bidsqc.outputs.files import write_text_atomically
 from bidsqc.reports import is_finite, render_html
+from bidsqc.validity import MIN_BRAIN_COVERAGE
 
 __all__ = ["BIBLIOGRAPHY", "methods_markdown", "write_methods"]
 
@@ -142,7 +143,8 @@ def methods_markdown(
         measures += (
             " The signal-to-noise ratio of the subject's own white matter was read on the "
             "image resampled once onto a 1 mm template-space grid, as the median over 16 mm "
-            "blocks, where head motion leaves its ringing."
+            "blocks, where head motion leaves its ringing. Scans whose field of view held "
+            f"less than {MIN_BRAIN_COVERAGE:.0%} of the template brain were not assessed."
         )
     paragraphs.append(measures)
     for name in NETWORKS if raw else ("registration",):

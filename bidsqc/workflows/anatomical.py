@@ -42,12 +42,12 @@ def init_anat_qc_wf(
     """Check, preprocess, measure, grade and write one T1w or FLAIR image.
 
     Workflow Graph
-        inputnode -> check_image -> resample -> register -> measures, and
-        check_image + register (transform) -> resample_fine (the 1 mm head box) -> measures
-        (``snr_wm_local``) and artefact_qc -> plot_artefacts; register -> motion_qc ->
-        plot_motion, register -> registration_qc (against the template); plot_raw (from the
-        checked image), plot_registered; with a site-quality network (``--models-dir``),
-        register -> site_quality; every output goes to ``ds_anat_qc_wf``
+        inputnode -> check_image -> resample -> register -> measures (with check_image, for
+        ``brain_coverage``), and check_image + register (transform) -> resample_fine (the 1 mm head
+        box) -> measures (``snr_wm_local``) and artefact_qc -> plot_artefacts; register -> motion_qc
+        -> plot_motion, register -> registration_qc (against the template); plot_raw (from the
+        checked image), plot_registered; with a site-quality network (``--models-dir``), register ->
+        site_quality; every output goes to ``ds_anat_qc_wf``
         (:func:`~bidsqc.workflows.outputs.init_ds_anat_qc_wf`).
         With ``settings.batch_networks`` (``--device cuda``), the network nodes and their
         figures are left out: :mod:`bidsqc.inference.batched` runs them after the graph.
@@ -93,7 +93,10 @@ def init_anat_qc_wf(
         (resample, register, [("out_file", "in_file")]),
         (check_image, resample_fine, [("out_file", "in_file")]),
         (register, resample_fine, [("out_transform", "transform")]),
-        (register, measures, [("out_file", "in_file"), ("brain_mask", "brain_mask")]),
+        (check_image, measures, [("out_file", "source")]),
+        (register, measures, [("out_file", "in_file"),
+                              ("brain_mask", "brain_mask"),
+                              ("out_transform", "transform")]),
         (resample_fine, measures, [("out_file", "fine")]),
     ])  # fmt: skip
     if not settings.batch_networks:
