@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bidsqc.validity import MIN_BRAIN_COVERAGE
+
 __all__ = [
     "MEASURES",
     "MeasureInfo",
@@ -146,8 +148,9 @@ MEASURES: dict[str, MeasureInfo] = {
             "brain_coverage",
             "Share of the template brain inside the scan's field of view, through its "
             "registration. Below 1 the scan misses part of the brain (a slab planned short of "
-            "the vertex or the cerebellum); below 0.95 the networks and the other measures are "
-            "not assessed (not_assessed). n/a for images registered by another pipeline.",
+            f"the vertex or the cerebellum); below {MIN_BRAIN_COVERAGE:g} the networks and the "
+            "other measures are not assessed (not_assessed). n/a for images registered by "
+            "another pipeline.",
             "share",
             "higher",
         ),
