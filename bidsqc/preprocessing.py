@@ -494,7 +494,7 @@ def _register_from_other_starts(
             except ValueError:  # no brain, or no plausible registration: no better fit
                 continue
             contrast_there = tissue_contrast(result.registered.get_fdata(), tpl)
-            coverage = brain_coverage(covered, tpl)
+            coverage = brain_coverage(covered, tpl)  # here, while the turned transforms exist
             fits.append((contrast_there, _rotation(linear), quarter, result, coverage))
     logger.info(
         "tissue contrast %.3f as registered, %s from other starts",
@@ -505,14 +505,15 @@ def _register_from_other_starts(
     if best is None or best[0] < 2 * contrast or best[0] - contrast < 0.1:
         return None
     found, rotation, quarter, result, coverage = best
-    if _degrees(rotation) <= MAX_TILT_DEGREES:
+    degrees = _degrees(rotation)
+    if degrees <= MAX_TILT_DEGREES:
         if quarter:  # found through a relabelled header: register the image as it is
             result = _register(img, brain, out_dir / "tilted", tpl, rotation)
             found = tissue_contrast(result.registered.get_fdata(), tpl)
         logger.info(
             "the head lies tilted by %.0f degrees from its header's axes (tissue contrast %.3f"
             " from a start turned so, %.3f from the header's orientation)",
-            _degrees(rotation),
+            degrees,
             found,
             contrast,
         )
