@@ -38,7 +38,7 @@ BRAIN_VOLUME_ML = (250.0, 2500.0)
 
 class BrainExtractionError(ValueError):
     """No plausible brain in the image: the network found none, or the registered image shows
-    no brain anatomy (:func:`bidsqc.preprocessing.tissue_contrast`); the message says what was
+    no brain anatomy (:func:`bidsqc.preprocessing.deep_tissue_contrast`); the message says what was
     found."""
 
 

@@ -265,6 +265,11 @@ def bad_dataset(demo_dir, tmp_path_factory):
     # Noise of a head's size, in which brain extraction finds a brain of plausible volume.
     noise = np.random.default_rng(0).random((75, 75, 75)).astype(np.float32)
     _save(100 * noise, two_mm, anat("noise"))
+    # A head-sized water phantom: a uniform ellipsoid, with noise.
+    axes = (np.indices((80, 100, 80)) - np.array([40, 50, 40])[:, None, None, None]) * 2.0
+    inside = ((axes / np.array([70, 90, 75])[:, None, None, None]) ** 2).sum(axis=0) <= 1
+    phantom = 800 * inside + np.random.default_rng(1).normal(0, 20, inside.shape)
+    _save(np.abs(phantom).astype(np.float32), two_mm, anat("phantom"))
     # The good image as a clinical 2D scan: 8 mm slices, each the mean of 8 of its 1 mm ones.
     good_data = np.asanyarray(img.dataobj).astype(np.float32)
     depth = good_data.shape[2] // 8 * 8
@@ -308,6 +313,7 @@ EXPECTED_FAILURES = {
     "nan": "NaN",
     "toothick": "slices thicker than 12 mm",
     "noise": "shows no brain anatomy",
+    "phantom": "shows no brain anatomy",
     "upsidedown": "orientation is probably wrong: what it calls right, anterior and superior is "
     "anatomically R, P, I",
     "sidecar": "not valid JSON",
@@ -322,7 +328,7 @@ def test_bad_inputs_get_failed_rows_and_the_rest_is_processed(bad_dataset, tmp_p
     rows = pd.concat(
         [read_qc_table(path) for path in sorted(out.glob("sub-*/sub-*_qc.tsv"))]
     ).set_index("participant_id")
-    assert len(rows) == 17
+    assert len(rows) == 18
     for label, message in EXPECTED_FAILURES.items():
         row = rows.loc[f"sub-{label}"]
         assert row["status"] == "failed", label

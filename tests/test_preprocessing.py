@@ -15,9 +15,10 @@ from bidsqc.data import load_template
 from bidsqc.geometry import jenkinson_rms, rigid_affine
 from bidsqc.measures.alignment import mask_dice, rereg_mm
 from bidsqc.preprocessing import (
-    MIN_TISSUE_CONTRAST,
+    MIN_DEEP_TISSUE_CONTRAST,
     HeaderOrientationError,
     PartialBrainError,
+    deep_tissue_contrast,
     estimate_bias_field,
     read_itk_affine,
     register_to_template,
@@ -197,17 +198,24 @@ def ball(radius_mm: float, zoom: float = 2.0, size: int = 80) -> nb.Nifti1Image:
     return nb.Nifti1Image(data, affine)
 
 
-def test_tissue_contrast_tells_anatomy_from_noise_whatever_the_contrast(template):
+def test_deep_tissue_contrast_tells_a_brain_from_objects_that_are_none(template):
     rng = np.random.default_rng(0)
     inverted = np.where(template.brain_mask, template.t1w.max() - template.t1w, 0)
     blocks = template.t1w.reshape(6, 16, 7, 16, 6, 16).transpose(0, 2, 4, 1, 3, 5)
     shuffled = blocks.reshape(-1, 16, 16, 16)[rng.permutation(6 * 7 * 6)]
     scrambled = shuffled.reshape(6, 7, 6, 16, 16, 16).transpose(0, 3, 1, 4, 2, 5)
-    assert tissue_contrast(template.t1w, template) > 0.5
-    assert tissue_contrast(inverted, template) > 0.5  # an infant's T1w, a FLAIR's dark CSF
-    assert tissue_contrast(scrambled.reshape(template.shape), template) < MIN_TISSUE_CONTRAST
-    assert tissue_contrast(rng.random(template.shape), template) < MIN_TISSUE_CONTRAST
-    assert tissue_contrast(np.ones(template.shape), template) == 0
+    # A water phantom shaped as the brain and a bias field that doubles the intensity across it.
+    phantom = np.where(template.brain_mask, 800.0, 0) + rng.normal(0, 20, template.shape)
+    ramp = np.linspace(0.5, 1.5, template.shape[2])[None, None, :]
+    for brain in (template.t1w, inverted, template.t1w * ramp):  # inverted: an infant's T1w
+        assert deep_tissue_contrast(brain, template) > 0.3
+    for no_brain in (scrambled.reshape(template.shape), rng.random(template.shape), phantom):
+        assert deep_tissue_contrast(no_brain, template) < MIN_DEEP_TISSUE_CONTRAST
+    assert deep_tissue_contrast(np.ones(template.shape), template) == 0
+    # The whole brain's contrast tells the phantom by its outline only, and loses the tissues
+    # under the bias field more.
+    assert tissue_contrast(phantom, template) > MIN_DEEP_TISSUE_CONTRAST
+    assert tissue_contrast(template.t1w * ramp, template) < tissue_contrast(template.t1w, template)
 
 
 @pytest.mark.slow
@@ -215,7 +223,9 @@ def test_registration_refuses_noise_that_brain_extraction_took_for_a_brain(tmp_p
     noise = np.random.default_rng(0).random((75, 75, 75)).astype(np.float32)
     img = nb.Nifti1Image(100 * noise, np.diag([2.0, 2.0, 2.0, 1.0]))
     extract_brain(img)  # the network finds a brain of plausible size in it
-    with pytest.raises(BrainExtractionError, match="shows no brain anatomy: its tissues explain"):
+    with pytest.raises(
+        BrainExtractionError, match="shows no brain anatomy: deep inside the template brain"
+    ):
         register_to_template(img, tmp_path)
 
 
