@@ -208,7 +208,7 @@ def test_thick_slices_are_processed_with_their_outputs_not_assessed(tmp_path):
     path = tmp_path / "sub-01_FLAIR.nii.gz"
     nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 8.0, 1])), path)
     image = AnatImage(path, "sub-01/anat/sub-01_FLAIR.nii.gz", "01", None, "FLAIR", {}, None)
-    outputs = {"cjv": 0.4, "motion_grade": 0, "rereg_mm": 2.5}
+    outputs = {"cjv": 0.4, "motion_grade": 0, "rereg_mm": 2.5, "p_noise": 0.5}
     measured = qc_row(image, outputs, None)
     assert measured["slice_mm"] == 8.0 and measured["in_plane_mm"] == 0.5
     assert measured["not_assessed"] == (
@@ -217,12 +217,17 @@ def test_thick_slices_are_processed_with_their_outputs_not_assessed(tmp_path):
     assert all(math.isnan(measured[column]) for column in outputs)
     assert measured["decision"] == "review"
     assert measured["reasons"].startswith("review: not assessed (slices of 8.0 mm")
-    # On 6 mm slices the check of the registration holds, and can send the image to review.
+    # On 6 mm slices the check of the registration and the noise hold, and can send the image
+    # to review.
     nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 6.0, 1])), path)
     measured = qc_row(image, outputs, None)
-    assert measured["not_assessed"].endswith("up to 4.5 mm, rereg_mm on up to 6.6 mm")
-    assert measured["rereg_mm"] == 2.5 and math.isnan(measured["cjv"])
+    assert measured["not_assessed"].endswith(
+        "up to 4.5 mm, rereg_mm on up to 6.6 mm, p_noise on up to 6.6 mm"
+    )
+    assert measured["rereg_mm"] == 2.5 and measured["p_noise"] == 0.5
+    assert math.isnan(measured["cjv"]) and math.isnan(measured["motion_grade"])
     assert "review: rereg_mm 2.5 >= 2" in measured["reasons"]
+    assert "review: p_noise 0.5 >= " in measured["reasons"]
     nb.save(nb.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([0.5, 0.5, 4.0, 1])), path)
     assert qc_row(image, outputs, None)["cjv"] == 0.4
 
