@@ -87,9 +87,9 @@ ants.config._random_seed = ANTS_SEED
 #: Dilation (voxels) of the extracted brain that is registered: keeps its outline and CSF.
 BRAIN_EXTRACTION_DILATION = 1
 #: :func:`deep_tissue_contrast` below which a registered image shows no brain anatomy. Set on
-#: ``train`` scans and objects that are no brain: a water phantom, a bottle, a textured
-#: ellipsoid and uniform noise reach 0.006 at most, the ``train`` heads 0.06 or more, severe
-#: ghosting and bias fields included (docs/preprocessing.md).
+#: ``train`` scans and objects that are no brain: a water phantom, a bottle, a leg, a textured
+#: ellipsoid and noise reach 0.010 at most, the ``train`` heads 0.189 or more, and 0.046 under
+#: the artefact network's most severe ghosting (docs/preprocessing.md).
 MIN_DEEP_TISSUE_CONTRAST = 0.02
 #: How far inside the template brain (voxels of the 2 mm grid: 14 mm) :func:`deep_tissue_contrast`
 #: looks: past the reach of any outline.
@@ -649,9 +649,9 @@ def deep_tissue_contrast(image: np.ndarray, template: Template | None = None) ->
     and the white matter that no outline explains, and that the scan covers (non-zero); and the
     image is first divided by its Gaussian trend of :data:`INTENSITY_TREND_SIGMA` voxels over
     those same voxels, which a bias field follows and the tissues do not. A phantom, a bottle
-    or noise give 0.001; a brain in register 0.09 or more on every real scan here, whatever its
-    contrast (a 3-year-old's T1w given an infant's: 0.23), and 0.05 under the most severe
-    simulated ghosting.
+    or noise give 0.01 at most; a brain in register 0.09 or more on every real scan here,
+    whatever its contrast (a 3-year-old's T1w given an infant's: 0.20), and 0.05 or more under
+    the most severe simulated artefacts, unless ghosts as bright as the head overlay it whole.
     """
     tpl = template or load_template(2)
     sure, tissue = tpl.sure_tissues
