@@ -140,8 +140,9 @@ def main() -> None:
     rows = []
     for table in sorted(out.glob("sub-*/sub-*_qc.tsv")):
         (row,) = read_qc_table(table).to_dict("records")
+        registered = next((table.parent / "anat").glob("*_desc-preproc_T1w.nii.gz"), None)
         contrasts = {}
-        for registered in (table.parent / "anat").glob("*_desc-preproc_T1w.nii.gz"):
+        if registered is not None:  # none for a failed image
             image = nb.load(registered).get_fdata(dtype=np.float32)
             contrasts = {
                 "tissue_contrast": tissue_contrast(image, template),

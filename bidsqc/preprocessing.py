@@ -660,9 +660,9 @@ def deep_tissue_contrast(image: np.ndarray, template: Template | None = None) ->
     weights = deep.astype(np.float64)
     weighted = ndi.gaussian_filter(smoothed * weights, INTENSITY_TREND_SIGMA)
     trend = weighted / np.maximum(ndi.gaussian_filter(weights, INTENSITY_TREND_SIGMA), 1e-3)
-    values, trend = smoothed[sure], trend[sure]
-    counted = deep[sure] & (trend > 0)
-    return _correlation_ratio(values[counted] / trend[counted], tissue[counted])
+    counted = deep[sure]  # where the trend sums positive voxels only: positive
+    detrended = smoothed[sure][counted] / trend[sure][counted]
+    return _correlation_ratio(detrended, tissue[counted])
 
 
 def _correlation_ratio(values: np.ndarray, tissue: np.ndarray) -> float:

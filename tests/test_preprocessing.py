@@ -207,11 +207,15 @@ def test_deep_tissue_contrast_tells_a_brain_from_objects_that_are_none(template)
     # A water phantom shaped as the brain and a bias field that doubles the intensity across it.
     phantom = np.where(template.brain_mask, 800.0, 0) + rng.normal(0, 20, template.shape)
     ramp = np.linspace(0.5, 1.5, template.shape[2])[None, None, :]
-    for brain in (template.t1w, inverted, template.t1w * ramp):  # inverted: an infant's T1w
-        assert deep_tissue_contrast(brain, template) > 0.3
-    for no_brain in (scrambled.reshape(template.shape), rng.random(template.shape), phantom):
-        assert deep_tissue_contrast(no_brain, template) < MIN_DEEP_TISSUE_CONTRAST
-    assert deep_tissue_contrast(np.ones(template.shape), template) == 0
+    noise = rng.random(template.shape)
+    for contrast in (tissue_contrast, deep_tissue_contrast):
+        assert contrast(template.t1w, template) > 0.5
+        assert contrast(inverted, template) > 0.5  # an infant's T1w, a FLAIR's dark CSF
+        for no_brain in (scrambled.reshape(template.shape), noise):
+            assert contrast(no_brain, template) < MIN_DEEP_TISSUE_CONTRAST
+        assert contrast(np.ones(template.shape), template) == 0
+    assert deep_tissue_contrast(template.t1w * ramp, template) > 0.3
+    assert deep_tissue_contrast(phantom, template) < MIN_DEEP_TISSUE_CONTRAST
     # The whole brain's contrast tells the phantom by its outline only, and loses the tissues
     # under the bias field more.
     assert tissue_contrast(phantom, template) > MIN_DEEP_TISSUE_CONTRAST
