@@ -304,15 +304,15 @@ def register_to_template(
     tpl = template or load_template(2)
     brain = extract_brain(img)
     result = _register(img, brain, Path(out_dir), tpl)
-    contrast = tissue_contrast(result.registered.get_fdata(dtype=np.float32), tpl)
-    anatomy_elsewhere = 0.0
+    registered = result.registered.get_fdata(dtype=np.float32)
+    contrast = tissue_contrast(registered, tpl)
+    anatomy = deep_tissue_contrast(registered, tpl)
     if contrast < ORIENTATION_CHECK_BELOW:
-        others = _register_from_other_starts(img, brain, Path(out_dir), tpl, contrast)
-        anatomy_elsewhere = others.anatomy
+        others = _register_from_other_starts(img, brain, Path(out_dir), tpl, contrast, anatomy)
+        anatomy = max(anatomy, others.anatomy)
         if others.tilted is not None:
             result = others.tilted
-    anatomy = deep_tissue_contrast(result.registered.get_fdata(dtype=np.float32), tpl)
-    if max(anatomy, anatomy_elsewhere) >= MIN_DEEP_TISSUE_CONTRAST:
+    if anatomy >= MIN_DEEP_TISSUE_CONTRAST:
         return result  # a brain, registered or not: rereg_mm tells which
     causes = ["not a brain (a phantom, another body part)", "a brain whose anatomy is lost"]
     coverage = brain_coverage(field_of_view(img, result.transform), tpl)
@@ -477,11 +477,17 @@ class _OtherStarts:
 
 
 def _register_from_other_starts(
-    img: nb.Nifti1Image, brain: np.ndarray, out_dir: Path, tpl: Template, contrast: float
+    img: nb.Nifti1Image,
+    brain: np.ndarray,
+    out_dir: Path,
+    tpl: Template,
+    contrast: float,
+    anatomy: float,
 ) -> _OtherStarts:
     """Register ``img`` again from starts turned away from its header's orientation, when its
     registration left its tissues unexplained (``contrast``, its :func:`tissue_contrast`, below
-    :data:`ORIENTATION_CHECK_BELOW`); ``brain`` is its extracted brain, as it was registered.
+    :data:`ORIENTATION_CHECK_BELOW`; ``anatomy``, its :func:`deep_tissue_contrast`); ``brain``
+    is its extracted brain, as it was registered.
 
     An affine registration starts from the header's orientation and turns the brain back by
     some tens of degrees at most. Two kinds of image lie further: a header whose axes are
@@ -491,10 +497,13 @@ def _register_from_other_starts(
     from each of the 23 quarter turns about its centre and from the six :func:`_tilts`, then
     as any image is from the two starts that fit best: from the tilted start, or relabelled as
     a quarter turn would have it, its brain extracted again (the extraction misses much of a
-    brain that lies upside down). A registration that reaches at least twice ``contrast``, and
-    0.1 more, finds the head's true orientation: on the real scans that reach this check, no
-    start gives more than 1.23 times their contrast; heads turned in their headers, or tilted,
-    regain 2.6 times theirs or more, as much as they had upright.
+    brain that lies upside down). A registration finds the head's true orientation when it
+    reaches at least twice ``contrast``, and 0.1 more: on the real scans that reach this check,
+    no start gives more than 1.23 times their contrast; heads turned in their headers, or
+    tilted, regain 2.6 times theirs or more, as much as they had upright. A scan of low contrast
+    even in register (a 2D FLAIR) cannot double it; it finds its orientation too when the
+    header's fit shows no anatomy deep inside the brain (``anatomy`` below
+    :data:`MIN_DEEP_TISSUE_CONTRAST`) and this registration does.
 
     The turn between the header's axes and that orientation tells the two kinds apart: no head
     lies in a scanner turned by more than :data:`MAX_TILT_DEGREES`. Returns the registration
@@ -554,14 +563,22 @@ def _register_from_other_starts(
                 )
             )
     logger.info(
-        "tissue contrast %.3f as registered, %s from other starts",
+        "as registered, tissue contrast %.3f and deep anatomy %.3f; from other starts "
+        "(contrast, deep anatomy, degrees): %s",
         contrast,
-        [round(fit.contrast, 3) for fit in fits],
+        anatomy,
+        [
+            (round(fit.contrast, 3), round(fit.anatomy, 3), round(_degrees(fit.rotation)))
+            for fit in fits
+        ],
     )
-    anatomy = max((fit.anatomy for fit in fits), default=0.0)
+    anatomy_elsewhere = max((fit.anatomy for fit in fits), default=0.0)
     best = max(fits, key=lambda fit: fit.contrast, default=None)
-    if best is None or best.contrast < 2 * contrast or best.contrast - contrast < 0.1:
-        return _OtherStarts(None, anatomy)
+    if best is None or not (
+        (best.contrast >= 2 * contrast and best.contrast - contrast >= 0.1)
+        or anatomy < MIN_DEEP_TISSUE_CONTRAST <= best.anatomy
+    ):
+        return _OtherStarts(None, anatomy_elsewhere)
     degrees = _degrees(best.rotation)
     if degrees <= MAX_TILT_DEGREES:
         result, found = best.result, best.contrast
@@ -575,7 +592,7 @@ def _register_from_other_starts(
             found,
             contrast,
         )
-        return _OtherStarts(result, anatomy)
+        return _OtherStarts(result, anatomy_elsewhere)
     if best.coverage < MIN_BRAIN_COVERAGE:
         raise PartialBrainError(
             f"the brain could not be registered: as the header has it, its tissues explain "

@@ -119,12 +119,11 @@ def _by_source(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def real_scan_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per source (and ``all``): the counts and shares of the module docstring;
     ``registered`` and ``flagged_misregistered`` are shares of the images whose registration
-    was assessed: those with every output valid, and thick-slice ones with ``rereg_mm``."""
+    was assessed: those whose row gives ``rereg_mm``, which holds on thicker slices than most
+    outputs (:data:`bidsqc.validity.THICK_SLICE_COLUMNS`)."""
     rows = []
     for source, group in _by_source(table):
-        assessed = group[
-            (group["status"] == "ok") & (group["not_assessed"].isna() | group["rereg_mm"].notna())
-        ]
+        assessed = group[(group["status"] == "ok") & group["rereg_mm"].notna()]
         registered = assessed["rereg_mm"] < MISREGISTRATION_THRESHOLD_MM
         flagged = assessed["reasons"].str.contains(MISREGISTRATION_REASON, regex=True, na=False)
         clean = group[group["score"] == 1]
