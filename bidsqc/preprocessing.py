@@ -91,6 +91,11 @@ BRAIN_EXTRACTION_DILATION = 1
 #: ellipsoid and noise reach 0.010 at most, the ``train`` heads 0.189 or more, and 0.046 under
 #: the artefact network's most severe ghosting (docs/preprocessing.md).
 MIN_DEEP_TISSUE_CONTRAST = 0.02
+#: :func:`deep_tissue_contrast` that a brain in register shows at least (the ``train`` heads
+#: 0.189 or more, 0.046 under the most severe ghosting, a 3 mm FLAIR re-sliced to 13 mm 0.053).
+#: A fit from another start is taken for a header's that shows no brain anatomy only with this
+#: much: objects that are no brain reach 0.019 from other starts.
+BRAIN_IN_REGISTER_DEEP_TISSUE_CONTRAST = 0.04
 #: How far inside the template brain (voxels of the 2 mm grid: 14 mm) :func:`deep_tissue_contrast`
 #: looks: past the reach of any outline.
 DEEP_BRAIN_EROSION = 7
@@ -308,10 +313,10 @@ def register_to_template(
     contrast = tissue_contrast(registered, tpl)
     anatomy = deep_tissue_contrast(registered, tpl)
     if contrast < ORIENTATION_CHECK_BELOW:
-        others = _register_from_other_starts(img, brain, Path(out_dir), tpl, contrast, anatomy)
-        anatomy = max(anatomy, others.anatomy)
-        if others.tilted is not None:
-            result = others.tilted
+        tilted = _register_from_other_starts(img, brain, Path(out_dir), tpl, contrast, anatomy)
+        if tilted is not None:
+            result = tilted
+            anatomy = deep_tissue_contrast(result.registered.get_fdata(dtype=np.float32), tpl)
     if anatomy >= MIN_DEEP_TISSUE_CONTRAST:
         return result  # a brain, registered or not: rereg_mm tells which
     causes = ["not a brain (a phantom, another body part)", "a brain whose anatomy is lost"]
@@ -323,9 +328,9 @@ def register_to_template(
         )
     raise BrainExtractionError(
         "the registered image shows no brain anatomy: deep inside the template brain, its "
-        f"tissues explain {anatomy:.1%} of its intensity variation (a brain in register: 4% or "
-        f"more; bidsqc needs {MIN_DEEP_TISSUE_CONTRAST:.0%}): {', '.join(causes[:-1])} or "
-        f"{causes[-1]}"
+        f"tissues explain {anatomy:.1%} of its intensity variation (a brain in register: "
+        f"{BRAIN_IN_REGISTER_DEEP_TISSUE_CONTRAST:.0%} or more; bidsqc needs "
+        f"{MIN_DEEP_TISSUE_CONTRAST:.0%}): {', '.join(causes[:-1])} or {causes[-1]}"
     )
 
 
@@ -466,16 +471,6 @@ class _Fit:
     coverage: float
 
 
-@dataclass(frozen=True)
-class _OtherStarts:
-    """What :func:`_register_from_other_starts` found."""
-
-    #: The registration of a head tilted in its header; None when no start fits better.
-    tilted: RegistrationResult | None
-    #: The most brain anatomy (:func:`deep_tissue_contrast`) that any of its fits shows.
-    anatomy: float
-
-
 def _register_from_other_starts(
     img: nb.Nifti1Image,
     brain: np.ndarray,
@@ -483,7 +478,7 @@ def _register_from_other_starts(
     tpl: Template,
     contrast: float,
     anatomy: float,
-) -> _OtherStarts:
+) -> RegistrationResult | None:
     """Register ``img`` again from starts turned away from its header's orientation, when its
     registration left its tissues unexplained (``contrast``, its :func:`tissue_contrast`, below
     :data:`ORIENTATION_CHECK_BELOW`; ``anatomy``, its :func:`deep_tissue_contrast`); ``brain``
@@ -503,13 +498,13 @@ def _register_from_other_starts(
     tilted, regain 2.6 times theirs or more, as much as they had upright. A scan of low contrast
     even in register (a 2D FLAIR) cannot double it; it finds its orientation too when the
     header's fit shows no anatomy deep inside the brain (``anatomy`` below
-    :data:`MIN_DEEP_TISSUE_CONTRAST`) and this registration does.
+    :data:`MIN_DEEP_TISSUE_CONTRAST`) and this registration shows a brain in register
+    (:data:`BRAIN_IN_REGISTER_DEEP_TISSUE_CONTRAST`).
 
     The turn between the header's axes and that orientation tells the two kinds apart: no head
     lies in a scanner turned by more than :data:`MAX_TILT_DEGREES`. Returns the registration
-    from the header's orientation turned so for a tilted head (none when no start fits better),
-    with the most brain anatomy its fits show; raises :class:`HeaderOrientationError` for a
-    larger turn.
+    from the header's orientation turned so for a tilted head, None when no start fits better;
+    raises :class:`HeaderOrientationError` for a larger turn.
     A scan that misses much of the brain (a slab without its top third) fits nothing, and a
     turned half brain can fit better than none: a larger turn whose fit leaves the template
     brain outside the scan (:data:`~bidsqc.validity.MIN_BRAIN_COVERAGE`; a mislabelled whole
@@ -572,13 +567,9 @@ def _register_from_other_starts(
             for fit in fits
         ],
     )
-    anatomy_elsewhere = max((fit.anatomy for fit in fits), default=0.0)
     best = max(fits, key=lambda fit: fit.contrast, default=None)
-    if best is None or not (
-        (best.contrast >= 2 * contrast and best.contrast - contrast >= 0.1)
-        or anatomy < MIN_DEEP_TISSUE_CONTRAST <= best.anatomy
-    ):
-        return _OtherStarts(None, anatomy_elsewhere)
+    if best is None or not _finds_the_head(best, contrast, anatomy):
+        return None
     degrees = _degrees(best.rotation)
     if degrees <= MAX_TILT_DEGREES:
         result, found = best.result, best.contrast
@@ -592,7 +583,7 @@ def _register_from_other_starts(
             found,
             contrast,
         )
-        return _OtherStarts(result, anatomy_elsewhere)
+        return result
     if best.coverage < MIN_BRAIN_COVERAGE:
         raise PartialBrainError(
             f"the brain could not be registered: as the header has it, its tissues explain "
@@ -610,6 +601,15 @@ def _register_from_other_starts(
         f"explain {best.contrast:.0%} of its variance inside the template brain, against "
         f"{contrast:.0%} as the header has it (check the conversion from DICOM)"
     )
+
+
+def _finds_the_head(fit: _Fit, contrast: float, anatomy: float) -> bool:
+    """Whether ``fit`` found how the head lies where the header's fit, with ``contrast`` and
+    ``anatomy``, did not: it doubles the tissue contrast and gains 0.1, or it shows a brain in
+    register where the header's fit shows no brain anatomy."""
+    doubles = fit.contrast >= 2 * contrast and fit.contrast - contrast >= 0.1
+    shows_the_brain = fit.anatomy >= BRAIN_IN_REGISTER_DEEP_TISSUE_CONTRAST
+    return doubles or (anatomy < MIN_DEEP_TISSUE_CONTRAST and shows_the_brain)
 
 
 def _rotation(linear: np.ndarray) -> np.ndarray:
