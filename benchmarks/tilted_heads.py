@@ -13,14 +13,13 @@ each registration, its outcome and its time, and writes them to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 import pandas as pd
+from registration_rows import image_at_2mm, print_row, registration_parser
 
 from bidsqc.brain_extraction import extract_brain
 from bidsqc.data import load_template
@@ -28,8 +27,6 @@ from bidsqc.geometry import rigid_affine
 from bidsqc.measures.alignment import rereg_mm
 from bidsqc.preprocessing import (
     register_to_template,
-    reorient_to_ras,
-    resample_to_zoom,
     residual_misregistration,
     tissue_contrast,
 )
@@ -38,16 +35,14 @@ AXES = ("pitch", "roll", "yaw")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", nargs="+", type=Path, required=True)
+    parser = registration_parser(__doc__)
     parser.add_argument("--degrees", nargs="+", type=float, default=[30.0, 40.0, 50.0])
-    parser.add_argument("--out", type=Path, required=True)
     opts = parser.parse_args()
 
     template = load_template(2)
     rows = []
     for path in opts.images:
-        img = resample_to_zoom(reorient_to_ras(nb.load(path)))
+        img = image_at_2mm(path)
         centre = nb.affines.apply_affine(img.affine, np.argwhere(extract_brain(img)).mean(0))
         turns = [("pitch", 0.0)] + [
             (axis, sign * degrees) for degrees in opts.degrees for axis in AXES for sign in (1, -1)
@@ -73,13 +68,7 @@ def main() -> None:
                     row["outcome"] = "registered"
             row["seconds"] = time.perf_counter() - start
             rows.append(row)
-            print(
-                "\t".join(
-                    f"{value:.3f}" if isinstance(value, float) else str(value)
-                    for value in row.values()
-                ),
-                flush=True,
-            )
+            print_row(row)
     pd.DataFrame(rows).to_csv(opts.out, sep="\t", index=False, float_format="%.4g")
 
 

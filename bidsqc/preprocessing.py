@@ -12,10 +12,10 @@ template brain (:func:`_register_within_brain`). A skull-stripped image goes the
 mask being its brain. The whole image, scalp included, is then resampled through that
 transform, and the brain mask with it. A registered image must show brain anatomy deep
 inside the brain (:func:`deep_tissue_contrast`); one whose tissues explain little of it
-(:func:`tissue_contrast`) is first registered again from starts turned by
-quarter turns and by 45 degrees, which finds headers that mislabel the axes and heads that lie
-tilted in theirs. A rigid registration of the same kind, started where an image
-on the template grid lies, measures how far that image is from register
+(:func:`tissue_contrast`), and that shows little of that deep anatomy, is first registered again
+from starts turned by quarter turns and by 45 degrees, which finds headers that mislabel the
+axes and heads that lie tilted in theirs. A rigid registration of the same kind, started where
+an image on the template grid lies, measures how far that image is from register
 (:func:`residual_misregistration`).
 
 ANTs runs on one thread. With more, its optimisers add up the metric in the order the threads
@@ -96,6 +96,11 @@ MIN_DEEP_TISSUE_CONTRAST = 0.02
 #: A fit from another start is taken for a header's that shows no brain anatomy only with this
 #: much: objects that are no brain reach 0.019 from other starts.
 BRAIN_IN_REGISTER_DEEP_TISSUE_CONTRAST = 0.04
+#: :func:`deep_tissue_contrast` with which the registration from the header's orientation shows
+#: that it found how the head lies, so that no other start is tried: twice what heads reach
+#: from a header mislabelled by a quarter turn (0.036 at most, 115 turns of five heads) or tilted
+#: by 30-59 degrees (0.028); the 8 real scans that reach the check show 0.088 or more.
+ORIENTATION_FOUND_DEEP_TISSUE_CONTRAST = 0.08
 #: How far inside the template brain (voxels of the 2 mm grid: 14 mm) :func:`deep_tissue_contrast`
 #: looks: past the reach of any outline.
 DEEP_BRAIN_EROSION = 7
@@ -103,8 +108,9 @@ DEEP_BRAIN_EROSION = 7
 #: :func:`deep_tissue_contrast` divides out: a bias field's scale, larger than the tissues'.
 INTENSITY_TREND_SIGMA = 8.0
 #: :func:`tissue_contrast` below which a registration is tried again from starts turned away
-#: from the header's orientation (:func:`_register_from_other_starts`); 8 of the 96 real scans
-#: here lie below.
+#: from the header's orientation (:func:`_register_from_other_starts`), unless it shows
+#: anatomy deep inside the brain (:data:`ORIENTATION_FOUND_DEEP_TISSUE_CONTRAST`); 8 of the
+#: 96 real scans here lie below, and show it.
 ORIENTATION_CHECK_BELOW = 0.15
 #: Tilt (degrees) of the extra starts about each axis: from the header's orientation, heads
 #: tilted by 30-45 degrees in their headers are left misregistered (12 of 36 such turns of
@@ -312,7 +318,14 @@ def register_to_template(
     registered = result.registered.get_fdata(dtype=np.float32)
     contrast = tissue_contrast(registered, tpl)
     anatomy = deep_tissue_contrast(registered, tpl)
-    if contrast < ORIENTATION_CHECK_BELOW:
+    if contrast < ORIENTATION_CHECK_BELOW and anatomy >= ORIENTATION_FOUND_DEEP_TISSUE_CONTRAST:
+        logger.info(
+            "as registered, tissue contrast %.3f and deep anatomy %.3f: a brain of low contrast "
+            "in register, so no other start is tried",
+            contrast,
+            anatomy,
+        )
+    elif contrast < ORIENTATION_CHECK_BELOW:
         tilted = _register_from_other_starts(img, brain, Path(out_dir), tpl, contrast, anatomy)
         if tilted is not None:
             result = tilted
@@ -481,8 +494,10 @@ def _register_from_other_starts(
 ) -> RegistrationResult | None:
     """Register ``img`` again from starts turned away from its header's orientation, when its
     registration left its tissues unexplained (``contrast``, its :func:`tissue_contrast`, below
-    :data:`ORIENTATION_CHECK_BELOW`; ``anatomy``, its :func:`deep_tissue_contrast`); ``brain``
-    is its extracted brain, as it was registered.
+    :data:`ORIENTATION_CHECK_BELOW`) and shows little anatomy deep inside the brain
+    (``anatomy``, its :func:`deep_tissue_contrast`, below
+    :data:`ORIENTATION_FOUND_DEEP_TISSUE_CONTRAST`); ``brain`` is its extracted brain, as it
+    was registered.
 
     An affine registration starts from the header's orientation and turns the brain back by
     some tens of degrees at most. Two kinds of image lie further: a header whose axes are
