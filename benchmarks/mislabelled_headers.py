@@ -13,7 +13,6 @@ first) and writes them to ``--out``: what decides whether other starts are tried
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,19 +32,16 @@ from bidsqc.preprocessing import (
 
 
 def quarter_turns(data: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """The 24 rotations of the voxel array by quarter turns (the unturned first), each named
-    by the voxel axis and sign that each axis now holds."""
-    for order in itertools.permutations(range(3)):
-        for signs in itertools.product((1, -1), repeat=3):
-            matrix = np.zeros((3, 3))
-            matrix[range(3), order] = signs
-            if np.linalg.det(matrix) < 0:  # a mirror image, not a turn
-                continue
-            turned = np.transpose(data, order)
-            turned = np.flip(turned, [axis for axis, sign in enumerate(signs) if sign < 0])
-            axes = zip(order, signs, strict=True)
-            name = " ".join(f"{'+-'[sign < 0]}{axis}" for axis, sign in axes)
-            yield name, np.ascontiguousarray(turned)
+    """The voxel array turned by each of the 24 quarter turns that the registration tries as
+    starts (the unturned first), each named by the voxel axis and sign that each axis now
+    holds."""
+    for turn in preprocessing._quarter_turns():
+        order = np.abs(turn).argmax(axis=1)
+        signs = turn[range(3), order]
+        turned = np.flip(np.transpose(data, order), np.flatnonzero(signs < 0).tolist())
+        axes = zip(order, signs, strict=True)
+        name = " ".join(f"{'-' if sign < 0 else '+'}{axis}" for axis, sign in axes)
+        yield name, np.ascontiguousarray(turned)
 
 
 def main() -> None:
